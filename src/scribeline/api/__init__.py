@@ -1,0 +1,1 @@
+"""HTTP and WebSocket wiring: routes call into the layers below and nothing more."""

@@ -1,0 +1,110 @@
+"""The aiohttp application: routes, the error middleware, health checks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from scribeline.api import rest
+from scribeline.api.live import live_transcript
+from scribeline.api.producer import producer
+from scribeline.api.state import SERVICES, Services
+from scribeline.errors import CloseCode, ScribelineError
+
+__all__ = ["AccessLogger", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _error_body(code: str, message: str, **extra: Any) -> bytes:
+    return orjson.dumps({"error": code, "message": message, **extra})
+
+
+def _json_error(status: int, body: bytes) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every error to a JSON body; internal details never leave the server."""
+    try:
+        return await handler(request)
+    except ScribelineError as exc:
+        return _json_error(exc.http_status, orjson.dumps(exc.to_dict()))
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        return _json_error(
+            422, _error_body("invalid_request", "Request body is invalid", details=details)
+        )
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _json_error(413, _error_body("payload_too_large", exc.text or "Body too large"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return _json_error(exc.status, _error_body(code, exc.reason))
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return _json_error(500, _error_body("internal_error", "Internal server error"))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return rest.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    checks: dict[str, str] = {}
+    for name, probe in (("storage", services.storage.ping), ("broker", services.broker.ping)):
+        try:
+            await probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return rest.json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: the path without its query string, so no token is logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %.1fms',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+async def _close_streams(app: web.Application) -> None:
+    # SIGTERM: tell every client to reconnect elsewhere (1001) before handlers drain.
+    await app[SERVICES].registry.close_all(CloseCode.GOING_AWAY)
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        client_max_size=services.settings.max_body_bytes, middlewares=[errors_middleware]
+    )
+    app[SERVICES] = services
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/live-transcript/{call_sid}", live_transcript)
+    app.router.add_get("/v1/ingest/{call_sid}", producer)
+    app.router.add_routes(rest.routes)
+    app.on_shutdown.append(_close_streams)
+    return app

@@ -1,0 +1,108 @@
+"""``GET /live-transcript/{call_sid}``: the Burki-compatible stream (PROTOCOL.md section 1)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from aiohttp import web
+
+from scribeline.api.state import SERVICES
+from scribeline.api.websocket import open_websocket, report
+from scribeline.auth import extract_credentials
+from scribeline.connection import Connection
+from scribeline.errors import (
+    CloseCode,
+    ConnectionLimit,
+    InvalidCallSid,
+    InvalidMessage,
+    InvalidRequest,
+    ScribelineError,
+)
+from scribeline.events import TERMINAL_STATUSES, now_ms
+from scribeline.ingest.calls import CallService
+from scribeline.ingest.models import valid_call_sid
+from scribeline.protocols import live_transcript as proto
+from scribeline.protocols.frames import text_frame
+from scribeline.recovery import history_view, start_after
+
+__all__ = ["live_transcript"]
+
+FORMAT = "live-transcript"
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidRequest("since must be a non-negative integer")
+    return int(raw)
+
+
+async def live_transcript(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    call_sid = request.match_info["call_sid"]
+    credentials = extract_credentials(request)
+    conn = await open_websocket(request, services, credentials)
+    render_error = partial(_render_error, call_sid)
+    stream: str | None = None
+    attached = False
+    try:
+        if not valid_call_sid(call_sid):
+            raise InvalidCallSid()
+        principal = await services.auth.authenticate(credentials.token)
+        principal.require("read")
+        call = await services.calls.get(principal.org_id, call_sid)
+        since = _since(request)
+        if not services.registry.acquire(call.stream, services.settings.max_connections_per_call):
+            raise ConnectionLimit("Connection limit reached for this call")
+        stream = call.stream
+        await services.hub.attach(stream, conn, FORMAT, partial(proto.encode_event, call_sid))
+        attached = True
+
+        position = await services.storage.head(stream)
+        start = start_after(since, request.query.get("epoch"), position)
+        now = now_ms()
+        conn.send(proto.encode_connected(call_sid, now, position.epoch))
+        conn.send(proto.encode_status_snapshot(call, now))
+        history = await services.storage.read(stream, after=start)
+        for event in history_view(history):
+            conn.write(text_frame(proto.encode_event(call_sid, event)))
+        if history:
+            conn.last_seq = history[-1].seq
+            if history[-1].closes:
+                conn.close_soon(CloseCode.NORMAL)
+        conn.go_live()
+        if call.status in TERMINAL_STATUSES:
+            # Everything of an ended call is in storage, so history was all of it.
+            conn.close_soon(CloseCode.NORMAL)
+        await _serve_commands(conn, services.calls, principal.org_id, call_sid)
+    except Exception as exc:
+        await report(conn, exc, render_error)
+    finally:
+        if attached and stream is not None:
+            await services.hub.detach(stream, conn)
+        if stream is not None:
+            services.registry.release(stream)
+        await conn.close(CloseCode.NORMAL)
+    return conn.ws
+
+
+def _render_error(call_sid: str, error: ScribelineError) -> bytes:
+    return proto.encode_error(call_sid, error, now_ms())
+
+
+async def _serve_commands(conn: Connection, calls: CallService, org_id: int, call_sid: str) -> None:
+    """Answer ``ping`` and ``request_status`` until the client leaves."""
+    async for message in conn.receive():
+        try:
+            if not message.is_text:
+                raise InvalidMessage("Binary frames are not accepted; send JSON text")
+            command = proto.decode_client(message.data)
+            if isinstance(command, proto.Ping):
+                conn.send(proto.encode_pong(now_ms()))
+            else:
+                call = await calls.get(org_id, call_sid)
+                conn.send(proto.encode_status_snapshot(call, now_ms()))
+        except InvalidMessage as exc:
+            conn.send(_render_error(call_sid, exc))

@@ -1,0 +1,120 @@
+"""REST ingest and look-ups for calls (PROTOCOL.md section 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from scribeline.api.state import SERVICES, Services
+from scribeline.auth import Principal, extract_credentials
+from scribeline.domain import Call
+from scribeline.errors import InvalidJson, InvalidRequest
+from scribeline.events import CallStatus, EventType, format_ms
+from scribeline.ingest.models import CreateCall, SetStatus, Transcript, TranscriptBatch
+from scribeline.recovery import history_view
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 200
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def call_json(call: Call) -> dict[str, Any]:
+    return {
+        "call_sid": call.call_sid,
+        "status": call.status,
+        "assistant_id": call.assistant_id,
+        "started_at": format_ms(call.started_at),
+        "ended_at": format_ms(call.ended_at) if call.ended_at is not None else None,
+        "to_phone_number": call.to_phone_number,
+        "customer_phone_number": call.customer_phone_number,
+        "call_type": call.call_type,
+    }
+
+
+async def _principal(request: web.Request, scope: str) -> tuple[Services, Principal]:
+    services = request.app[SERVICES]
+    credentials = extract_credentials(request)
+    principal = await services.auth.authenticate(credentials.token)
+    principal.require(scope)
+    return services, principal
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()  # bounded by client_max_size (413 beyond)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJson("Request body is not valid JSON") from None
+
+
+@routes.post("/v1/calls")
+async def create_call(request: web.Request) -> web.Response:
+    services, principal = await _principal(request, "write")
+    body = CreateCall.model_validate(await _body(request))
+    call = await services.calls.create(principal.org_id, body)
+    return json_response(call_json(call), status=201)
+
+
+@routes.get("/v1/calls")
+async def list_calls(request: web.Request) -> web.Response:
+    services, principal = await _principal(request, "read")
+    status = request.query.get("status")
+    if status is not None and status not in CallStatus.__members__.values():
+        raise InvalidRequest(f"Unknown status {status!r}")
+    raw_limit = request.query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+    page = await services.storage.list_calls(
+        principal.org_id, status, int(raw_limit), request.query.get("cursor")
+    )
+    return json_response(
+        {"calls": [call_json(c) for c in page.calls], "next_cursor": page.next_cursor}
+    )
+
+
+@routes.get("/v1/calls/{call_sid}")
+async def get_call(request: web.Request) -> web.Response:
+    services, principal = await _principal(request, "read")
+    call = await services.calls.get(principal.org_id, request.match_info["call_sid"])
+    events = await services.storage.read(call.stream)
+    transcript = [
+        {**e.data, "seq": e.seq, "created_at": format_ms(e.ts)}
+        for e in history_view(events)
+        if e.type == EventType.TRANSCRIPT and e.data.get("is_final")
+    ]
+    return json_response({**call_json(call), "transcript": transcript})
+
+
+@routes.post("/v1/calls/{call_sid}/transcripts")
+async def append_transcripts(request: web.Request) -> web.Response:
+    services, principal = await _principal(request, "write")
+    call = await services.calls.get(principal.org_id, request.match_info["call_sid"])
+    body = await _body(request)
+    if isinstance(body, list):
+        if not body or len(body) > services.settings.max_batch_items:
+            raise InvalidRequest(
+                f"A batch holds 1 to {services.settings.max_batch_items} transcripts"
+            )
+        items = TranscriptBatch.validate_python(body)
+        stored = await services.calls.append_transcripts(call, items)
+        return json_response({"seqs": [e.seq for e in stored]}, status=201)
+    item = Transcript.model_validate(body)
+    (event,) = await services.calls.append_transcripts(call, [item])
+    return json_response({"seq": event.seq}, status=201)
+
+
+@routes.post("/v1/calls/{call_sid}/status")
+async def set_status(request: web.Request) -> web.Response:
+    services, principal = await _principal(request, "write")
+    call = await services.calls.get(principal.org_id, request.match_info["call_sid"])
+    body = SetStatus.model_validate(await _body(request))
+    event = await services.calls.set_status(call, body.status, body.metadata)
+    return json_response({"seq": event.seq}, status=201)

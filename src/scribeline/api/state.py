@@ -1,0 +1,31 @@
+"""What the request handlers share, held on the aiohttp application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from scribeline.auth import Authenticator
+from scribeline.broker import Broker
+from scribeline.config import Settings
+from scribeline.connection import Registry
+from scribeline.hub import Hub
+from scribeline.ingest.calls import CallService
+from scribeline.storage import Storage
+
+__all__ = ["SERVICES", "Services"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    storage: Storage
+    broker: Broker
+    hub: Hub
+    registry: Registry
+    auth: Authenticator
+    calls: CallService
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

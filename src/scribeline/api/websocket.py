@@ -1,0 +1,60 @@
+"""Opening server WebSockets and refusing them, the same way for every endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from scribeline.api.state import Services
+from scribeline.auth import Credentials
+from scribeline.connection import Connection
+from scribeline.errors import ScribelineError, close_code_for
+
+__all__ = ["open_websocket", "report"]
+
+log = logging.getLogger(__name__)
+
+
+async def open_websocket(
+    request: web.Request, services: Services, credentials: Credentials
+) -> Connection:
+    """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection."""
+    s = services.settings
+    ws = web.WebSocketResponse(
+        protocols=(credentials.subprotocol,) if credentials.subprotocol else (),
+        compress=False,  # one frame for all subscribers (DESIGN.md)
+        autoping=False,  # pings are the registry's; pongs are seen by Connection
+        max_msg_size=s.max_frame_bytes,
+        timeout=s.close_timeout,
+    )
+    await ws.prepare(request)
+    return Connection(
+        ws,
+        request,
+        services.registry,
+        limit=s.send_buffer_bytes,
+        messages_per_second=s.client_messages_per_second,
+        close_timeout=s.close_timeout,
+        socket_send_buffer=s.socket_send_buffer_bytes,
+    )
+
+
+async def report(
+    conn: Connection, exc: BaseException, render: Callable[[ScribelineError], bytes]
+) -> None:
+    """Tell the client about ``exc``; close unless the error leaves the connection usable.
+
+    Internal errors are logged here and reach the client only as a generic message.
+    """
+    if conn.closing:
+        return
+    if not isinstance(exc, ScribelineError):
+        log.exception("internal error on a WebSocket", exc_info=exc)
+        exc = ScribelineError("Internal server error")
+    with contextlib.suppress(ConnectionError):
+        conn.send(render(exc))
+    if not exc.keeps_connection:
+        await conn.close(close_code_for(exc))

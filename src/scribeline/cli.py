@@ -1,0 +1,201 @@
+"""The ``scribeline`` command: run the server and administer organizations and keys.
+
+Administrative commands open the data directory's database directly, so they
+work with or without a running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from scribeline.config import Settings
+from scribeline.events import format_ms
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _with_storage(args: argparse.Namespace, action: Callable[[Any], Awaitable[T]]) -> T:
+    from scribeline.storage import open_storage
+
+    settings = _settings(args)
+
+    async def run() -> T:
+        storage = await open_storage(settings.database_url, settings.data_dir)
+        try:
+            return await action(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def _fail(message: str) -> int:
+    print(f"scribeline: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from scribeline import server
+
+    settings = _settings(args)
+    if args.demo:
+        from scribeline.demo.runner import start_demo
+
+        return server.run(settings, start_demo)
+    return server.run(settings)
+
+
+def cmd_orgs_create(args: argparse.Namespace) -> int:
+    from scribeline.errors import Conflict
+
+    try:
+        org = _with_storage(args, lambda s: s.create_org(args.name))
+    except Conflict as exc:
+        return _fail(exc.message)
+    print(f"Created organization {org.name} (id {org.id})")
+    return 0
+
+
+async def _org_id(storage: Any, name: str) -> int:
+    from scribeline.errors import NotFound
+
+    org = await storage.get_org(name)
+    if org is None:
+        raise NotFound(f"No organization named {name!r}")
+    return int(org.id)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from scribeline.auth import new_api_key, parse_scopes
+    from scribeline.errors import NotFound
+
+    try:
+        scopes = parse_scopes(args.scopes)
+    except ValueError as exc:
+        return _fail(str(exc))
+    key, prefix, digest = new_api_key()
+
+    async def create(storage: Any) -> Any:
+        return await storage.add_api_key(
+            await _org_id(storage, args.org), prefix, digest, scopes, args.name
+        )
+
+    try:
+        record = _with_storage(args, create)
+    except NotFound as exc:
+        return _fail(exc.message)
+    print(
+        f"Created key {record.prefix}… (id {record.id}) for {args.org}, scopes "
+        f"{','.join(sorted(scopes))}. It is shown once; store it now:"
+    )
+    print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from scribeline.errors import NotFound
+
+    async def run(storage: Any) -> Any:
+        return await storage.list_api_keys(await _org_id(storage, args.org))
+
+    try:
+        keys = _with_storage(args, run)
+    except NotFound as exc:
+        return _fail(exc.message)
+    for k in keys:
+        state = f"revoked {format_ms(k.revoked_at)}" if k.revoked_at else "active"
+        print(f"{k.id}\t{k.prefix}…\t{','.join(sorted(k.scopes))}\t{state}\t{k.name}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    async def run(storage: Any) -> Any:
+        org_id = await _org_id(storage, args.org) if args.org else None
+        return await storage.revoke_api_key(org_id, args.key.removesuffix("…"))
+
+    key = _with_storage(args, run)
+    if key is None:
+        return _fail(f"no key {args.key!r}")
+    print(f"Revoked key {key.prefix}… (id {key.id})")
+    return 0
+
+
+def cmd_calls_list(args: argparse.Namespace) -> int:
+    async def run(storage: Any) -> Any:
+        org_id = await _org_id(storage, args.org) if args.org else None
+        status = "in-progress" if args.active else None
+        return await storage.list_calls(org_id, status, args.limit, None)
+
+    page = _with_storage(args, run)
+    for call in page.calls:
+        print(
+            f"{call.call_sid}\t{call.status}\t{format_ms(call.started_at)}\t"
+            f"{call.customer_phone_number or ''}"
+        )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    net = argparse.ArgumentParser(add_help=False)
+    net.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    net.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+
+    parser = argparse.ArgumentParser(prog="scribeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[net, data], help="run the server")
+    serve.add_argument("--demo", action="store_true", help="also run simulated calls")
+    serve.set_defaults(func=cmd_serve)
+    demo = sub.add_parser("demo", parents=[net, data], help="serve with simulated live calls")
+    demo.set_defaults(func=cmd_serve, demo=True)
+
+    orgs = sub.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
+    create_org = orgs.add_parser("create", parents=[data])
+    create_org.add_argument("name")
+    create_org.set_defaults(func=cmd_orgs_create)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    create_key = keys.add_parser("create", parents=[data])
+    create_key.add_argument("--org", required=True)
+    create_key.add_argument("--scopes", default="read,write", help="comma list: read,write,admin")
+    create_key.add_argument("--name", default="", help="a label for the key")
+    create_key.set_defaults(func=cmd_keys_create)
+    list_keys = keys.add_parser("list", parents=[data])
+    list_keys.add_argument("--org", required=True)
+    list_keys.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", parents=[data])
+    revoke.add_argument("key", help="the key's id or prefix (as `keys list` shows)")
+    revoke.add_argument("--org", help="only within this organization")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    calls = sub.add_parser("calls", help="calls").add_subparsers(dest="action", required=True)
+    list_calls = calls.add_parser("list", parents=[data])
+    list_calls.add_argument("--active", action="store_true", help="only calls in progress")
+    list_calls.add_argument("--org", help="only this organization's calls")
+    list_calls.add_argument("--limit", type=int, default=50)
+    list_calls.set_defaults(func=cmd_calls_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

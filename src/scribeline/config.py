@@ -1,0 +1,53 @@
+"""Settings, read once at start-up from ``SCRIBELINE_*`` variables and flags.
+
+Every limit the server enforces is here, with the default the documented API
+implies (PROTOCOL.md section 1, DESIGN.md "Defaults").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Server configuration. Environment: ``SCRIBELINE_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCRIBELINE_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    #: Storage URL; empty means SQLite in ``data_dir``.
+    database_url: str = ""
+    #: Broker URL: ``memory://`` (one process).
+    broker_url: str = "memory://"
+
+    max_connections_per_call: int = Field(10, ge=1)
+    client_messages_per_second: float = Field(100.0, gt=0)
+    max_frame_bytes: int = Field(64 * 1024, ge=128)
+    ping_interval: float = Field(20.0, gt=0)
+    ping_timeout: float = Field(20.0, gt=0)
+    #: Outgoing bytes a subscriber may have waiting before it is closed with 1013.
+    send_buffer_bytes: int = Field(1024 * 1024, ge=4096)
+    #: Kernel send buffer of subscriber sockets (0 keeps the OS default).
+    socket_send_buffer_bytes: int = Field(256 * 1024, ge=0)
+    #: Seconds a closing connection gets to say goodbye before it is aborted.
+    close_timeout: float = Field(5.0, gt=0)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_batch_items: int = Field(1000, ge=1)
+    #: Appends a producer WebSocket may have in flight before it stops reading.
+    producer_max_in_flight: int = Field(1024, ge=1)
+    #: Seconds to wait for in-flight work when stopping.
+    shutdown_timeout: float = Field(10.0, gt=0)
+
+    access_log: bool = False
+    log_level: str = "INFO"
+
+    def sqlite_path(self) -> Path:
+        """Where the embedded database lives."""
+        return self.data_dir / "scribeline.db"

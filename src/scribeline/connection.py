@@ -1,0 +1,271 @@
+"""One server-side WebSocket: bounded outgoing bytes, ordered by seq, liveness.
+
+Outgoing frames are pre-built bytes written straight to the socket's
+transport (DESIGN.md, "Stack"); the transport's write buffer is the
+connection's one bounded queue. Once it holds more than ``limit`` bytes the
+client is not keeping up: it is closed with 1013 and resumes with ``since``,
+and nobody else ever waits for it.
+
+While a subscriber joins a stream, live events are held in ``pending`` (also
+bounded) until history has been sent; ``go_live`` then sends the held events
+that history did not cover. ``last_seq`` makes every seq go out at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from scribeline.errors import CloseCode, RateLimited
+from scribeline.protocols.frames import PING_FRAME, text_frame
+
+__all__ = ["Connection", "Inbound", "Registry", "TokenBucket"]
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """Allows ``rate`` messages per second on average, bursts up to ``rate``."""
+
+    __slots__ = ("_capacity", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._capacity = max(rate, 1.0)
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A data message from the client."""
+
+    data: str | bytes
+    is_text: bool
+
+
+class Connection:
+    """The server's side of one WebSocket."""
+
+    __slots__ = (
+        "_bucket",
+        "_close_task",
+        "_close_timeout",
+        "_registry",
+        "closing",
+        "joining",
+        "last_ping",
+        "last_seq",
+        "limit",
+        "pending",
+        "pending_bytes",
+        "ping_sent_at",
+        "transport",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        registry: Registry,
+        *,
+        limit: int,
+        messages_per_second: float,
+        close_timeout: float,
+        socket_send_buffer: int = 0,
+    ) -> None:
+        transport = request.transport
+        assert transport is not None
+        self.ws = ws
+        self.transport = transport
+        self.limit = limit
+        self.last_seq = 0
+        self.joining = False
+        self.pending: list[tuple[int, bytes, bool]] = []
+        self.pending_bytes = 0
+        self.closing = False
+        self.ping_sent_at = 0.0
+        self.last_ping = time.monotonic()
+        self._bucket = TokenBucket(messages_per_second)
+        self._close_timeout = close_timeout
+        self._close_task: asyncio.Task[None] | None = None
+        self._registry = registry
+        if socket_send_buffer:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
+        registry.add(self)
+
+    # -- outgoing --------------------------------------------------------------
+
+    def write(self, frame: bytes) -> None:
+        """Queue a complete frame; close with 1013 if the client is too far behind."""
+        if self.closing or self.transport.is_closing():
+            return
+        self.transport.write(frame)
+        if self.transport.get_write_buffer_size() > self.limit:
+            log.info("closing slow consumer (%d bytes queued)", self.limit)
+            self.close_soon(CloseCode.TRY_AGAIN_LATER)
+
+    def send(self, payload: bytes) -> None:
+        """Send one JSON text message."""
+        self.write(text_frame(payload))
+
+    def offer(self, seq: int, frame: bytes, closes: bool) -> None:
+        """Deliver a stream event (hub fan-out). Never awaits."""
+        if self.joining:
+            self.pending.append((seq, frame, closes))
+            self.pending_bytes += len(frame)
+            if self.pending_bytes > self.limit:
+                self.close_soon(CloseCode.TRY_AGAIN_LATER)
+            return
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        self.write(frame)
+        if closes:
+            self.close_soon(CloseCode.NORMAL)
+
+    def go_live(self) -> None:
+        """Send the events held while joining that history did not include."""
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        self.joining = False
+        for seq, frame, closes in pending:
+            self.offer(seq, frame, closes)
+
+    # -- incoming --------------------------------------------------------------
+
+    async def receive(self) -> AsyncIterator[Inbound]:
+        """Client data messages until the connection closes; enforces the rate limit."""
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                if not self._bucket.take():
+                    raise RateLimited("Too many messages")
+                yield Inbound(msg.data, kind is WSMsgType.TEXT)
+            elif kind is WSMsgType.PONG:
+                self.ping_sent_at = 0.0
+            elif kind is WSMsgType.PING:
+                if not self._bucket.take():
+                    raise RateLimited("Too many messages")
+                with contextlib.suppress(ConnectionError):
+                    await ws.pong(msg.data)
+            else:
+                return
+
+    # -- closing ---------------------------------------------------------------
+
+    def close_soon(self, code: int) -> None:
+        """Start closing (once) without waiting for it."""
+        if self._close_task is None:
+            self.closing = True
+            self._close_task = asyncio.get_running_loop().create_task(self._close(code))
+
+    async def close(self, code: int) -> None:
+        """Close and wait until the socket is released."""
+        self.close_soon(code)
+        assert self._close_task is not None
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, code: int) -> None:
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self.ws.close(code=code, drain=False)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            # A peer that stopped reading never drains its buffer; do not keep it.
+            if self.transport.get_write_buffer_size() or not self.transport.is_closing():
+                self.transport.abort()
+            self._registry.discard(self)
+
+    def abort(self) -> None:
+        """Drop the connection at once (an unresponsive peer)."""
+        self.closing = True
+        self.transport.abort()
+        self._registry.discard(self)
+
+
+class Registry:
+    """Every open connection of the process: keep-alive pings, limits, shutdown."""
+
+    def __init__(self, ping_interval: float, ping_timeout: float) -> None:
+        self._connections: set[Connection] = set()
+        self._counts: dict[str, int] = {}
+        self._interval = ping_interval
+        self._timeout = ping_timeout
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def add(self, conn: Connection) -> None:
+        self._connections.add(conn)
+
+    def discard(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+
+    def acquire(self, key: str, limit: int) -> bool:
+        """Count one more connection on ``key`` unless ``limit`` is reached."""
+        count = self._counts.get(key, 0)
+        if count >= limit:
+            return False
+        self._counts[key] = count + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self._counts.get(key, 0) - 1
+        if count > 0:
+            self._counts[key] = count
+        else:
+            self._counts.pop(key, None)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._keepalive())
+
+    async def _keepalive(self) -> None:
+        # One timer for the whole process, one shared ping frame.
+        tick = min(max(min(self._interval, self._timeout) / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for conn in list(self._connections):
+                if conn.closing:
+                    continue
+                if conn.ping_sent_at:
+                    if now - conn.ping_sent_at >= self._timeout:
+                        log.info("dropping a peer that did not answer a ping")
+                        conn.abort()
+                elif now - conn.last_ping >= self._interval:
+                    conn.last_ping = conn.ping_sent_at = now
+                    conn.write(PING_FRAME)
+
+    async def close_all(self, code: int) -> None:
+        """Close every connection with ``code`` (server shutdown: 1001)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        conns = list(self._connections)
+        if conns:
+            await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)

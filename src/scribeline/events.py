@@ -1,0 +1,106 @@
+"""Event types shared by storage, broker, hub and protocol adapters.
+
+An event is stored in a *stream* (one per call: ``call:<id>``) under a
+sequence number assigned by storage. Events are immutable once stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "CallStatus",
+    "EventType",
+    "NewEvent",
+    "Position",
+    "StoredEvent",
+    "call_stream",
+    "format_ms",
+    "now_ms",
+]
+
+
+class EventType(StrEnum):
+    """Kinds of stored events."""
+
+    TRANSCRIPT = "transcript"
+    CALL_STATUS = "call_status"
+
+
+class CallStatus(StrEnum):
+    """Call lifecycle states (PROTOCOL.md section 1)."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {
+        CallStatus.COMPLETED,
+        CallStatus.FAILED,
+        CallStatus.BUSY,
+        CallStatus.NO_ANSWER,
+        CallStatus.CANCELED,
+    }
+)
+
+
+def call_stream(call_id: int) -> str:
+    """The stream key of a call (internal id, never the client-chosen SID)."""
+    return f"call:{call_id}"
+
+
+def now_ms() -> int:
+    """Wall-clock time in integer milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def format_ms(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds and a ``Z``: ``2026-01-19T12:00:05.123Z``."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a stream stands: the last assigned seq and the stream's epoch.
+
+    The epoch changes when a stream's storage is reset, so a client holding a
+    seq from an earlier epoch replays from the start rather than skipping.
+    """
+
+    seq: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append. ``closes`` marks the last event a stream accepts."""
+
+    type: str
+    data: dict[str, Any]
+    closes: bool = False
+    ts: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as storage returns it, with its assigned ``seq``."""
+
+    stream: str
+    seq: int
+    type: str
+    ts: int
+    data: dict[str, Any]
+    closes: bool = False

@@ -1,0 +1,208 @@
+"""Stream fan-out: one broker subscription per stream per process.
+
+For each stream with local subscribers the hub keeps a ``Topic``. The topic
+turns what the broker delivers into a gap-free, duplicate-free sequence: an
+event whose seq is not the next one is held while the missing range is read
+from storage (a lost or reordered broker message), stale seqs are dropped.
+Each event is encoded once per wire format and the same frame bytes are
+offered to every subscriber of that format; offering never awaits a socket.
+
+Joining (DESIGN.md): ``attach`` subscribes first and holds live events on the
+connection; the caller then reads and sends history and calls
+``Connection.go_live``. Because the topic knows the stream head from after its
+broker subscription, history (read later) always reaches at least the first
+event the connection holds, so nothing falls between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from scribeline.broker import Broker, unpack
+from scribeline.connection import Connection
+from scribeline.errors import CloseCode
+from scribeline.events import StoredEvent
+from scribeline.protocols.frames import text_frame
+from scribeline.storage import EventLog
+
+__all__ = ["Encoder", "Hub"]
+
+log = logging.getLogger(__name__)
+
+#: Renders a stored event as one wire format's JSON payload.
+Encoder = Callable[[StoredEvent], bytes]
+
+#: Out-of-order events a topic holds while it reads a gap from storage.
+MAX_HELD = 10_000
+
+
+class _Topic:
+    __slots__ = ("groups", "held", "last", "ready", "stream", "unsubscribed")
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        # format key -> (encoder, subscribers)
+        self.groups: dict[str, tuple[Encoder, set[Connection]]] = {}
+        self.last: int | None = None  # last seq dispatched; None until the head is known
+        self.held: dict[int, StoredEvent] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unsubscribed: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(subs) for _, subs in self.groups.values())
+
+    def dispatch(self, event: StoredEvent) -> None:
+        for encoder, subs in self.groups.values():
+            frame = text_frame(encoder(event))
+            for conn in list(subs):
+                conn.offer(event.seq, frame, event.closes)
+
+
+class Hub:
+    """Maps streams to the local connections that follow them."""
+
+    def __init__(self, broker: Broker, storage: EventLog) -> None:
+        self._broker = broker
+        self._storage = storage
+        self._topics: dict[str, _Topic] = {}
+        self._fills: set[asyncio.Task[None]] = set()
+
+    @property
+    def topics(self) -> int:
+        return len(self._topics)
+
+    def deliver(self, channel: str, payload: bytes) -> None:
+        """The broker's callback: one published event."""
+        topic = self._topics.get(channel)
+        if topic is None:
+            return
+        self._receive(topic, unpack(payload))
+
+    async def attach(
+        self, stream: str, conn: Connection, format_key: str, encoder: Encoder
+    ) -> None:
+        """Start holding ``stream``'s live events on ``conn`` (which is joining)."""
+        topic = self._topics.get(stream)
+        while topic is not None and topic.unsubscribed is not None:
+            await topic.unsubscribed  # a previous topic of this stream is going away
+            topic = self._topics.get(stream)
+        conn.joining = True
+        if topic is None:
+            topic = _Topic(stream)
+            self._topics[stream] = topic
+            self._add(topic, conn, format_key, encoder)
+            try:
+                await self._broker.subscribe(stream)
+                head = await self._storage.head(stream)
+            except BaseException as exc:
+                topic.ready.set_exception(exc)
+                topic.ready.exception()  # retrieved: the caller sees it here
+                self._topics.pop(stream, None)
+                raise
+            topic.last = head.seq
+            topic.ready.set_result(None)
+            self._release_held(topic)
+        else:
+            self._add(topic, conn, format_key, encoder)
+            await asyncio.shield(topic.ready)
+
+    async def detach(self, stream: str, conn: Connection) -> None:
+        """Stop delivering to ``conn``; the last one out unsubscribes."""
+        topic = self._topics.get(stream)
+        if topic is None:
+            return
+        for _, subs in topic.groups.values():
+            subs.discard(conn)
+        if len(topic) or topic.unsubscribed is not None:
+            return
+        topic.unsubscribed = asyncio.get_running_loop().create_future()
+        try:
+            await self._broker.unsubscribe(stream)
+        finally:
+            self._topics.pop(stream, None)
+            topic.unsubscribed.set_result(None)
+
+    async def close(self) -> None:
+        for task in list(self._fills):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @staticmethod
+    def _add(topic: _Topic, conn: Connection, format_key: str, encoder: Encoder) -> None:
+        group = topic.groups.get(format_key)
+        if group is None:
+            topic.groups[format_key] = (encoder, {conn})
+        else:
+            group[1].add(conn)
+
+    def _receive(self, topic: _Topic, event: StoredEvent) -> None:
+        last = topic.last
+        if last is None or event.seq > last + 1:
+            if len(topic.held) >= MAX_HELD:
+                self._fail(topic)
+                return
+            topic.held[event.seq] = event
+            if last is not None and len(topic.held) == 1:
+                self._fill(topic)
+            return
+        if event.seq <= last:
+            return
+        topic.last = event.seq
+        topic.dispatch(event)
+        if topic.held:
+            self._release_held(topic)
+
+    def _release_held(self, topic: _Topic) -> None:
+        """Dispatch held events that are now next in line; fill any remaining gap."""
+        held = topic.held
+        assert topic.last is not None
+        for seq in [s for s in held if s <= topic.last]:
+            del held[seq]
+        while topic.last + 1 in held:
+            event = held.pop(topic.last + 1)
+            topic.last = event.seq
+            topic.dispatch(event)
+        if held:
+            self._fill(topic)
+
+    def _fill(self, topic: _Topic) -> None:
+        task = asyncio.get_running_loop().create_task(self._read_gap(topic))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def _read_gap(self, topic: _Topic) -> None:
+        if topic.last is None or not topic.held:
+            return
+        upto = min(topic.held)
+        try:
+            missing = await self._storage.read(
+                topic.stream, after=topic.last, limit=upto - topic.last - 1
+            )
+        except Exception:
+            log.exception("could not read a gap of %s from storage", topic.stream)
+            self._fail(topic)
+            return
+        if self._topics.get(topic.stream) is not topic:
+            return
+        before = topic.last
+        for event in missing:
+            if topic.last is not None and event.seq == topic.last + 1:
+                topic.last = event.seq
+                topic.dispatch(event)
+        if topic.last == before and topic.held and min(topic.held) > (before or 0) + 1:
+            self._fail(topic)  # storage lacks what the broker announced: do not spin
+            return
+        self._release_held(topic)
+
+    @staticmethod
+    def _fail(topic: _Topic) -> None:
+        # Subscribers resume from their last seq on reconnect; nothing is lost.
+        log.error("stream %s cannot be kept in order; closing its subscribers", topic.stream)
+        topic.held.clear()
+        for _, subs in topic.groups.values():
+            for conn in list(subs):
+                conn.close_soon(CloseCode.TRY_AGAIN_LATER)

@@ -1,0 +1,1 @@
+"""How events get in: request models and the calls service."""

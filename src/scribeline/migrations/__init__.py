@@ -1,0 +1,1 @@
+"""Schema migrations (Alembic), applied at start-up by ``scribeline.storage.migrate``."""

@@ -1,0 +1,1 @@
+"""Wire formats: pure functions from events to bytes and from client bytes to commands."""

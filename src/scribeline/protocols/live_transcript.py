@@ -1,0 +1,120 @@
+"""The Burki-compatible live-transcript wire format (PROTOCOL.md section 1).
+
+Pure: stored events and call records in, JSON bytes out; client text in,
+commands out. No sockets, no clocks (callers pass ``now`` in milliseconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from scribeline.domain import Call
+from scribeline.errors import InvalidMessage, ScribelineError
+from scribeline.events import EventType, StoredEvent, format_ms
+
+__all__ = [
+    "Ping",
+    "RequestStatus",
+    "decode_client",
+    "encode_connected",
+    "encode_error",
+    "encode_event",
+    "encode_pong",
+    "encode_status_snapshot",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"type":"ping"}``: answer with a pong."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStatus:
+    """``{"type":"request_status"}``: answer with the current call status."""
+
+
+ClientCommand = Ping | RequestStatus
+
+_COMMANDS: dict[str, ClientCommand] = {"ping": Ping(), "request_status": RequestStatus()}
+
+
+def decode_client(text: str | bytes) -> ClientCommand:
+    """Parse a client message; raise ``InvalidMessage`` for anything not understood."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidMessage("Message is not valid JSON") from None
+    kind = message.get("type") if isinstance(message, dict) else None
+    command = _COMMANDS.get(kind) if isinstance(kind, str) else None
+    if command is None:
+        raise InvalidMessage("Unknown message type; expected 'ping' or 'request_status'")
+    return command
+
+
+def encode_connected(call_sid: str, now: int, epoch: str) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "connection_established",
+            "call_sid": call_sid,
+            "timestamp": format_ms(now),
+            "message": "Connected to live transcript stream",
+            "epoch": epoch,
+        }
+    )
+
+
+def encode_status_snapshot(call: Call, now: int) -> bytes:
+    """The call's current status, without ``seq`` (step 2, and ``request_status``)."""
+    return orjson.dumps(
+        {
+            "type": "call_status",
+            "call_sid": call.call_sid,
+            "timestamp": format_ms(now),
+            "status": call.status,
+            "metadata": call.metadata(),
+        }
+    )
+
+
+def encode_event(call_sid: str, event: StoredEvent) -> bytes:
+    """A stored transcript or status event with its ``seq``."""
+    data = event.data
+    message: dict[str, Any]
+    if event.type == EventType.TRANSCRIPT:
+        message = {
+            "type": "transcript",
+            "call_sid": call_sid,
+            "timestamp": format_ms(event.ts),
+            "seq": event.seq,
+            "data": {**data, "created_at": format_ms(event.ts)},
+        }
+    else:
+        message = {
+            "type": "call_status",
+            "call_sid": call_sid,
+            "timestamp": format_ms(event.ts),
+            "seq": event.seq,
+            "status": data["status"],
+            "metadata": data.get("metadata", {}),
+        }
+    return orjson.dumps(message)
+
+
+def encode_pong(now: int) -> bytes:
+    return orjson.dumps({"type": "pong", "timestamp": format_ms(now)})
+
+
+def encode_error(call_sid: str, error: ScribelineError, now: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "error",
+            "call_sid": call_sid,
+            "timestamp": format_ms(now),
+            "error": error.code,
+            "message": error.message,
+        }
+    )

@@ -1,0 +1,125 @@
+"""Running the server: build the services, listen, stop cleanly on SIGTERM.
+
+Stopping closes every WebSocket with 1001 (clients reconnect with ``since``),
+lets in-flight requests finish, then flushes storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from scribeline.api.app import AccessLogger, create_app
+from scribeline.api.state import Services
+from scribeline.auth import Authenticator
+from scribeline.broker import open_broker
+from scribeline.config import Settings
+from scribeline.connection import Registry
+from scribeline.hub import Hub
+from scribeline.ingest.calls import CallService
+from scribeline.storage import open_storage
+
+#: A start-up hook, given the running server (the demo is one).
+StartHook = Callable[["Running"], Coroutine[Any, Any, None]]
+
+__all__ = ["Running", "build_services", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+async def build_services(settings: Settings) -> Services:
+    storage = await open_storage(settings.database_url, settings.data_dir)
+    broker = open_broker(settings.broker_url)
+    hub = Hub(broker, storage)
+    await broker.start(hub.deliver)
+    registry = Registry(settings.ping_interval, settings.ping_timeout)
+    return Services(
+        settings=settings,
+        storage=storage,
+        broker=broker,
+        hub=hub,
+        registry=registry,
+        auth=Authenticator(storage),
+        calls=CallService(storage, broker),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A started server, handed to start-up hooks (the demo)."""
+
+    services: Services
+    base_url: str
+    stopping: asyncio.Event
+
+
+async def serve(settings: Settings, on_started: StartHook | None = None) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    services = await build_services(settings)
+    app = create_app(services)
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("scribeline.access") if settings.access_log else None,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    base_url = f"http://{host}:{port}"
+    services.registry.start()
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    print(f"Scribeline listening on {base_url}", flush=True)
+    hook: asyncio.Task[None] | None = None
+    if on_started is not None:
+        hook = loop.create_task(on_started(Running(services, base_url, stopping)))
+
+    # Objects alive after start-up are long-lived: keep them out of GC scans (p99).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+    await stopping.wait()
+    log.info("stopping: closing streams with 1001 and draining")
+    if hook is not None:
+        # The hook sees ``stopping`` too and winds down (the demo completes its calls).
+        done, _ = await asyncio.wait([hook], timeout=settings.shutdown_timeout)
+        if not done:
+            hook.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hook
+    await runner.cleanup()  # closes listeners, runs on_shutdown (1001), drains handlers
+    await services.hub.close()
+    await services.broker.close()
+    await services.storage.close()
+    log.info("stopped")
+
+
+def run(settings: Settings, on_started: StartHook | None = None) -> int:
+    """Run :func:`serve` on uvloop; the process exit status."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    import uvloop
+
+    uvloop.run(serve(settings, on_started))
+    return 0

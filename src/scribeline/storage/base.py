@@ -1,0 +1,104 @@
+"""The storage interfaces: the event log (system of record) and the catalog.
+
+``EventLog`` is the contract every backend honours and the contract suite in
+``tests/contract`` checks:
+
+* ``append`` assigns each event the stream's next seq (1, 2, 3, ...) in the
+  same transaction that stores it, and returns only once the events are
+  durable. Appends to one stream are serialized; a batch is all or nothing.
+* An event with ``closes=True`` ends the stream: later appends raise
+  ``StreamClosed``.
+* ``read`` returns stored events with ``seq > after`` in seq order.
+* ``head`` is the last assigned seq and the stream's epoch (``Position(0, "")``
+  for a stream that has no events yet).
+
+``Catalog`` holds the organizations, keys, assistants and calls. Creating a
+call appends its initial status event in the same transaction, and the call's
+``status`` is a projection of its latest ``call_status`` event.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
+from scribeline.events import NewEvent, Position, StoredEvent
+
+__all__ = ["Catalog", "EventLog", "Storage"]
+
+
+class EventLog(ABC):
+    """Durable, ordered, per-stream event history."""
+
+    @abstractmethod
+    async def append(self, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Store ``events`` at the end of ``stream``; return them with their seqs."""
+
+    @abstractmethod
+    async def read(
+        self, stream: str, after: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """Events of ``stream`` with ``seq > after``, oldest first."""
+
+    @abstractmethod
+    async def head(self, stream: str) -> Position:
+        """The stream's last seq and epoch."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release resources."""
+
+
+class Catalog(ABC):
+    """Organizations, API keys, assistants and calls."""
+
+    @abstractmethod
+    async def create_org(self, name: str) -> Organization:
+        """Create an organization with an owner user and a default assistant."""
+
+    @abstractmethod
+    async def get_org(self, name: str) -> Organization | None: ...
+
+    @abstractmethod
+    async def add_api_key(
+        self, org_id: int, prefix: str, key_hash: bytes, scopes: frozenset[str], name: str
+    ) -> ApiKey:
+        """Store a new key (hash only) for the organization's owner."""
+
+    @abstractmethod
+    async def find_api_key(self, key_hash: bytes) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+
+    @abstractmethod
+    async def list_api_keys(self, org_id: int) -> list[ApiKey]: ...
+
+    @abstractmethod
+    async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
+        """Revoke a key by id or prefix (within one organization if given); None if absent."""
+
+    @abstractmethod
+    async def get_assistant(self, org_id: int, assistant_id: int | None) -> Assistant | None:
+        """The given assistant of the organization, or its default one."""
+
+    @abstractmethod
+    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
+        """Insert a call (``call.id`` is ignored) and append its first event."""
+
+    @abstractmethod
+    async def get_call(self, org_id: int, call_sid: str) -> Call | None: ...
+
+    @abstractmethod
+    async def list_calls(
+        self, org_id: int | None, status: str | None, limit: int, cursor: str | None
+    ) -> CallPage:
+        """Calls newest first (all organizations' if ``org_id`` is None, for operators);
+        ``cursor`` continues a previous page."""
+
+
+class Storage(EventLog, Catalog, ABC):
+    """A backend that provides both the event log and the catalog."""

@@ -1,0 +1,312 @@
+"""The embedded store: SQLite in WAL mode under the data directory."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
+from scribeline.errors import Conflict, InvalidRequest, StreamClosed
+from scribeline.events import TERMINAL_STATUSES, EventType, NewEvent, Position, StoredEvent, now_ms
+from scribeline.storage import migrate
+from scribeline.storage.base import Storage
+from scribeline.storage.sqlite_db import SqliteDatabase
+
+__all__ = ["SqliteStorage"]
+
+_KEY_COLUMNS = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at"
+_CALL_COLUMNS = (
+    "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
+    " call_type, started_at, ended_at"
+)
+
+
+def _key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        org_id=row[1],
+        user_id=row[2],
+        prefix=row[3],
+        scopes=frozenset(row[4].split(",")) if row[4] else frozenset(),
+        name=row[5],
+        created_at=row[6],
+        revoked_at=row[7],
+    )
+
+
+def _call(row: sqlite3.Row | tuple[Any, ...]) -> Call:
+    return Call(*row)
+
+
+def _append(conn: sqlite3.Connection, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    """Append inside the caller's transaction (storage's one way to assign seqs)."""
+    row = conn.execute("SELECT head, closed FROM streams WHERE stream = ?", (stream,)).fetchone()
+    if row is None:
+        head, closed = 0, False
+        conn.execute(
+            "INSERT INTO streams (stream, epoch, head, closed) VALUES (?, ?, 0, 0)",
+            (stream, secrets.token_hex(8)),
+        )
+    else:
+        head, closed = row[0], bool(row[1])
+    stored: list[StoredEvent] = []
+    rows: list[tuple[Any, ...]] = []
+    for event in events:
+        if closed:
+            raise StreamClosed(f"Stream {stream} has ended")
+        head += 1
+        closed = event.closes
+        stored.append(StoredEvent(stream, head, event.type, event.ts, event.data, event.closes))
+        rows.append((stream, head, event.type, event.ts, event.closes, orjson.dumps(event.data)))
+    conn.executemany(
+        "INSERT INTO events (stream, seq, type, ts, closes, data) VALUES (?, ?, ?, ?, ?, ?)", rows
+    )
+    conn.execute("UPDATE streams SET head = ?, closed = ? WHERE stream = ?", (head, closed, stream))
+    _project(conn, stream, stored)
+    return stored
+
+
+def _project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
+    """Keep each call's ``status`` equal to its latest status event, in the same transaction."""
+    if not stream.startswith("call:"):
+        return
+    for event in events:
+        if event.type == EventType.CALL_STATUS:
+            status = event.data["status"]
+            ended = event.ts if status in TERMINAL_STATUSES else None
+            conn.execute(
+                "UPDATE calls SET status = ?, ended_at = ? WHERE id = ?",
+                (status, ended, int(stream[5:])),
+            )
+
+
+class SqliteStorage(Storage):
+    """Event log and catalog in one SQLite database file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db = SqliteDatabase(path)
+
+    async def start(self) -> None:
+        """Create the data directory, migrate the schema and start the threads."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(f"sqlite:///{self._path}")
+        self._db.start()
+
+    # -- event log -----------------------------------------------------------
+
+    async def append(self, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        if not events:
+            return []
+        return await self._db.write(lambda conn: _append(conn, stream, events))
+
+    async def read(
+        self, stream: str, after: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(
+                "SELECT seq, type, ts, closes, data FROM events"
+                " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (stream, after, -1 if limit is None else limit),
+            ).fetchall()
+            return [
+                StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows
+            ]
+
+        return await self._db.read(run)
+
+    async def head(self, stream: str) -> Position:
+        def run(conn: sqlite3.Connection) -> Position:
+            row = conn.execute(
+                "SELECT head, epoch FROM streams WHERE stream = ?", (stream,)
+            ).fetchone()
+            return Position(0, "") if row is None else Position(row[0], row[1])
+
+        return await self._db.read(run)
+
+    async def ping(self) -> None:
+        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- catalog -------------------------------------------------------------
+
+    async def create_org(self, name: str) -> Organization:
+        def run(conn: sqlite3.Connection) -> Organization:
+            created = now_ms()
+            try:
+                cur = conn.execute(
+                    "INSERT INTO organizations (name, created_at) VALUES (?, ?)", (name, created)
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"Organization {name!r} already exists") from None
+            org_id = cur.lastrowid
+            assert org_id is not None
+            conn.execute(
+                "INSERT INTO users (org_id, name, created_at) VALUES (?, 'owner', ?)",
+                (org_id, created),
+            )
+            conn.execute(
+                "INSERT INTO assistants (org_id, name, is_default, created_at)"
+                " VALUES (?, 'Default assistant', 1, ?)",
+                (org_id, created),
+            )
+            return Organization(org_id, name, created)
+
+        return await self._db.write(run)
+
+    async def get_org(self, name: str) -> Organization | None:
+        def run(conn: sqlite3.Connection) -> Organization | None:
+            row = conn.execute(
+                "SELECT id, name, created_at FROM organizations WHERE name = ?", (name,)
+            ).fetchone()
+            return None if row is None else Organization(*row)
+
+        return await self._db.read(run)
+
+    async def add_api_key(
+        self, org_id: int, prefix: str, key_hash: bytes, scopes: frozenset[str], name: str
+    ) -> ApiKey:
+        def run(conn: sqlite3.Connection) -> ApiKey:
+            user = conn.execute(
+                "SELECT id FROM users WHERE org_id = ? ORDER BY id LIMIT 1", (org_id,)
+            ).fetchone()
+            if user is None:
+                raise InvalidRequest(f"Organization {org_id} has no user")
+            created = now_ms()
+            cur = conn.execute(
+                "INSERT INTO api_keys (org_id, user_id, prefix, key_hash, scopes, name, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (org_id, user[0], prefix, key_hash, ",".join(sorted(scopes)), name, created),
+            )
+            assert cur.lastrowid is not None
+            return ApiKey(cur.lastrowid, org_id, user[0], prefix, scopes, name, created, None)
+
+        return await self._db.write(run)
+
+    async def find_api_key(self, key_hash: bytes) -> ApiKey | None:
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+            return None if row is None else _key(row)
+
+        return await self._db.read(run)
+
+    async def list_api_keys(self, org_id: int) -> list[ApiKey]:
+        def run(conn: sqlite3.Connection) -> list[ApiKey]:
+            rows = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY id", (org_id,)
+            ).fetchall()
+            return [_key(r) for r in rows]
+
+        return await self._db.read(run)
+
+    async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            where = "id = ?" if id_or_prefix.isdigit() else "prefix = ?"
+            args: list[Any] = [int(id_or_prefix) if id_or_prefix.isdigit() else id_or_prefix]
+            if org_id is not None:
+                where += " AND org_id = ?"
+                args.append(org_id)
+            conn.execute(
+                f"UPDATE api_keys SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
+                (now_ms(), *args),
+            )
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE {where}", args
+            ).fetchone()
+            return None if row is None else _key(row)
+
+        return await self._db.write(run)
+
+    async def get_assistant(self, org_id: int, assistant_id: int | None) -> Assistant | None:
+        def run(conn: sqlite3.Connection) -> Assistant | None:
+            sql, args = "org_id = ? AND is_default = 1", [org_id]
+            if assistant_id is not None:
+                sql, args = "org_id = ? AND id = ?", [org_id, assistant_id]
+            row = conn.execute(
+                f"SELECT id, org_id, name, is_default FROM assistants WHERE {sql}"
+                " ORDER BY id LIMIT 1",
+                args,
+            ).fetchone()
+            return None if row is None else Assistant(row[0], row[1], row[2], bool(row[3]))
+
+        return await self._db.read(run)
+
+    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
+        def run(conn: sqlite3.Connection) -> tuple[Call, StoredEvent]:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO calls (org_id, assistant_id, call_sid, status, to_phone_number,"
+                    " customer_phone_number, call_type, started_at, ended_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        call.org_id,
+                        call.assistant_id,
+                        call.call_sid,
+                        call.status,
+                        call.to_phone_number,
+                        call.customer_phone_number,
+                        call.call_type,
+                        call.started_at,
+                        call.ended_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"Call {call.call_sid} already exists") from None
+            assert cur.lastrowid is not None
+            row = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
+            created = _call(row)
+            (event,) = _append(conn, created.stream, [initial])
+            return created, event
+
+        return await self._db.write(run)
+
+    async def get_call(self, org_id: int, call_sid: str) -> Call | None:
+        def run(conn: sqlite3.Connection) -> Call | None:
+            row = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE org_id = ? AND call_sid = ?",
+                (org_id, call_sid),
+            ).fetchone()
+            return None if row is None else _call(row)
+
+        return await self._db.read(run)
+
+    async def list_calls(
+        self, org_id: int | None, status: str | None, limit: int, cursor: str | None
+    ) -> CallPage:
+        if cursor is not None and not cursor.isdigit():
+            raise InvalidRequest("Invalid cursor")
+        before = int(cursor) if cursor is not None else None
+
+        def run(conn: sqlite3.Connection) -> CallPage:
+            clauses: list[str] = ["1 = 1"]
+            args: list[Any] = []
+            if org_id is not None:
+                clauses.append("org_id = ?")
+                args.append(org_id)
+            if status is not None:
+                clauses.append("status = ?")
+                args.append(status)
+            if before is not None:
+                clauses.append("id < ?")
+                args.append(before)
+            rows = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE {' AND '.join(clauses)}"
+                " ORDER BY id DESC LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+            calls = [_call(r) for r in rows[:limit]]
+            more = len(rows) > limit
+            return CallPage(calls, str(calls[-1].id) if more and calls else None)
+
+        return await self._db.read(run)

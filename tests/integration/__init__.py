@@ -1,0 +1,1 @@
+"""Integration tests: a real server process on a free port and real clients."""
