@@ -35,13 +35,22 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 __all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONT",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
     "RECV_TIMEOUT",
     "TIMESTAMP_RE",
     "Api",
     "RawWebSocket",
+    "Response",
     "ServerProcess",
     "Tenant",
     "assert_timestamp",
+    "check_established",
+    "check_status_snapshot",
     "collect_until_closed",
     "connect_ingest",
     "connect_live",
@@ -362,7 +371,9 @@ class Api:
         assert isinstance(seqs, list)
         return seqs
 
-    async def post_status(self, sid: str, status: str, metadata: dict[str, Any] | None = None) -> int:
+    async def post_status(
+        self, sid: str, status: str, metadata: dict[str, Any] | None = None
+    ) -> int:
         body: dict[str, Any] = {"status": status, "metadata": metadata or {}}
         resp = await self.request("POST", f"/v1/calls/{sid}/status", json_body=body)
         assert resp.status == 201, f"post status: {resp.status} {resp.text}"
@@ -440,12 +451,12 @@ async def connect_ingest(
     return await _connect(server, f"/v1/ingest/{sid}", key, method, {}, **kwargs)
 
 
-async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+async def recv_json(ws: ClientConnection, within: float = RECV_TIMEOUT) -> dict[str, Any]:
     """Receive one message; it must be a JSON object in a text frame."""
     try:
-        raw = await asyncio.wait_for(ws.recv(), timeout)
+        raw = await asyncio.wait_for(ws.recv(), within)
     except TimeoutError:
-        raise AssertionError(f"no message within {timeout} s") from None
+        raise AssertionError(f"no message within {within} s") from None
     assert isinstance(raw, str), f"server sent a binary frame: {raw[:80]!r}"
     msg = json.loads(raw)
     assert isinstance(msg, dict), f"server sent a non-object: {raw[:200]}"
@@ -456,32 +467,32 @@ async def send_json(ws: ClientConnection, obj: Any) -> None:
     await ws.send(json.dumps(obj))
 
 
-async def expect_close(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> int:
+async def expect_close(ws: ClientConnection, within: float = RECV_TIMEOUT) -> int:
     """Wait for the server's close frame (no data message may come first); return its code."""
     try:
-        raw = await asyncio.wait_for(ws.recv(), timeout)
+        raw = await asyncio.wait_for(ws.recv(), within)
     except ConnectionClosed as exc:
         assert exc.rcvd is not None, f"connection dropped without a close frame ({exc})"
         return exc.rcvd.code
     except TimeoutError:
-        raise AssertionError(f"connection not closed within {timeout} s") from None
+        raise AssertionError(f"connection not closed within {within} s") from None
     raise AssertionError(f"expected the connection to close, got a message: {str(raw)[:300]}")
 
 
 async def collect_until_closed(
-    ws: ClientConnection, timeout: float = RECV_TIMEOUT
+    ws: ClientConnection, within: float = RECV_TIMEOUT
 ) -> tuple[list[dict[str, Any]], int]:
     """Read messages until the server closes; return them and the close code."""
     msgs: list[dict[str, Any]] = []
     while True:
         try:
-            raw = await asyncio.wait_for(ws.recv(), timeout)
+            raw = await asyncio.wait_for(ws.recv(), within)
         except ConnectionClosed as exc:
             assert exc.rcvd is not None, f"connection dropped without a close frame ({exc})"
             return msgs, exc.rcvd.code
         except TimeoutError:
             raise AssertionError(
-                f"no message or close within {timeout} s after {len(msgs)} messages"
+                f"no message or close within {within} s after {len(msgs)} messages"
             ) from None
         assert isinstance(raw, str)
         msgs.append(json.loads(raw))
@@ -520,12 +531,12 @@ async def open_live(
 
 
 async def read_until_seq(
-    ws: ClientConnection, seq: int, timeout: float = RECV_TIMEOUT
+    ws: ClientConnection, seq: int, within: float = RECV_TIMEOUT
 ) -> list[dict[str, Any]]:
     """Read sequenced events up to and including ``seq``; every message must carry a seq."""
     msgs: list[dict[str, Any]] = []
     while True:
-        msg = await recv_json(ws, timeout)
+        msg = await recv_json(ws, within)
         assert "seq" in msg, f"expected a sequenced event, got {msg}"
         msgs.append(msg)
         assert msg["seq"] <= seq, f"passed seq {seq} without seeing it: {[m['seq'] for m in msgs]}"
@@ -612,11 +623,11 @@ class RawWebSocket:
             parsed[name.strip().lower()] = value.strip()
         return cls(sock, rest, status, parsed)
 
-    async def _fill(self, timeout: float) -> bool:
+    async def _fill(self, within: float) -> bool:
         """Read more bytes; False at EOF or reset."""
         loop = asyncio.get_running_loop()
         try:
-            chunk = await asyncio.wait_for(loop.sock_recv(self.sock, 262144), timeout)
+            chunk = await asyncio.wait_for(loop.sock_recv(self.sock, 262144), within)
         except (ConnectionResetError, BrokenPipeError):
             self.reset = True
             return False
@@ -626,12 +637,12 @@ class RawWebSocket:
         self.buf += chunk
         return True
 
-    async def read_frame(self, timeout: float = RECV_TIMEOUT) -> tuple[int, bytes] | None:
+    async def read_frame(self, within: float = RECV_TIMEOUT) -> tuple[int, bytes] | None:
         """Return (opcode, payload) of the next frame, or None when the connection ended.
 
         Raises TimeoutError when nothing complete arrives in time.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             frame = self._parse()
             if frame is not None:

@@ -20,7 +20,6 @@ from .helpers import (
     ServerProcess,
     Tenant,
     expect_close,
-    new_sid,
     open_live,
     recv_json,
     running_server,

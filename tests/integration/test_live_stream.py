@@ -49,7 +49,8 @@ def check_transcript_event(event: dict[str, Any], sid: str, body: dict[str, Any]
 async def test_stream_order_is_established_status_history_live(
     server: ServerProcess, tenant_a: Tenant, api_a: Api
 ) -> None:
-    """A subscriber gets connection_established, the status snapshot, history in seq order, then live events."""
+    """A subscriber gets connection_established, the status snapshot, history in seq order, then
+    live events."""
     sid = new_sid()
     call = await api_a.create_call(sid, **CALL_FIELDS)
     history_bodies = [transcript(f"history {i}", speaker="user") for i in range(3)]
@@ -228,7 +229,8 @@ async def test_request_status_returns_the_current_status_without_seq(
 async def test_invalid_client_message_gets_an_error_and_the_stream_stays_open(
     server: ServerProcess, tenant_a: Tenant, api_a: Api, frame: str | bytes
 ) -> None:
-    """Bad JSON, an unknown type or a binary frame gets one invalid_message error; the stream lives on."""
+    """Bad JSON, an unknown type or a binary frame gets one invalid_message error; the stream lives
+    on."""
     sid = new_sid()
     await api_a.create_call(sid)
     ws, _ = await open_live(server, sid, tenant_a.read, since=1)
@@ -247,7 +249,8 @@ async def test_invalid_client_message_gets_an_error_and_the_stream_stays_open(
 async def test_terminal_status_follows_every_earlier_transcript_then_closes_1000(
     server: ServerProcess, tenant_a: Tenant, api_a: Api
 ) -> None:
-    """Subscribers get every transcript appended before a terminal status, then the status, then close 1000."""
+    """Subscribers get every transcript appended before a terminal status, then the status, then
+    close 1000."""
     sid = new_sid()
     await api_a.create_call(sid)
     subscribers = [(await open_live(server, sid, tenant_a.read))[0] for _ in range(3)]

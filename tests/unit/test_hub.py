@@ -1,0 +1,196 @@
+"""The hub turns whatever the broker delivers into a gap-free, duplicate-free sequence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from scribeline.broker import pack
+from scribeline.broker.memory import MemoryBroker
+from scribeline.events import EventType, NewEvent, Position, StoredEvent
+from scribeline.hub import Hub
+from scribeline.storage.base import EventLog
+
+STREAM = "call:1"
+
+
+def _event(seq: int, closes: bool = False) -> StoredEvent:
+    return StoredEvent(STREAM, seq, EventType.TRANSCRIPT, 0, {"n": seq}, closes)
+
+
+class ListLog(EventLog):
+    """An in-memory event log holding events 1..head."""
+
+    def __init__(self, head: int) -> None:
+        self.events = [_event(s) for s in range(1, head + 1)]
+        self.reads: list[tuple[int, int | None]] = []
+
+    async def append(self, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        raise NotImplementedError
+
+    async def read(
+        self, stream: str, after: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        self.reads.append((after, limit))
+        out = [e for e in self.events if e.seq > after]
+        return out if limit is None else out[:limit]
+
+    async def head(self, stream: str) -> Position:
+        return Position(len(self.events), "e")
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class RecordingConnection:
+    """Stands in for Connection: the same offer/go_live rules, recording seqs sent."""
+
+    def __init__(self) -> None:
+        self.joining = False
+        self.last_seq = 0
+        self.pending: list[tuple[int, bytes, bool]] = []
+        self.sent: list[int] = []
+        self.closed_with: int | None = None
+
+    def offer(self, seq: int, frame: bytes, closes: bool) -> None:
+        if self.joining:
+            self.pending.append((seq, frame, closes))
+            return
+        if seq > self.last_seq:
+            self.last_seq = seq
+            self.sent.append(seq)
+            if closes:
+                self.close_soon(1000)
+
+    def go_live(self) -> None:
+        pending, self.pending = self.pending, []
+        self.joining = False
+        for item in pending:
+            self.offer(*item)
+
+    def close_soon(self, code: int) -> None:
+        self.closed_with = code
+
+
+async def _hub(head: int) -> tuple[Hub, ListLog, MemoryBroker]:
+    log = ListLog(head)
+    broker = MemoryBroker()
+    hub = Hub(broker, log)
+    await broker.start(hub.deliver)
+    return hub, log, broker
+
+
+async def _live(hub: Hub, conn: RecordingConnection) -> None:
+    await hub.attach(STREAM, conn, "f", lambda e: b"{}")  # type: ignore[arg-type]
+    conn.go_live()
+
+
+async def test_in_order_events_pass_straight_through() -> None:
+    """Consecutive seqs are delivered in order without touching storage."""
+    hub, log, broker = await _hub(head=3)
+    conn = RecordingConnection()
+    await _live(hub, conn)
+    conn.last_seq = 3  # history covered 1..3
+    for seq in (4, 5, 6):
+        log.events.append(_event(seq))
+        await broker.publish(STREAM, pack(_event(seq)))
+    assert conn.sent == [4, 5, 6]
+    assert log.reads == []
+
+
+async def test_a_lost_broker_message_is_read_from_storage() -> None:
+    """When seq 5 never arrives, 6 triggers a read of 5 and both go out in order."""
+    hub, log, broker = await _hub(head=4)
+    conn = RecordingConnection()
+    await _live(hub, conn)
+    conn.last_seq = 4
+    log.events += [_event(5), _event(6)]
+    await broker.publish(STREAM, pack(_event(6)))
+    assert conn.sent == []
+    for _ in range(10):
+        if conn.sent:
+            break
+        await asyncio.sleep(0)
+    assert conn.sent == [5, 6]
+    assert log.reads == [(4, 1)]
+
+
+async def test_duplicates_and_reordering_are_absorbed() -> None:
+    """A repeated or late seq is dropped; a reordered pair is delivered in order."""
+    hub, log, broker = await _hub(head=1)
+    conn = RecordingConnection()
+    await _live(hub, conn)
+    conn.last_seq = 1
+    log.events += [_event(2), _event(3)]
+    await broker.publish(STREAM, pack(_event(3)))
+    await broker.publish(STREAM, pack(_event(2)))
+    await broker.publish(STREAM, pack(_event(2)))
+    await broker.publish(STREAM, pack(_event(3)))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert conn.sent == [2, 3]
+
+
+async def test_events_during_join_are_held_then_merged_without_duplicates() -> None:
+    """A joining connection holds live events; go_live sends only those after its history."""
+    hub, log, broker = await _hub(head=2)
+    conn = RecordingConnection()
+    await hub.attach(STREAM, conn, "f", lambda e: b"{}")  # type: ignore[arg-type]
+    assert conn.joining
+    log.events += [_event(3), _event(4)]
+    await broker.publish(STREAM, pack(_event(3)))
+    await broker.publish(STREAM, pack(_event(4)))
+    assert conn.sent == []
+    conn.sent, conn.last_seq = [1, 2, 3], 3  # history read after attach reached seq 3
+    conn.go_live()
+    assert conn.sent == [1, 2, 3, 4]
+
+
+async def test_closing_event_closes_subscribers_normally() -> None:
+    """An event that ends the stream is delivered, then the connection closes with 1000."""
+    hub, log, broker = await _hub(head=0)
+    conn = RecordingConnection()
+    await _live(hub, conn)
+    log.events.append(_event(1, closes=True))
+    await broker.publish(STREAM, pack(_event(1, closes=True)))
+    assert conn.sent == [1] and conn.closed_with == 1000
+
+
+async def test_one_subscription_per_stream_released_by_the_last_subscriber() -> None:
+    """Many connections share one topic; the last detach unsubscribes."""
+    hub, _, broker = await _hub(head=0)
+    conns = [RecordingConnection() for _ in range(3)]
+    for c in conns:
+        await _live(hub, c)
+    assert hub.topics == 1
+    for c in conns[:2]:
+        await hub.detach(STREAM, c)  # type: ignore[arg-type]
+    assert hub.topics == 1
+    await hub.detach(STREAM, conns[2])  # type: ignore[arg-type]
+    assert hub.topics == 0
+    await broker.publish(STREAM, pack(_event(1)))
+    assert all(c.sent == [] for c in conns)
+
+
+@pytest.mark.parametrize("subscribers", [1, 50])
+async def test_each_event_is_encoded_once_per_format(subscribers: int) -> None:
+    """Fan-out calls the encoder once per event, whatever the number of subscribers."""
+    hub, log, broker = await _hub(head=0)
+    calls: list[int] = []
+
+    def encoder(event: StoredEvent) -> bytes:
+        calls.append(event.seq)
+        return b"{}"
+
+    for _ in range(subscribers):
+        conn = RecordingConnection()
+        await hub.attach(STREAM, conn, "f", encoder)  # type: ignore[arg-type]
+        conn.go_live()
+    log.events.append(_event(1))
+    await broker.publish(STREAM, pack(_event(1)))
+    assert calls == [1]
