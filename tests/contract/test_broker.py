@@ -8,16 +8,28 @@ from scribeline.broker import Broker, pack, unpack
 from scribeline.events import StoredEvent
 
 
-async def _collect(broker: Broker) -> list[tuple[str, bytes]]:
-    got: list[tuple[str, bytes]] = []
-    await broker.start(lambda channel, payload: got.append((channel, payload)))
-    return got
+class Collector:
+    """Records deliveries and lets a test await the n-th one."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, channel: str, payload: bytes) -> None:
+        self.got.append((channel, payload))
+        self._changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.got) < count:
+                self._changed.clear()
+                await self._changed.wait()
 
 
-async def _until(predicate: object, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.001)
+async def _collect(broker: Broker) -> Collector:
+    collector = Collector()
+    await broker.start(collector)
+    return collector
 
 
 async def test_subscribed_channels_receive_in_publish_order(broker: Broker) -> None:
@@ -26,8 +38,8 @@ async def test_subscribed_channels_receive_in_publish_order(broker: Broker) -> N
     await broker.subscribe("a")
     for n in range(100):
         await broker.publish("a", str(n).encode())
-    await _until(lambda: len(got) >= 100)
-    assert got == [("a", str(n).encode()) for n in range(100)]
+    await got.wait_for(100)
+    assert got.got == [("a", str(n).encode()) for n in range(100)]
 
 
 async def test_unsubscribed_channels_deliver_nothing(broker: Broker) -> None:
@@ -36,13 +48,13 @@ async def test_unsubscribed_channels_deliver_nothing(broker: Broker) -> None:
     await broker.subscribe("a")
     await broker.publish("b", b"no")
     await broker.publish("a", b"yes")
-    await _until(lambda: len(got) >= 1)
+    await got.wait_for(1)
     await broker.unsubscribe("a")
     await broker.publish("a", b"late")
     await broker.subscribe("c")
     await broker.publish("c", b"marker")
-    await _until(lambda: len(got) >= 2)
-    assert got == [("a", b"yes"), ("c", b"marker")]
+    await got.wait_for(2)
+    assert got.got == [("a", b"yes"), ("c", b"marker")]
 
 
 def test_events_round_trip_through_the_broker_codec() -> None:

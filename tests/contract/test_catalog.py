@@ -32,7 +32,7 @@ async def test_organizations_are_unique_and_get_a_default_assistant(storage: Sto
 async def test_keys_are_found_by_hash_and_revocable(storage: Storage) -> None:
     """A key is found by its hash only; revoking it marks it inactive."""
     org = await storage.create_org("acme")
-    key, prefix, digest = new_api_key()
+    _, prefix, digest = new_api_key()
     record = await storage.add_api_key(org.id, prefix, digest, frozenset({"read"}), "k")
     found = await storage.find_api_key(digest)
     assert found == record and found.active
