@@ -15,6 +15,7 @@ from .helpers import (
     ServerProcess,
     Tenant,
     connect_live,
+    expect_close,
     expect_refusal,
     new_sid,
     open_live,
@@ -193,3 +194,32 @@ async def test_eleventh_connection_is_rate_limited(
         for ws in conns:
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+async def test_revoked_key_is_refused_on_streams_and_rest(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api
+) -> None:
+    """A key revoked with the admin CLI stops opening streams and REST calls within seconds."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    key = await asyncio.to_thread(server.create_key, tenant_a.org, "read")
+    ws, _ = await open_live(server, sid, key)
+    await ws.close()
+    assert (await api_a.request("GET", f"/v1/calls/{sid}", key=key)).status == 200
+
+    await asyncio.to_thread(server.cli, "keys", "revoke", key[:12])
+
+    # Servers may cache valid keys briefly; the refusal must come within a few seconds.
+    deadline = time.monotonic() + 10
+    while True:
+        ws = await connect_live(server, sid, key)
+        first = await recv_json(ws)
+        if first["type"] == "error":
+            assert first["error"] == "authentication_failed", first
+            assert await expect_close(ws) == 1008
+            break
+        await ws.close()
+        assert time.monotonic() < deadline, "a revoked key still opens streams after 10 s"
+        await asyncio.sleep(0.2)
+    resp = await api_a.request("GET", f"/v1/calls/{sid}", key=key)
+    assert resp.status == 401 and resp.body["error"] == "authentication_failed", resp.text

@@ -133,7 +133,8 @@ async def test_live_seqs_increase_by_one_under_concurrent_ingest(
 async def test_since_resumes_with_exactly_the_missed_events(
     server: ServerProcess, tenant_a: Tenant, api_a: Api
 ) -> None:
-    """Reconnecting with since=<last seq seen> yields the snapshot then exactly the missed events."""
+    """Reconnecting with since=<last seq seen> yields the snapshot, then exactly the missed
+    events."""
     sid = new_sid()
     await api_a.create_call(sid)
     await api_a.post_transcripts(sid, [transcript(f"before {i}") for i in range(4)])
@@ -192,7 +193,7 @@ async def test_ping_gets_a_pong_with_a_timestamp(
 async def test_request_status_returns_the_current_status_without_seq(
     server: ServerProcess, tenant_a: Tenant, api_a: Api
 ) -> None:
-    """request_status is answered with a call_status message that has the current status and no seq."""
+    """request_status is answered with a call_status carrying the current status and no seq."""
     sid = new_sid()
     call = await api_a.create_call(sid, status="queued")
     assert call["status"] == "queued"

@@ -41,7 +41,8 @@ async def transcript_of(api: Api, sid: str) -> list[dict[str, Any]]:
 
 
 async def test_create_call_returns_the_call(api_a: Api) -> None:
-    """POST /v1/calls answers 201 with the call, defaulting to in-progress and the org's assistant."""
+    """POST /v1/calls answers 201 with the call, defaulting to in-progress and the default
+    assistant."""
     sid = new_sid()
     call = await api_a.create_call(
         sid, to_phone_number="+14155550100", customer_phone_number="+14155550199"
@@ -130,7 +131,7 @@ async def test_create_call_with_another_orgs_assistant_is_refused(api_a: Api, ap
 
 
 async def test_post_transcript_and_read_back_the_final_transcript(api_a: Api) -> None:
-    """Transcripts get consecutive seqs and GET returns the final segments in order with their seq."""
+    """Transcripts get consecutive seqs; GET returns the final segments in order with their seq."""
     sid = new_sid()
     await api_a.create_call(sid)
     final_1 = transcript("Hello.", segment_id="seg_1", speaker="assistant")
@@ -374,7 +375,8 @@ def pages_tenant(server: ServerProcess) -> Tenant:
 async def test_list_calls_paginates_newest_first(
     http: aiohttp.ClientSession, server: ServerProcess, pages_tenant: Tenant
 ) -> None:
-    """GET /v1/calls pages through every call newest first with next_cursor, and filters by status."""
+    """GET /v1/calls pages through every call newest first with next_cursor and filters by
+    status."""
     api = Api(http, server, pages_tenant.rw)
     created = [(await api.create_call(new_sid(f"CApage{i:02d}")))["call_sid"] for i in range(7)]
     await api.post_status(created[2], "completed")

@@ -88,7 +88,9 @@ async def producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call_sid = request.match_info["call_sid"]
     credentials = extract_credentials(request)
-    conn = await open_websocket(request, services, credentials)
+    conn = await open_websocket(
+        request, services, credentials, services.settings.producer_messages_per_second
+    )
     acks: asyncio.Queue[_Pending | None] = asyncio.Queue(services.settings.producer_max_in_flight)
     acker: asyncio.Task[None] | None = None
     try:

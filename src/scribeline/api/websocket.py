@@ -19,9 +19,15 @@ log = logging.getLogger(__name__)
 
 
 async def open_websocket(
-    request: web.Request, services: Services, credentials: Credentials
+    request: web.Request,
+    services: Services,
+    credentials: Credentials,
+    messages_per_second: float | None = None,
 ) -> Connection:
-    """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection."""
+    """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection.
+
+    ``messages_per_second`` defaults to the subscribers' client message limit.
+    """
     s = services.settings
     ws = web.WebSocketResponse(
         protocols=(credentials.subprotocol,) if credentials.subprotocol else (),
@@ -36,7 +42,7 @@ async def open_websocket(
         request,
         services.registry,
         limit=s.send_buffer_bytes,
-        messages_per_second=s.client_messages_per_second,
+        messages_per_second=messages_per_second or s.client_messages_per_second,
         close_timeout=s.close_timeout,
         socket_send_buffer=s.socket_send_buffer_bytes,
     )
