@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
+from aiohttp.abc import AbstractStreamWriter
 
 from scribeline.errors import CloseCode, RateLimited
 from scribeline.protocols.frames import PING_FRAME, text_frame
@@ -77,6 +78,7 @@ class Connection:
         "pending_bytes",
         "ping_sent_at",
         "transport",
+        "writer",
         "ws",
     )
 
@@ -84,6 +86,7 @@ class Connection:
         self,
         ws: web.WebSocketResponse,
         request: web.Request,
+        writer: AbstractStreamWriter,
         registry: Registry,
         *,
         limit: int,
@@ -94,6 +97,7 @@ class Connection:
         transport = request.transport
         assert transport is not None
         self.ws = ws
+        self.writer = writer
         self.transport = transport
         self.limit = limit
         self.last_seq = 0
@@ -128,6 +132,19 @@ class Connection:
     def send(self, payload: bytes) -> None:
         """Send one JSON text message."""
         self.write(text_frame(payload))
+
+    async def write_paced(self, frame: bytes) -> None:
+        """Write a frame, first waiting while half the output limit is queued.
+
+        For replaying history: a client that reads is never mistaken for a slow
+        consumer however long the history; one that stops reading is dropped
+        by the keep-alive, so the wait is bounded.
+        """
+        if self.closing:
+            return
+        if self.transport.get_write_buffer_size() > self.limit // 2:
+            await self.writer.drain()
+        self.write(frame)
 
     def offer(self, seq: int, frame: bytes, closes: bool) -> None:
         """Deliver a stream event (hub fan-out). Never awaits."""
@@ -194,9 +211,13 @@ class Connection:
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
         finally:
-            # A peer that stopped reading never drains its buffer; do not keep it.
-            if self.transport.get_write_buffer_size() or not self.transport.is_closing():
-                self.transport.abort()
+            transport = self.transport
+            if not transport.is_closing():
+                transport.close()
+            if transport.get_write_buffer_size():
+                # Let the peer read what is queued, its close frame last; a peer
+                # that still does not read is cut off.
+                asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
             self._registry.discard(self)
 
     def abort(self) -> None:

@@ -223,3 +223,48 @@ async def test_revoked_key_is_refused_on_streams_and_rest(
         await asyncio.sleep(0.2)
     resp = await api_a.request("GET", f"/v1/calls/{sid}", key=key)
     assert resp.status == 401 and resp.body["error"] == "authentication_failed", resp.text
+
+
+async def test_concurrent_connects_admit_exactly_the_limit_and_aborts_free_slots(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api
+) -> None:
+    """Of 15 simultaneous connects exactly 10 get in; slots of aborted TCP connections free up."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+
+    async def attempt() -> tuple[ClientConnection, dict[str, Any]]:
+        ws = await connect_live(server, sid, tenant_a.read)
+        return ws, await recv_json(ws)
+
+    results = await asyncio.gather(*(attempt() for _ in range(15)))
+    admitted = [ws for ws, first in results if first["type"] == "connection_established"]
+    refused = [first for _, first in results if first["type"] == "error"]
+    try:
+        assert len(admitted) == 10, f"{len(admitted)} of 15 admitted; the limit is 10"
+        assert [r["error"] for r in refused] == ["rate_limited"] * 5
+    finally:
+        for ws, _ in results:
+            if ws not in admitted:
+                await ws.close()
+
+    # Kill the admitted connections without a closing handshake; the server must notice
+    # and give the slots back.
+    for ws in admitted:
+        ws.transport.abort()
+    reopened: list[ClientConnection] = []
+    deadline = time.monotonic() + 10
+    try:
+        while len(reopened) < 10:
+            ws, first = await attempt()
+            if first["type"] == "connection_established":
+                reopened.append(ws)
+                continue
+            await ws.close()
+            assert first["error"] == "rate_limited", first
+            assert time.monotonic() < deadline, f"only {len(reopened)} slots freed after 10 s"
+            await asyncio.sleep(0.05)
+        msg, _ = await expect_refusal(server, f"/live-transcript/{sid}", tenant_a.read)
+        assert msg["error"] == "rate_limited"
+    finally:
+        for ws in reopened:
+            await ws.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from .helpers import (
     OP_CLOSE,
@@ -98,7 +99,13 @@ async def test_frame_at_the_limit_is_accepted(
     async with ws:
         ping = '{"type":"ping"}'
         await ws.send(ping + " " * (MAX_FRAME - len(ping)))
-        assert (await recv_json(ws))["type"] == "pong"
+        try:
+            reply = await recv_json(ws)
+        except ConnectionClosed as exc:
+            raise AssertionError(
+                f"a frame of exactly {MAX_FRAME} bytes (not over the limit) was refused: {exc}"
+            ) from exc
+        assert reply["type"] == "pong"
 
 
 async def test_frame_over_the_limit_closes_1009(

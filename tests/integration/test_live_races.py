@@ -55,7 +55,10 @@ async def _round(server: ServerProcess, tenant: Tenant, api: Api, rng: random.Ra
     sid = new_sid()
     await api.create_call(sid)
     end_seq = EVENTS_PER_ROUND + 2  # seq 1 is the initial status, the last one is "completed"
-    join_at = sorted(rng.randrange(EVENTS_PER_ROUND) for _ in range(SUBSCRIBERS_PER_ROUND))
+    # Joins are triggered by acks; handshakes take longer than acks, so trigger them in the
+    # first 60% of the stream to land most of them while events are still pouring in.
+    join_window = EVENTS_PER_ROUND * 6 // 10
+    join_at = sorted(rng.randrange(join_window) for _ in range(SUBSCRIBERS_PER_ROUND))
     progress = Progress()
     tasks: list[asyncio.Task[Joined]] = []
     async with await connect_ingest(server, sid, tenant.write) as producer:

@@ -16,6 +16,7 @@ from .helpers import (
     collect_until_closed,
     connect_ingest,
     expect_close,
+    expect_refusal,
     new_sid,
     open_live,
     read_until_seq,
@@ -327,3 +328,72 @@ async def test_non_terminal_status_keeps_the_stream_open(
             assert event["type"] == "call_status" and event["status"] == status
         seq = await api_a.post_transcript(sid, transcript("still open"))
         assert (await read_until_seq(ws, seq))[-1]["data"]["content"] == "still open"
+
+
+async def test_transcripts_racing_a_terminal_status_are_stored_before_it_or_refused(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api
+) -> None:
+    """Transcripts posted concurrently with a terminal status are stored before it or get 409,
+    and subscribers get every stored one before the status."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    ws, _ = await open_live(server, sid, tenant_a.read, since=1)
+
+    async def post(i: int) -> tuple[int, Any]:
+        resp = await api_a.request(
+            "POST", f"/v1/calls/{sid}/transcripts", json_body=transcript(f"race {i}")
+        )
+        return resp.status, resp.body
+
+    async def end() -> tuple[int, Any]:
+        await asyncio.sleep(0)
+        resp = await api_a.request(
+            "POST", f"/v1/calls/{sid}/status", json_body={"status": "completed", "metadata": {}}
+        )
+        return resp.status, resp.body
+
+    *posts, ended = await asyncio.gather(*(post(i) for i in range(40)), end())
+    assert ended[0] == 201, ended
+    end_seq = ended[1]["seq"]
+    stored = {body["seq"]: i for i, (status, body) in enumerate(posts) if status == 201}
+    for status, body in posts:
+        assert status in (201, 409), (status, body)
+        if status == 409:
+            assert body["error"] == "call_ended"
+    assert all(seq < end_seq for seq in stored), "a transcript was stored after the call ended"
+    assert sorted(stored) == list(range(2, end_seq))
+
+    msgs, code = await collect_until_closed(ws)
+    assert [m["seq"] for m in msgs] == list(range(2, end_seq + 1))
+    assert msgs[-1]["status"] == "completed"
+    assert code == 1000
+    segments = (await api_a.get_call(sid))["transcript"]
+    assert [s["content"] for s in segments] == [f"race {stored[seq]}" for seq in sorted(stored)]
+
+
+@pytest.mark.parametrize("since", ["abc", "-1", "1.5"])
+async def test_malformed_since_is_refused_with_1008(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api, since: str
+) -> None:
+    """A since that is not a non-negative integer is refused like any other refusal: one error,
+    then 1008 (1000 would tell the client that the call ended)."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    msg, _ = await expect_refusal(
+        server, f"/live-transcript/{sid}", tenant_a.read, query={"since": since}
+    )
+    assert msg["call_sid"] == sid
+
+
+async def test_fragmented_messages_and_control_pings_are_handled(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api
+) -> None:
+    """A ping split over continuation frames is answered, and a WebSocket ping gets its pong."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    ws, _ = await open_live(server, sid, tenant_a.read, since=1)
+    async with ws:
+        await ws.send(['{"type":', '"ping"}'])
+        assert (await recv_json(ws))["type"] == "pong"
+        pong_waiter = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong_waiter, 5)

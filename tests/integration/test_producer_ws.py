@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -177,3 +178,26 @@ async def test_another_organizations_call_cannot_be_produced_to(
     assert foreign["error"] == missing["error"] == "not_found"
     assert foreign["message"] == missing["message"].replace(missing_sid, sid)
     assert (await api_a.get_call(sid))["transcript"] == []
+
+
+async def test_a_long_pipeline_is_fully_acked_in_order(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api
+) -> None:
+    """2,000 messages sent without waiting are all stored and acked in order (backpressure, no
+    drops)."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    total = 2000
+    async with await connect_ingest(server, sid, tenant_a.write) as producer:
+
+        async def send_all() -> None:
+            for i in range(total):
+                await send_json(producer, transcript(f"p{i}", ref=i))
+
+        sender = asyncio.create_task(send_all())
+        for i in range(total):
+            ack = await recv_json(producer, within=30)
+            assert ack.get("type") == "ack" and ack["seq"] == i + 2 and ack["ref"] == i, ack
+        await sender
+    segments = (await api_a.get_call(sid))["transcript"]
+    assert len(segments) == total and segments[-1]["content"] == f"p{total - 1}"

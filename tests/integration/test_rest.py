@@ -8,7 +8,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .helpers import Api, Response, ServerProcess, Tenant, assert_timestamp, new_sid, transcript
+from .helpers import (
+    Api,
+    Response,
+    ServerProcess,
+    Tenant,
+    assert_timestamp,
+    new_sid,
+    open_live,
+    read_until_seq,
+    transcript,
+)
 
 CALL_KEYS = {
     "call_sid",
@@ -140,6 +150,8 @@ async def test_post_transcript_and_read_back_the_final_transcript(api_a: Api) ->
     assert await api_a.post_transcript(sid, final_1) == 2
     assert await api_a.post_transcript(sid, partial) == 3
     assert await api_a.post_transcript(sid, final_2) == 4
+    unfinished = transcript("And th", segment_id="seg_3", is_final=False)
+    assert await api_a.post_transcript(sid, unfinished) == 5
 
     segments = await transcript_of(api_a, sid)
     assert [s["seq"] for s in segments] == [2, 4]
@@ -428,3 +440,46 @@ async def test_concurrent_creates_of_one_sid_make_one_call(api_a: Api) -> None:
     )
     statuses = sorted(r.status for r in results)
     assert statuses == [201] + [409] * 7, statuses
+
+
+async def test_text_round_trips_exactly(
+    api_a: Api, server: ServerProcess, tenant_a: Tenant
+) -> None:
+    """Non-ASCII, escapes and astral-plane characters come back unchanged by REST and stream."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    content = 'Grüße, 你好 😀 — "quoted" \\ back\\slash\ttab\nnewline \u2028 </script>'
+    seq = await api_a.post_transcript(sid, transcript(content, segment_id="seg-ü"))
+    assert (await transcript_of(api_a, sid))[0]["content"] == content
+    ws, _ = await open_live(server, sid, tenant_a.read, since=seq - 1)
+    async with ws:
+        event = (await read_until_seq(ws, seq))[-1]
+    assert event["data"]["content"] == content
+    assert event["data"]["segment_id"] == "seg-ü"
+
+
+async def test_concurrent_terminal_statuses_end_the_call_once(api_a: Api) -> None:
+    """Of several terminal statuses posted at once exactly one is stored; the rest get 409."""
+    sid = new_sid()
+    await api_a.create_call(sid)
+    results = await asyncio.gather(
+        *(
+            api_a.request(
+                "POST", f"/v1/calls/{sid}/status", json_body={"status": status, "metadata": {}}
+            )
+            for status in ["completed", "failed", "busy", "no-answer", "canceled"] * 2
+        )
+    )
+    assert sorted(r.status for r in results) == [201] + [409] * 9
+    winner = next(r for r in results if r.status == 201)
+    assert winner.body["seq"] == 2
+    for r in results:
+        if r.status == 409:
+            assert r.body["error"] == "call_ended"
+
+
+async def test_unknown_routes_and_methods_get_json_errors(api_a: Api) -> None:
+    """All errors are JSON, including an unknown route (404) and a wrong method (405)."""
+    assert_error(await api_a.request("GET", "/v1/nothing-here"), 404, "not_found")
+    resp = await api_a.request("DELETE", "/v1/calls")
+    assert_error(resp, 405)

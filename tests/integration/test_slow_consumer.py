@@ -10,6 +10,7 @@ import aiohttp
 import orjson
 import psutil
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from .helpers import (
     OP_CLOSE,
@@ -147,3 +148,81 @@ async def test_stalled_subscriber_is_closed_and_never_delays_the_others(
         assert frames < EVENTS, "the stalled client was sent everything, so it was never cut off"
     finally:
         stalled.close()
+
+
+async def _catch_up(
+    server: ServerProcess, sid: str, key: str, since: int, last_seq: int
+) -> list[int]:
+    """Resume with since until last_seq arrives, reconnecting after each close, as a client
+    would; return every seq received."""
+    seqs: list[int] = []
+    for _ in range(20):
+        ws, _ = await open_live(server, sid, key, since=since)
+        try:
+            while since < last_seq:
+                since = (await recv_json(ws, within=10))["seq"]
+                seqs.append(since)
+            await ws.close()
+            return seqs
+        except ConnectionClosed:
+            continue
+    raise AssertionError(f"not caught up after 20 reconnects: at seq {since} of {last_seq}")
+
+
+async def test_client_that_falls_behind_gets_1013_and_resumes_with_since(
+    fanout_server: ServerProcess, fanout_tenant: Tenant
+) -> None:
+    """A client that stops reading for a moment gets a gap-free prefix then close 1013, and
+    resuming with since delivers the rest exactly once."""
+    async with aiohttp.ClientSession() as session:
+        sid = (await Api(session, fanout_server, fanout_tenant.rw).create_call())["call_sid"]
+    # max_queue=1: the library stops reading the socket as soon as one message is pending.
+    slow, _ = await open_live(fanout_server, sid, fanout_tenant.read, since=1, max_queue=1)
+    total = 400  # about 3 MB
+    async with await connect_ingest(fanout_server, sid, fanout_tenant.write) as producer:
+        for i in range(total):
+            await send_json(producer, transcript(CONTENT, ref=i))
+        for i in range(total):
+            assert (await recv_json(producer, within=30))["seq"] == i + 2
+    last_seq = total + 1
+
+    # Read again right away: whatever was queued, then the server's close frame.
+    seqs: list[int] = []
+    closed: ConnectionClosed | None = None
+    try:
+        while True:
+            seqs.append((await recv_json(slow, within=10))["seq"])
+    except ConnectionClosed as exc:
+        closed = exc
+    assert seqs == list(range(2, 2 + len(seqs))), "the prefix before the close has a gap"
+    assert len(seqs) < total, "the client was never cut off"
+
+    rest = await _catch_up(fanout_server, sid, fanout_tenant.read, seqs[-1], last_seq)
+    assert rest == list(range(seqs[-1] + 1, last_seq + 1))
+
+    assert closed.rcvd is not None and closed.rcvd.code == 1013, (
+        f"the slow client's connection ended without a 1013 close frame ({closed})"
+    )
+
+
+async def test_history_larger_than_the_send_buffer_reaches_a_reading_client(
+    fanout_server: ServerProcess, fanout_tenant: Tenant
+) -> None:
+    """A subscriber that reads at full speed gets a history several times the per-connection
+    send buffer in one connection; replaying history is not a slow consumer."""
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, fanout_server, fanout_tenant.rw)
+        sid = (await api.create_call())["call_sid"]
+        for _ in range(16):  # 16 x 50 x 8 KB: about 6.4 MB against a 256 KiB buffer
+            await api.post_transcripts(sid, [transcript(CONTENT) for _ in range(50)])
+    last_seq = 801
+    for since in (None, 1):
+        ws, _ = await open_live(fanout_server, sid, fanout_tenant.read, since=since)
+        async with ws:
+            try:
+                msgs = await read_until_seq(ws, last_seq)
+            except ConnectionClosed as exc:
+                raise AssertionError(
+                    f"a client reading at full speed was closed during history replay ({exc})"
+                ) from exc
+        assert [m["seq"] for m in msgs] == list(range((since or 0) + 1, last_seq + 1))

@@ -67,7 +67,7 @@ async def live_transcript(request: web.Request) -> web.StreamResponse:
         conn.send(proto.encode_status_snapshot(call, now))
         history = await services.storage.read(stream, after=start)
         for event in history_view(history):
-            conn.write(text_frame(proto.encode_event(call_sid, event)))
+            await conn.write_paced(text_frame(proto.encode_event(call_sid, event)))
         if history:
             conn.last_seq = history[-1].seq
             if history[-1].closes:
@@ -76,9 +76,13 @@ async def live_transcript(request: web.Request) -> web.StreamResponse:
         if call.status in TERMINAL_STATUSES:
             # Everything of an ended call is in storage, so history was all of it.
             conn.close_soon(CloseCode.NORMAL)
-        await _serve_commands(conn, services.calls, principal.org_id, call_sid)
     except Exception as exc:
-        await report(conn, exc, render_error)
+        await report(conn, exc, render_error, refusal=True)
+    else:
+        try:
+            await _serve_commands(conn, services.calls, principal.org_id, call_sid)
+        except Exception as exc:
+            await report(conn, exc, render_error)
     finally:
         if attached and stream is not None:
             await services.hub.detach(stream, conn)

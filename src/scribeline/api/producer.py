@@ -92,14 +92,18 @@ async def producer(request: web.Request) -> web.StreamResponse:
         request, services, credentials, services.settings.producer_messages_per_second
     )
     acks: asyncio.Queue[_Pending | None] = asyncio.Queue(services.settings.producer_max_in_flight)
-    acker: asyncio.Task[None] | None = None
     try:
         if not valid_call_sid(call_sid):
             raise InvalidCallSid()
         principal = await services.auth.authenticate(credentials.token)
         principal.require("write")
         call = await services.calls.get(principal.org_id, call_sid)
-        acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
+    except Exception as exc:
+        await report(conn, exc, _error, refusal=True)
+        await conn.close(CloseCode.NORMAL)
+        return conn.ws
+    acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
+    try:
         async for message in conn.receive():
             try:
                 if not message.is_text:
@@ -122,7 +126,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         await report(conn, exc, _error)
     finally:
-        if acker is not None and not acker.done():
+        if not acker.done():
             acker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await acker

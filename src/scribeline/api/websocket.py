@@ -33,13 +33,15 @@ async def open_websocket(
         protocols=(credentials.subprotocol,) if credentials.subprotocol else (),
         compress=False,  # one frame for all subscribers (DESIGN.md)
         autoping=False,  # pings are the registry's; pongs are seen by Connection
-        max_msg_size=s.max_frame_bytes,
+        # aiohttp refuses a frame of exactly max_msg_size; the limit is the largest allowed.
+        max_msg_size=s.max_frame_bytes + 1,
         timeout=s.close_timeout,
     )
-    await ws.prepare(request)
+    writer = await ws.prepare(request)
     return Connection(
         ws,
         request,
+        writer,
         services.registry,
         limit=s.send_buffer_bytes,
         messages_per_second=messages_per_second or s.client_messages_per_second,
@@ -49,11 +51,17 @@ async def open_websocket(
 
 
 async def report(
-    conn: Connection, exc: BaseException, render: Callable[[ScribelineError], bytes]
+    conn: Connection,
+    exc: BaseException,
+    render: Callable[[ScribelineError], bytes],
+    *,
+    refusal: bool = False,
 ) -> None:
     """Tell the client about ``exc``; close unless the error leaves the connection usable.
 
-    Internal errors are logged here and reach the client only as a generic message.
+    A ``refusal`` (an error while opening the stream) always closes, with the
+    error's close code. Internal errors are logged here and reach the client
+    only as a generic message.
     """
     if conn.closing:
         return
@@ -62,5 +70,5 @@ async def report(
         exc = ScribelineError("Internal server error")
     with contextlib.suppress(ConnectionError):
         conn.send(render(exc))
-    if not exc.keeps_connection:
+    if refusal or not exc.keeps_connection:
         await conn.close(close_code_for(exc))
