@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     close_timeout: float = Field(5.0, gt=0)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_batch_items: int = Field(1000, ge=1)
-    #: Messages per second a producer WebSocket may send (subscribers: the limit above).
+    #: Messages per second read from a producer WebSocket; faster producers are slowed down.
     producer_messages_per_second: float = Field(20_000.0, gt=0)
     #: Appends a producer WebSocket may have in flight before it stops reading.
     producer_max_in_flight: int = Field(1024, ge=1)

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
@@ -44,6 +43,7 @@ class TokenBucket:
         self._stamp = time.monotonic()
 
     def take(self) -> bool:
+        """Take a token if one is available."""
         now = time.monotonic()
         self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
@@ -51,6 +51,13 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+    def reserve(self) -> float:
+        """Take a token, borrowing it if need be; seconds until it is really due."""
+        if self.take():
+            return 0.0
+        self._tokens -= 1.0
+        return -self._tokens / self._rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,7 @@ class Connection:
         "_bucket",
         "_close_task",
         "_close_timeout",
+        "_pace",
         "_registry",
         "closing",
         "joining",
@@ -93,6 +101,7 @@ class Connection:
         messages_per_second: float,
         close_timeout: float,
         socket_send_buffer: int = 0,
+        pace: bool = False,
     ) -> None:
         transport = request.transport
         assert transport is not None
@@ -108,6 +117,7 @@ class Connection:
         self.ping_sent_at = 0.0
         self.last_ping = time.monotonic()
         self._bucket = TokenBucket(messages_per_second)
+        self._pace = pace
         self._close_timeout = close_timeout
         self._close_task: asyncio.Task[None] | None = None
         self._registry = registry
@@ -170,16 +180,26 @@ class Connection:
 
     # -- incoming --------------------------------------------------------------
 
-    async def receive(self) -> AsyncIterator[Inbound]:
-        """Client data messages until the connection closes; enforces the rate limit."""
+    async def next_message(self) -> Inbound | None:
+        """The client's next data message, or None once the connection has closed.
+
+        Enforces the message rate: past it, a paced connection is read more
+        slowly (backpressure), any other is refused with ``RateLimited``. (A
+        plain coroutine rather than an async generator: an idle connection
+        then holds no generator frame.)
+        """
         ws = self.ws
         while True:
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                if not self._bucket.take():
+                if self._pace:
+                    delay = self._bucket.reserve()
+                    if delay:
+                        await asyncio.sleep(delay)  # pacing to the rate, not awaiting an event
+                elif not self._bucket.take():
                     raise RateLimited("Too many messages")
-                yield Inbound(msg.data, kind is WSMsgType.TEXT)
+                return Inbound(msg.data, kind is WSMsgType.TEXT)
             elif kind is WSMsgType.PONG:
                 self.ping_sent_at = 0.0
             elif kind is WSMsgType.PING:
@@ -188,7 +208,7 @@ class Connection:
                 with contextlib.suppress(ConnectionError):
                     await ws.pong(msg.data)
             else:
-                return
+                return None
 
     # -- closing ---------------------------------------------------------------
 
@@ -200,6 +220,11 @@ class Connection:
 
     async def close(self, code: int) -> None:
         """Close and wait until the socket is released."""
+        if self._close_task is None and self.ws.closed:
+            # The peer closed first and aiohttp answered: only our bookkeeping is left.
+            self.closing = True
+            self._release_transport()
+            return
         self.close_soon(code)
         assert self._close_task is not None
         await asyncio.shield(self._close_task)
@@ -211,14 +236,17 @@ class Connection:
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
         finally:
-            transport = self.transport
-            if not transport.is_closing():
-                transport.close()
-            if transport.get_write_buffer_size():
-                # Let the peer read what is queued, its close frame last; a peer
-                # that still does not read is cut off.
-                asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
-            self._registry.discard(self)
+            self._release_transport()
+
+    def _release_transport(self) -> None:
+        transport = self.transport
+        if not transport.is_closing():
+            transport.close()
+        if transport.get_write_buffer_size():
+            # Let the peer read what is queued, its close frame last; a peer
+            # that still does not read is cut off.
+            asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
+        self._registry.discard(self)
 
     def abort(self) -> None:
         """Drop the connection at once (an unresponsive peer)."""

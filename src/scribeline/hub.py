@@ -107,7 +107,9 @@ class Hub:
             self._release_held(topic)
         else:
             self._add(topic, conn, format_key, encoder)
-            await asyncio.shield(topic.ready)
+            if not topic.ready.done():
+                await asyncio.shield(topic.ready)
+            topic.ready.result()  # raises if the topic failed to start
 
     async def detach(self, stream: str, conn: Connection) -> None:
         """Stop delivering to ``conn``; the last one out unsubscribes."""

@@ -20,19 +20,24 @@ from .helpers import (
     RawWebSocket,
     ServerProcess,
     Tenant,
+    connect_ingest,
     expect_close,
     open_live,
     recv_json,
     running_server,
     send_json,
+    transcript,
 )
 
 RATE = 20
 MAX_FRAME = 1024
 PING_INTERVAL = 1
 
+PRODUCER_RATE = 100
+
 LIMITS_ENV = {
     "SCRIBELINE_CLIENT_MESSAGES_PER_SECOND": str(RATE),
+    "SCRIBELINE_PRODUCER_MESSAGES_PER_SECOND": str(PRODUCER_RATE),
     "SCRIBELINE_MAX_FRAME_BYTES": str(MAX_FRAME),
     "SCRIBELINE_PING_INTERVAL": str(PING_INTERVAL),
     "SCRIBELINE_PING_TIMEOUT": str(PING_INTERVAL),
@@ -190,3 +195,20 @@ async def test_peer_that_answers_pings_stays_connected(
                 break
     finally:
         raw.close()
+
+
+async def test_a_producer_over_its_rate_is_slowed_down_not_disconnected(
+    tight_server: ServerProcess, tight_tenant: Tenant, call_sid: str
+) -> None:
+    """A producer bursting past its message rate gets every ack, paced to the rate."""
+    burst = PRODUCER_RATE * 2
+    async with await connect_ingest(tight_server, call_sid, tight_tenant.write) as producer:
+        started = time.monotonic()
+        for i in range(burst):
+            await send_json(producer, transcript(f"line {i}"))
+        acks = [await recv_json(producer) for _ in range(burst)]
+        elapsed = time.monotonic() - started
+    assert [a["type"] for a in acks] == ["ack"] * burst
+    assert [a["seq"] for a in acks] == list(range(acks[0]["seq"], acks[0]["seq"] + burst))
+    # The first PRODUCER_RATE messages are the allowed burst; the rest arrive at the rate.
+    assert elapsed >= (burst - PRODUCER_RATE) / PRODUCER_RATE * 0.9

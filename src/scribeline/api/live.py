@@ -6,7 +6,7 @@ from functools import partial
 
 from aiohttp import web
 
-from scribeline.api.state import SERVICES
+from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import open_websocket, report
 from scribeline.auth import extract_credentials
 from scribeline.connection import Connection
@@ -44,22 +44,46 @@ async def live_transcript(request: web.Request) -> web.StreamResponse:
     call_sid = request.match_info["call_sid"]
     credentials = extract_credentials(request)
     conn = await open_websocket(request, services, credentials)
-    render_error = partial(_render_error, call_sid)
-    stream: str | None = None
-    attached = False
     try:
-        if not valid_call_sid(call_sid):
-            raise InvalidCallSid()
-        principal = await services.auth.authenticate(credentials.token)
-        principal.require("read")
-        call = await services.calls.get(principal.org_id, call_sid)
-        since = _since(request)
-        if not services.registry.acquire(call.stream, services.settings.max_connections_per_call):
-            raise ConnectionLimit("Connection limit reached for this call")
-        stream = call.stream
-        await services.hub.attach(stream, conn, FORMAT, partial(proto.encode_event, call_sid))
-        attached = True
+        org_id, stream = await _join(request, services, conn, call_sid, credentials.token)
+    except Exception as exc:
+        await report(conn, exc, partial(_render_error, call_sid), refusal=True)
+        await conn.close(CloseCode.NORMAL)
+        return conn.ws
+    try:
+        await _serve_commands(conn, services.calls, org_id, call_sid)
+    except Exception as exc:
+        await report(conn, exc, partial(_render_error, call_sid))
+    finally:
+        await services.hub.detach(stream, conn)
+        services.registry.release(stream)
+        await conn.close(CloseCode.NORMAL)
+    return conn.ws
 
+
+async def _join(
+    request: web.Request,
+    services: Services,
+    conn: Connection,
+    call_sid: str,
+    token: str | None,
+) -> tuple[int, str]:
+    """Checks, then history and the switch to live; returns (organization, stream).
+
+    A separate coroutine so that what joining needs (the call's history above
+    all) is released once the connection is live, not held for its lifetime.
+    """
+    if not valid_call_sid(call_sid):
+        raise InvalidCallSid()
+    principal = await services.auth.authenticate(token)
+    principal.require("read")
+    call = await services.calls.get(principal.org_id, call_sid)
+    since = _since(request)
+    stream = call.stream
+    if not services.registry.acquire(stream, services.settings.max_connections_per_call):
+        raise ConnectionLimit("Connection limit reached for this call")
+    try:
+        await services.hub.attach(stream, conn, FORMAT, partial(proto.encode_event, call_sid))
         position = await services.storage.head(stream)
         start = start_after(since, request.query.get("epoch"), position)
         now = now_ms()
@@ -68,28 +92,19 @@ async def live_transcript(request: web.Request) -> web.StreamResponse:
         history = await services.storage.read(stream, after=start)
         for event in history_view(history):
             await conn.write_paced(text_frame(proto.encode_event(call_sid, event)))
-        if history:
-            conn.last_seq = history[-1].seq
-            if history[-1].closes:
-                conn.close_soon(CloseCode.NORMAL)
-        conn.go_live()
-        if call.status in TERMINAL_STATUSES:
-            # Everything of an ended call is in storage, so history was all of it.
+    except BaseException:
+        await services.hub.detach(stream, conn)
+        services.registry.release(stream)
+        raise
+    if history:
+        conn.last_seq = history[-1].seq
+        if history[-1].closes:
             conn.close_soon(CloseCode.NORMAL)
-    except Exception as exc:
-        await report(conn, exc, render_error, refusal=True)
-    else:
-        try:
-            await _serve_commands(conn, services.calls, principal.org_id, call_sid)
-        except Exception as exc:
-            await report(conn, exc, render_error)
-    finally:
-        if attached and stream is not None:
-            await services.hub.detach(stream, conn)
-        if stream is not None:
-            services.registry.release(stream)
-        await conn.close(CloseCode.NORMAL)
-    return conn.ws
+    conn.go_live()
+    if call.status in TERMINAL_STATUSES:
+        # Everything of an ended call is in storage, so history was all of it.
+        conn.close_soon(CloseCode.NORMAL)
+    return principal.org_id, stream
 
 
 def _render_error(call_sid: str, error: ScribelineError) -> bytes:
@@ -98,7 +113,7 @@ def _render_error(call_sid: str, error: ScribelineError) -> bytes:
 
 async def _serve_commands(conn: Connection, calls: CallService, org_id: int, call_sid: str) -> None:
     """Answer ``ping`` and ``request_status`` until the client leaves."""
-    async for message in conn.receive():
+    while (message := await conn.next_message()) is not None:
         try:
             if not message.is_text:
                 raise InvalidMessage("Binary frames are not accepted; send JSON text")

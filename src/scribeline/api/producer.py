@@ -89,7 +89,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
     call_sid = request.match_info["call_sid"]
     credentials = extract_credentials(request)
     conn = await open_websocket(
-        request, services, credentials, services.settings.producer_messages_per_second
+        request, services, credentials, services.settings.producer_messages_per_second, pace=True
     )
     acks: asyncio.Queue[_Pending | None] = asyncio.Queue(services.settings.producer_max_in_flight)
     try:
@@ -104,7 +104,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
         return conn.ws
     acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
     try:
-        async for message in conn.receive():
+        while (message := await conn.next_message()) is not None:
             try:
                 if not message.is_text:
                     raise InvalidMessage("Binary frames are not accepted; send JSON text")

@@ -23,10 +23,13 @@ async def open_websocket(
     services: Services,
     credentials: Credentials,
     messages_per_second: float | None = None,
+    *,
+    pace: bool = False,
 ) -> Connection:
     """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection.
 
-    ``messages_per_second`` defaults to the subscribers' client message limit.
+    ``messages_per_second`` defaults to the subscribers' client message limit;
+    with ``pace`` a client over it is slowed down instead of refused.
     """
     s = services.settings
     ws = web.WebSocketResponse(
@@ -47,6 +50,7 @@ async def open_websocket(
         messages_per_second=messages_per_second or s.client_messages_per_second,
         close_timeout=s.close_timeout,
         socket_send_buffer=s.socket_send_buffer_bytes,
+        pace=pace,
     )
 
 

@@ -19,6 +19,9 @@ from scribeline.storage.sqlite_db import SqliteDatabase
 
 __all__ = ["SqliteStorage"]
 
+#: Events read on the event loop before the rest of a read moves to a thread.
+INLINE_PAGE = 256
+
 _KEY_COLUMNS = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at"
 _CALL_COLUMNS = (
     "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
@@ -71,6 +74,17 @@ def _append(conn: sqlite3.Connection, stream: str, events: Sequence[NewEvent]) -
     return stored
 
 
+def _read_events(
+    conn: sqlite3.Connection, stream: str, after: int, limit: int | None
+) -> list[StoredEvent]:
+    rows = conn.execute(
+        "SELECT seq, type, ts, closes, data FROM events"
+        " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (stream, after, -1 if limit is None else limit),
+    ).fetchall()
+    return [StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows]
+
+
 def _project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
     """Keep each call's ``status`` equal to its latest status event, in the same transaction."""
     if not stream.startswith("call:"):
@@ -108,17 +122,14 @@ class SqliteStorage(Storage):
     async def read(
         self, stream: str, after: int = 0, limit: int | None = None
     ) -> list[StoredEvent]:
-        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
-            rows = conn.execute(
-                "SELECT seq, type, ts, closes, data FROM events"
-                " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (stream, after, -1 if limit is None else limit),
-            ).fetchall()
-            return [
-                StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows
-            ]
-
-        return await self._db.read(run)
+        page = INLINE_PAGE if limit is None else min(limit, INLINE_PAGE)
+        events = self._db.read_now(lambda conn: _read_events(conn, stream, after, page))
+        if len(events) < page or (limit is not None and limit <= page):
+            return events
+        rest = None if limit is None else limit - page
+        last = events[-1].seq
+        events += await self._db.read(lambda conn: _read_events(conn, stream, last, rest))
+        return events
 
     async def head(self, stream: str) -> Position:
         def run(conn: sqlite3.Connection) -> Position:
@@ -127,7 +138,7 @@ class SqliteStorage(Storage):
             ).fetchone()
             return Position(0, "") if row is None else Position(row[0], row[1])
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def ping(self) -> None:
         await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -168,7 +179,7 @@ class SqliteStorage(Storage):
             ).fetchone()
             return None if row is None else Organization(*row)
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def add_api_key(
         self, org_id: int, prefix: str, key_hash: bytes, scopes: frozenset[str], name: str
@@ -197,7 +208,7 @@ class SqliteStorage(Storage):
             ).fetchone()
             return None if row is None else _key(row)
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
         def run(conn: sqlite3.Connection) -> list[ApiKey]:
@@ -206,7 +217,7 @@ class SqliteStorage(Storage):
             ).fetchall()
             return [_key(r) for r in rows]
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
@@ -238,7 +249,7 @@ class SqliteStorage(Storage):
             ).fetchone()
             return None if row is None else Assistant(row[0], row[1], row[2], bool(row[3]))
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
         def run(conn: sqlite3.Connection) -> tuple[Call, StoredEvent]:
@@ -279,7 +290,7 @@ class SqliteStorage(Storage):
             ).fetchone()
             return None if row is None else _call(row)
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def list_calls(
         self, org_id: int | None, status: str | None, limit: int, cursor: str | None
@@ -309,4 +320,4 @@ class SqliteStorage(Storage):
             more = len(rows) > limit
             return CallPage(calls, str(calls[-1].id) if more and calls else None)
 
-        return await self._db.read(run)
+        return self._db.read_now(run)

@@ -7,8 +7,11 @@ commits once and only then resolves the callers' futures, in submission
 order. One fsync thus covers every append that arrived while the previous
 commit was in progress; durability is per commit (``synchronous=FULL``).
 
-Reads run on a small thread pool, each thread with its own connection; WAL
-mode lets them proceed while the writer commits.
+Reads never wait for the writer (WAL). Bounded point reads (a key, a call,
+a stream's head, one page of events) run on the event loop's own connection:
+they take microseconds, less than a hand-off to a thread would cost. Reads
+of unbounded size run on a small thread pool, each thread with its own
+connection, so they never stall the loop.
 """
 
 from __future__ import annotations
@@ -59,12 +62,15 @@ class SqliteDatabase:
         self._writer: threading.Thread | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
+        self._loop_conn: sqlite3.Connection | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
         self._closed = False
 
     def start(self) -> None:
         """Start the writer thread; call from the event loop that will await results."""
         self._loop = asyncio.get_running_loop()
+        self._loop_conn = connect(self._path)
+        self._loop_conn.execute("PRAGMA query_only=ON")
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
         self._writer.start()
 
@@ -76,8 +82,14 @@ class SqliteDatabase:
         self._queue.put(_Job(fn, future))
         return await future
 
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a bounded, index-backed read on the event loop thread."""
+        if self._closed or self._loop_conn is None:
+            raise RuntimeError("database is not running")
+        return fn(self._loop_conn)
+
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on a reader connection."""
+        """Run a read of any size on a reader thread."""
         if self._closed or self._loop is None:
             raise RuntimeError("database is not running")
         return await self._loop.run_in_executor(self._readers, self._run_read, fn)
@@ -93,6 +105,8 @@ class SqliteDatabase:
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()
+        if self._loop_conn is not None:
+            self._loop_conn.close()
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

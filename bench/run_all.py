@@ -1,0 +1,160 @@
+"""Run every scenario (each against its own fresh server), print a summary table and
+write all results as JSON to bench/results/ (git-ignored)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import connects, fanout, idle, ingest, many_calls
+from bench.common import RESULTS_DIR, Result, emit
+from bench.workers import run_async
+
+__all__ = ["main"]
+
+Scenario = Callable[[bool], Coroutine[Any, Any, Result]]
+
+#: name -> (full-size run, quick run); "quick" is a smoke test, not a measurement.
+SCENARIOS: dict[str, Scenario] = {
+    "fanout": lambda quick: fanout.run(
+        subscribers=200 if quick else 1000, duration=3 if quick else 20
+    ),
+    "many_calls": lambda quick: many_calls.run(
+        calls=100 if quick else 1000, rate=200 if quick else 1000, duration=3 if quick else 20
+    ),
+    "idle": lambda quick: idle.run(connections=500 if quick else 5000, warmup=50 if quick else 200),
+    "connects": lambda quick: connects.run(total=1000 if quick else 10_000, concurrency=200),
+    "ingest": lambda quick: ingest.run(
+        messages=5000 if quick else 50_000, rest_requests=1000 if quick else 10_000
+    ),
+}
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def headline(result: Result) -> str:
+    """The few numbers that matter for one scenario, on one line."""
+    r = result.get("results", {})
+    name = result.get("scenario")
+    if name in ("fanout", "many_calls"):
+        lat = r["latency"]
+        cost = (
+            f"{_num(r['server_us_per_delivery'])} µs/delivery"
+            if name == "fanout"
+            else f"{_num(r['server_us_per_event'])} µs/event"
+        )
+        return (
+            f"{cost}, "
+            f"{_num(r['deliveries_per_s'])} deliveries/s, latency ms p50 {_num(lat['p50_ms'])} "
+            f"p90 {_num(lat['p90_ms'])} p99 {_num(lat['p99_ms'])} max {_num(lat['max_ms'])}"
+        )
+    if name == "idle":
+        return (
+            f"{_num(r['kb_per_connection'])} KB/connection "
+            f"({r['connected']} connected, RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB)"
+        )
+    if name == "connects":
+        lat = r["time_to_established"]
+        return (
+            f"{_num(r['connects_per_s'])} connects/s, {_num(r['server_us_per_connect'])} µs "
+            f"server CPU/connect, p99 to established {_num(lat['p99_ms'])} ms"
+        )
+    if name == "ingest":
+        return (
+            f"WS {_num(r.get('ws_appends_per_s', math.nan))}/s "
+            f"({_num(r.get('ws_server_us_per_append', math.nan))} µs/append), "
+            f"REST {_num(r.get('rest_appends_per_s', math.nan))}/s "
+            f"({_num(r.get('rest_server_us_per_append', math.nan))} µs/append)"
+        )
+    return str(result.get("error", "?"))
+
+
+def _flags(result: Result) -> str:
+    text = " ".join(result.get("warnings", []))
+    flags = []
+    if "client side saturated" in text:
+        flags.append("client-saturated")
+    if "machine saturated" in text:
+        flags.append("machine-saturated")
+    if "contention" in text:
+        flags.append("contention")
+    if "failed" in text or "not every" in text or result.get("error"):
+        flags.append("ERRORS")
+    log = result.get("server_log") or {}
+    if log.get("error_lines") or log.get("tracebacks"):
+        flags.append("server-errors")
+    return ",".join(flags) or "-"
+
+
+def print_table(results: Sequence[Result]) -> None:
+    rows = [("scenario", "run", "result", "target", "met", "flags")]
+    for res in results:
+        targets = res.get("targets", {})
+        target_text = "; ".join(f"{k} {t['limit']}" for k, t in targets.items()) or "-"
+        met = all(t["met"] for t in targets.values()) if targets else False
+        rows.append(
+            (
+                str(res.get("scenario")),
+                str(res.get("run", 1)),
+                headline(res),
+                target_text,
+                "yes" if met else "NO",
+                _flags(res),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print()
+    for n, row in enumerate(rows):
+        print(" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help="comma list of scenarios to run"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario")
+    parser.add_argument("--quick", action="store_true", help="small smoke-test sizes")
+    parser.add_argument("--out", type=Path, help="JSON output (default bench/results/<time>.json)")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    results: list[Result] = []
+    for name in names:
+        for n in range(1, args.repeat + 1):
+            began = time.monotonic()
+            try:
+                result: Result = run_async(partial(SCENARIOS[name], args.quick))
+            except Exception as exc:
+                traceback.print_exc()
+                result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}", "results": {}}
+            result["run"] = n
+            result["wall_seconds"] = round(time.monotonic() - began, 1)
+            results.append(emit(result, None))
+            print(flush=True)
+    print_table(results)
+    out = args.out or RESULTS_DIR / time.strftime("run-%Y%m%d-%H%M%S.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
