@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections import Counter
@@ -21,9 +20,9 @@ from typing import Any
 
 from bench import rawws
 from bench.common import Api, Result, base_parser, emit, print_params, target
-from bench.metrics import CpuMeter, latency_summary
+from bench.metrics import latency_summary
 from bench.server import HOST, Server
-from bench.workers import WorkerPool, pipe_recv, raise_nofile, run_async
+from bench.workers import WorkerPool, measured, pipe_recv, raise_nofile, run_async, share
 
 __all__ = ["main", "run"]
 
@@ -127,24 +126,12 @@ async def run(
                 server.port,
                 server.key,
                 sids,
-                total // procs + (1 if p < total % procs else 0),
-                concurrency // procs + (1 if p < concurrency % procs else 0),
+                share(total, procs, p),
+                share(concurrency, procs, p),
             )
             for p in range(procs)
         ]
-        pool = WorkerPool(connect_worker, jobs)
-        pool.start()
-        try:
-            async with asyncio.timeout(60):
-                await pool.gather()
-            meter = CpuMeter(server.pid, [os.getpid(), *pool.pids])
-            meter.start()
-            pool.broadcast({"cmd": "go"})
-            async with asyncio.timeout(600):
-                done = await pool.gather()
-            window = meter.stop()
-        finally:
-            pool.stop()
+        done, window = await measured(WorkerPool(connect_worker, jobs), server.pid)
     ok = sum(int(d["ok"]) for d in done)
     failed = sum(int(d["failed"]) for d in done)
     seconds = max(float(d["ended"]) for d in done) - min(float(d["started"]) for d in done)

@@ -32,7 +32,7 @@ from bench.live import Published
 from bench.metrics import CpuMeter, CpuWindow, latency_summary
 from bench.producers import open_producers, wait_acked
 from bench.server import HOST, Server
-from bench.workers import WorkerPool, pipe_recv, run_async
+from bench.workers import WorkerPool, measured, pipe_recv, run_async, share
 
 __all__ = ["main", "run"]
 
@@ -132,24 +132,12 @@ async def _rest_part(
             server.http,
             server.key,
             sid,
-            requests // procs + (1 if p < requests % procs else 0),
-            concurrency // procs + (1 if p < concurrency % procs else 0),
+            share(requests, procs, p),
+            share(concurrency, procs, p),
         )
         for p in range(procs)
     ]
-    pool = WorkerPool(rest_worker, jobs)
-    pool.start()
-    try:
-        async with asyncio.timeout(60):
-            await pool.gather()
-        meter = CpuMeter(server.pid, [os.getpid(), *pool.pids])
-        meter.start()
-        pool.broadcast({"cmd": "go"})
-        async with asyncio.timeout(600):
-            done = await pool.gather()
-        window = meter.stop()
-    finally:
-        pool.stop()
+    done, window = await measured(WorkerPool(rest_worker, jobs), server.pid)
     errors: Counter[str] = Counter()
     for d in done:
         errors.update(d["errors"])

@@ -19,9 +19,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-__all__ = ["WorkerPool", "pipe_recv", "raise_nofile", "run_async"]
+from bench.metrics import CpuMeter, CpuWindow
+
+__all__ = ["WorkerPool", "measured", "pipe_recv", "raise_nofile", "run_async", "share"]
 
 Message = dict[str, Any]
+
+#: Longest a measured run may take before the scenario gives up.
+RUN_TIMEOUT = 600.0
 
 
 def raise_nofile(wanted: int = 1 << 20) -> int:
@@ -116,3 +121,25 @@ class WorkerPool:
                 proc.join(5)
         for pipe in self._pipes:
             pipe.close()
+
+
+def share(total: int, parts: int, index: int) -> int:
+    """Worker ``index``'s share when ``total`` is split as evenly as possible."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
+async def measured(pool: WorkerPool, server_pid: int) -> tuple[list[Message], CpuWindow]:
+    """Start the workers, wait until each has reported ready, then send ``go``
+    and gather their results with the server's CPU measured over exactly that."""
+    pool.start()
+    try:
+        async with asyncio.timeout(60):
+            await pool.gather()
+        meter = CpuMeter(server_pid, [os.getpid(), *pool.pids])
+        meter.start()
+        pool.broadcast({"cmd": "go"})
+        async with asyncio.timeout(RUN_TIMEOUT):
+            done = await pool.gather()
+        return done, meter.stop()
+    finally:
+        pool.stop()

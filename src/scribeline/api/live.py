@@ -7,20 +7,18 @@ from functools import partial
 from aiohttp import web
 
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import open_websocket, report
+from scribeline.api.websocket import authorize_call, open_websocket, report
 from scribeline.auth import extract_credentials
 from scribeline.connection import Connection
 from scribeline.errors import (
     CloseCode,
     ConnectionLimit,
-    InvalidCallSid,
     InvalidMessage,
     InvalidRequest,
     ScribelineError,
 )
 from scribeline.events import TERMINAL_STATUSES, now_ms
 from scribeline.ingest.calls import CallService
-from scribeline.ingest.models import valid_call_sid
 from scribeline.protocols import live_transcript as proto
 from scribeline.protocols.frames import text_frame
 from scribeline.recovery import history_view, start_after
@@ -73,11 +71,7 @@ async def _join(
     A separate coroutine so that what joining needs (the call's history above
     all) is released once the connection is live, not held for its lifetime.
     """
-    if not valid_call_sid(call_sid):
-        raise InvalidCallSid()
-    principal = await services.auth.authenticate(token)
-    principal.require("read")
-    call = await services.calls.get(principal.org_id, call_sid)
+    principal, call = await authorize_call(services, call_sid, token, "read")
     since = _since(request)
     stream = call.stream
     if not services.registry.acquire(stream, services.settings.max_connections_per_call):

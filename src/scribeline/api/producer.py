@@ -19,19 +19,18 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from scribeline.api.state import SERVICES
-from scribeline.api.websocket import open_websocket, report
+from scribeline.api.websocket import authorize_call, open_websocket, report
 from scribeline.auth import extract_credentials
 from scribeline.connection import Connection
 from scribeline.domain import Call
 from scribeline.errors import (
     CloseCode,
-    InvalidCallSid,
     InvalidMessage,
     ScribelineError,
 )
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
-from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch, valid_call_sid
+from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch
 
 __all__ = ["producer"]
 
@@ -93,11 +92,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
     )
     acks: asyncio.Queue[_Pending | None] = asyncio.Queue(services.settings.producer_max_in_flight)
     try:
-        if not valid_call_sid(call_sid):
-            raise InvalidCallSid()
-        principal = await services.auth.authenticate(credentials.token)
-        principal.require("write")
-        call = await services.calls.get(principal.org_id, call_sid)
+        _, call = await authorize_call(services, call_sid, credentials.token, "write")
     except Exception as exc:
         await report(conn, exc, _error, refusal=True)
         await conn.close(CloseCode.NORMAL)

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from scribeline.api.state import Services
-from scribeline.auth import Credentials
+from scribeline.auth import Credentials, Principal
 from scribeline.connection import Connection
-from scribeline.errors import ScribelineError, close_code_for
+from scribeline.domain import Call
+from scribeline.errors import InvalidCallSid, ScribelineError, close_code_for
+from scribeline.ingest.models import valid_call_sid
 
-__all__ = ["open_websocket", "report"]
+__all__ = ["authorize_call", "open_websocket", "report"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,21 @@ async def open_websocket(
         socket_send_buffer=s.socket_send_buffer_bytes,
         pace=pace,
     )
+
+
+async def authorize_call(
+    services: Services, call_sid: str, token: str | None, scope: str
+) -> tuple[Principal, Call]:
+    """The checks every per-call stream starts with, in the documented order.
+
+    SID syntax, then the token and its scope, then the call, looked up within
+    the token's organization only (another organization's call is not found).
+    """
+    if not valid_call_sid(call_sid):
+        raise InvalidCallSid()
+    principal = await services.auth.authenticate(token)
+    principal.require(scope)
+    return principal, await services.calls.get(principal.org_id, call_sid)
 
 
 async def report(
