@@ -84,8 +84,8 @@ async def report(
     error's close code. Internal errors are logged here and reach the client
     only as a generic message.
     """
-    if conn.closing:
-        return
+    if conn.closing or isinstance(exc, ConnectionError):
+        return  # nobody left to tell (a peer that went away is routine, not an error)
     if not isinstance(exc, ScribelineError):
         log.exception("internal error on a WebSocket", exc_info=exc)
         exc = ScribelineError("Internal server error")
