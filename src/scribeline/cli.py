@@ -158,7 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     net.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
 
-    parser = argparse.ArgumentParser(prog="scribeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="scribeline",
+        description="Run the Scribeline server and administer organizations, keys and calls."
+        " Admin commands work with or without a running server.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[net, data], help="run the server")
