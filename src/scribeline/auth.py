@@ -58,15 +58,40 @@ def parse_scopes(text: str) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request acts as."""
+    """Who a request acts as: an organization, scopes, and possibly one resource.
+
+    An access token may be restricted to one call or one campaign; such a
+    principal can reach that resource and nothing organization-wide.
+    """
 
     org_id: int
     scopes: frozenset[str]
     key_id: int
+    call_sid: str | None = None
+    campaign_id: int | None = None
+
+    @property
+    def restricted(self) -> bool:
+        return self.call_sid is not None or self.campaign_id is not None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and "admin" not in self.scopes:
-            raise Forbidden(f"This key lacks the '{scope}' scope")
+            raise Forbidden(f"This credential lacks the '{scope}' scope")
+
+    def allow_call(self, call_sid: str) -> None:
+        """Refuse a credential restricted to something other than this call."""
+        if self.restricted and self.call_sid != call_sid:
+            raise Forbidden("This token is restricted to another call or campaign")
+
+    def allow_campaign(self, campaign_id: int) -> None:
+        """Refuse a credential restricted to something other than this campaign."""
+        if self.restricted and self.campaign_id != campaign_id:
+            raise Forbidden("This token is restricted to another call or campaign")
+
+    def allow_organization(self) -> None:
+        """Refuse a credential restricted to one call or campaign."""
+        if self.restricted:
+            raise Forbidden("This token is restricted to one call or campaign")
 
 
 @dataclass(frozen=True, slots=True)

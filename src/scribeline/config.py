@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     #: Seconds to wait for in-flight work when stopping.
     shutdown_timeout: float = Field(10.0, gt=0)
 
+    #: HS256 secret for access tokens; empty: generated into the data directory on
+    #: first start (every node of a deployment must share one).
+    token_secret: str = ""
+    token_default_ttl: float = Field(600.0, gt=0)
+    token_max_ttl: float = Field(86_400.0, gt=0)
+    #: Seconds a revoked API key's tokens (and the key itself) may still work.
+    auth_cache_seconds: float = Field(5.0, ge=0)
+
+    #: Topic subscriptions one event-stream connection may hold.
+    max_subscriptions_per_connection: int = Field(100, ge=1)
+    #: Least seconds between two ``progress`` events of one campaign.
+    campaign_progress_interval: float = Field(1.0, ge=0)
+
     access_log: bool = False
     log_level: str = "INFO"
 

@@ -36,6 +36,8 @@ async def test_keys_are_found_by_hash_and_revocable(storage: Storage) -> None:
     record = await storage.add_api_key(org.id, prefix, digest, frozenset({"read"}), "k")
     found = await storage.find_api_key(digest)
     assert found == record and found.active
+    assert await storage.get_api_key(record.id) == record
+    assert await storage.get_api_key(record.id + 1000) is None
     revoked = await storage.revoke_api_key(org.id, prefix)
     assert revoked is not None and not revoked.active
     found_again = await storage.find_api_key(digest)

@@ -47,6 +47,21 @@ async def _principal(request: web.Request, scope: str) -> tuple[Services, Princi
     return services, principal
 
 
+async def _org_principal(request: web.Request, scope: str) -> tuple[Services, Principal]:
+    """A principal allowed organization-wide operations."""
+    services, principal = await _principal(request, scope)
+    principal.allow_organization()
+    return services, principal
+
+
+async def _call(request: web.Request, scope: str) -> tuple[Services, Call]:
+    """The call named in the path, if the credential may reach it."""
+    services, principal = await _principal(request, scope)
+    call_sid = request.match_info["call_sid"]
+    principal.allow_call(call_sid)
+    return services, await services.calls.get(principal.org_id, call_sid)
+
+
 async def _body(request: web.Request) -> Any:
     raw = await request.read()  # bounded by client_max_size (413 beyond)
     try:
@@ -57,7 +72,7 @@ async def _body(request: web.Request) -> Any:
 
 @routes.post("/v1/calls")
 async def create_call(request: web.Request) -> web.Response:
-    services, principal = await _principal(request, "write")
+    services, principal = await _org_principal(request, "write")
     body = CreateCall.model_validate(await _body(request))
     call = await services.calls.create(principal.org_id, body)
     return json_response(call_json(call), status=201)
@@ -65,7 +80,7 @@ async def create_call(request: web.Request) -> web.Response:
 
 @routes.get("/v1/calls")
 async def list_calls(request: web.Request) -> web.Response:
-    services, principal = await _principal(request, "read")
+    services, principal = await _org_principal(request, "read")
     status = request.query.get("status")
     if status is not None and status not in CallStatus.__members__.values():
         raise InvalidRequest(f"Unknown status {status!r}")
@@ -82,8 +97,7 @@ async def list_calls(request: web.Request) -> web.Response:
 
 @routes.get("/v1/calls/{call_sid}")
 async def get_call(request: web.Request) -> web.Response:
-    services, principal = await _principal(request, "read")
-    call = await services.calls.get(principal.org_id, request.match_info["call_sid"])
+    services, call = await _call(request, "read")
     events = await services.storage.read(call.stream)
     transcript = [
         {**e.data, "seq": e.seq, "created_at": format_ms(e.ts)}
@@ -95,8 +109,7 @@ async def get_call(request: web.Request) -> web.Response:
 
 @routes.post("/v1/calls/{call_sid}/transcripts")
 async def append_transcripts(request: web.Request) -> web.Response:
-    services, principal = await _principal(request, "write")
-    call = await services.calls.get(principal.org_id, request.match_info["call_sid"])
+    services, call = await _call(request, "write")
     body = await _body(request)
     if isinstance(body, list):
         if not body or len(body) > services.settings.max_batch_items:
@@ -113,8 +126,7 @@ async def append_transcripts(request: web.Request) -> web.Response:
 
 @routes.post("/v1/calls/{call_sid}/status")
 async def set_status(request: web.Request) -> web.Response:
-    services, principal = await _principal(request, "write")
-    call = await services.calls.get(principal.org_id, request.match_info["call_sid"])
+    services, call = await _call(request, "write")
     body = SetStatus.model_validate(await _body(request))
     event = await services.calls.set_status(call, body.status, body.metadata)
     return json_response({"seq": event.seq}, status=201)

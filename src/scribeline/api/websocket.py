@@ -68,6 +68,7 @@ async def authorize_call(
         raise InvalidCallSid()
     principal = await services.auth.authenticate(token)
     principal.require(scope)
+    principal.allow_call(call_sid)
     return principal, await services.calls.get(principal.org_id, call_sid)
 
 

@@ -75,6 +75,10 @@ class Catalog(ABC):
         """The key with this hash, revoked or not."""
 
     @abstractmethod
+    async def get_api_key(self, key_id: int) -> ApiKey | None:
+        """The key with this id, revoked or not."""
+
+    @abstractmethod
     async def list_api_keys(self, org_id: int) -> list[ApiKey]: ...
 
     @abstractmethod

@@ -210,6 +210,15 @@ class SqliteStorage(Storage):
 
         return self._db.read_now(run)
 
+    async def get_api_key(self, key_id: int) -> ApiKey | None:
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            return None if row is None else _key(row)
+
+        return self._db.read_now(run)
+
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
         def run(conn: sqlite3.Connection) -> list[ApiKey]:
             rows = conn.execute(
