@@ -1,10 +1,14 @@
-"""API keys, the credentials a request carries, and who it belongs to.
+"""API keys, access tokens, the credentials a request carries, and who it belongs to.
 
 Keys are ``scl_`` followed by 43 URL-safe base64 characters (256 random bits):
 every character is valid in an HTTP token, so a key fits in the
 ``burki-token-<key>`` WebSocket subprotocol. Only a SHA-256 hash is stored; a
 fast hash is right for secrets of this entropy (no dictionary to guess from)
 and keeps authentication cheap at thousands of connects per second.
+
+Any other token is tried as an access token (``scribeline.tokens``): a signed
+JWT, valid only while the API key it was minted from is active. JWTs are
+base64url and dots, so they fit in the subprotocol too.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from aiohttp import hdrs, web
 
+from scribeline import tokens
+from scribeline.domain import ApiKey
 from scribeline.errors import AuthenticationFailed, Forbidden
 from scribeline.storage import Catalog
 
@@ -28,19 +36,31 @@ __all__ = [
     "Principal",
     "extract_credentials",
     "hash_key",
+    "is_api_key",
     "new_api_key",
     "parse_scopes",
+    "scopes_within",
 ]
 
 KEY_PREFIX = "scl_"
 SUBPROTOCOL_PREFIX = "burki-token-"
 SCOPES = frozenset({"read", "write", "admin"})
+#: Longer than any access token this server mints (a few hundred characters).
+MAX_ACCESS_TOKEN_CHARS = 2048
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 def new_api_key() -> tuple[str, str, bytes]:
     """A fresh key: (the key, its displayable prefix, its hash)."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     return key, key[:12], hash_key(key)
+
+
+def is_api_key(token: str) -> bool:
+    """Whether a token is an API key (else it can only be an access token)."""
+    return token.startswith(KEY_PREFIX)
 
 
 def hash_key(key: str) -> bytes:
@@ -54,6 +74,11 @@ def parse_scopes(text: str) -> frozenset[str]:
     if unknown or not scopes:
         raise ValueError(f"scopes must be a comma list of {', '.join(sorted(SCOPES))}")
     return scopes
+
+
+def scopes_within(requested: frozenset[str], granted: frozenset[str]) -> bool:
+    """Whether ``requested`` asks for nothing beyond ``granted`` (admin grants every scope)."""
+    return requested <= SCOPES and ("admin" in granted or requested <= granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,33 +146,116 @@ def extract_credentials(request: web.Request) -> Credentials:
     return Credentials(token or None, subprotocol)
 
 
-class Authenticator:
-    """Resolves tokens to principals, with a short-lived cache of valid keys.
+class _TtlCache(Generic[K, V]):
+    """A bounded LRU map whose entries expire ``ttl`` seconds after they were stored."""
 
-    A revoked key stops working everywhere within ``cache_seconds``.
+    def __init__(self, ttl: float, size: int):
+        self._ttl = ttl
+        self._size = size
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K, now: float) -> V | None:
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        return None
+
+    def put(self, key: K, value: V, now: float) -> None:
+        self._entries[key] = (now + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+
+class Authenticator:
+    """Resolves tokens (API keys and access tokens) to principals.
+
+    Valid keys are cached for ``cache_seconds``, so a revoked key, and every
+    access token minted from it, stops working everywhere within that time.
     """
 
-    def __init__(self, catalog: Catalog, cache_seconds: float = 5.0, cache_size: int = 10_000):
+    def __init__(
+        self, catalog: Catalog, secret: str, cache_seconds: float = 5.0, cache_size: int = 10_000
+    ):
         self._catalog = catalog
-        self._ttl = cache_seconds
-        self._size = cache_size
-        self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._secret = secret
+        self._by_hash: _TtlCache[bytes, Principal] = _TtlCache(cache_seconds, cache_size)
+        self._by_id: _TtlCache[int, ApiKey] = _TtlCache(cache_seconds, cache_size)
 
     async def authenticate(self, token: str | None) -> Principal:
-        if not token or not token.startswith(KEY_PREFIX) or len(token) > 256:
+        if not token:
+            raise AuthenticationFailed()
+        if is_api_key(token):
+            return await self._api_key(token)
+        return await self._access_token(token)
+
+    def mint(
+        self,
+        principal: Principal,
+        *,
+        scopes: frozenset[str],
+        ttl_seconds: int,
+        now: float,
+        call_sid: str | None = None,
+        campaign_id: int | None = None,
+    ) -> str:
+        """An access token for ``principal``'s key, with at most its scopes."""
+        if not scopes_within(scopes, principal.scopes):
+            raise Forbidden("The requested scopes exceed this API key's scopes")
+        return tokens.mint(
+            self._secret,
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            scopes=scopes,
+            ttl_seconds=ttl_seconds,
+            now=now,
+            call_sid=call_sid,
+            campaign_id=campaign_id,
+        )
+
+    async def _api_key(self, token: str) -> Principal:
+        if len(token) > 256:
             raise AuthenticationFailed()
         digest = hash_key(token)
         now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        principal = self._by_hash.get(digest, now)
+        if principal is not None:
+            return principal
         key = await self._catalog.find_api_key(digest)
         if key is None or not key.active:
-            self._cache.pop(digest, None)
+            self._by_hash.drop(digest)
             raise AuthenticationFailed()
         principal = Principal(key.org_id, key.scopes, key.id)
-        self._cache[digest] = (now + self._ttl, principal)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        self._by_hash.put(digest, principal, now)
         return principal
+
+    async def _access_token(self, token: str) -> Principal:
+        if len(token) > MAX_ACCESS_TOKEN_CHARS:
+            raise AuthenticationFailed()
+        claims = tokens.verify(self._secret, token)
+        key = await self._minting_key(claims.key_id)
+        if (
+            key is None
+            or key.org_id != claims.org_id
+            or not scopes_within(claims.scopes, key.scopes)
+        ):
+            raise AuthenticationFailed()
+        return Principal(
+            claims.org_id, claims.scopes, claims.key_id, claims.call_sid, claims.campaign_id
+        )
+
+    async def _minting_key(self, key_id: int) -> ApiKey | None:
+        """The key a token was minted from, if it is still active."""
+        now = time.monotonic()
+        key = self._by_id.get(key_id, now)
+        if key is not None:
+            return key
+        key = await self._catalog.get_api_key(key_id)
+        if key is None or not key.active:
+            self._by_id.drop(key_id)
+            return None
+        self._by_id.put(key_id, key, now)
+        return key

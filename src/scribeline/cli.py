@@ -52,13 +52,17 @@ def _fail(message: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from scribeline import server
+    from scribeline.tokens import TokenSecretError
 
     settings = _settings(args)
-    if args.demo:
-        from scribeline.demo.runner import start_demo
+    try:
+        if args.demo:
+            from scribeline.demo.runner import start_demo
 
-        return server.run(settings, start_demo)
-    return server.run(settings)
+            return server.run(settings, start_demo)
+        return server.run(settings)
+    except TokenSecretError as exc:
+        return _fail(str(exc))
 
 
 def cmd_orgs_create(args: argparse.Namespace) -> int:

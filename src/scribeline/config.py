@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     token_default_ttl: float = Field(600.0, gt=0)
     token_max_ttl: float = Field(86_400.0, gt=0)
     #: Seconds a revoked API key's tokens (and the key itself) may still work.
-    auth_cache_seconds: float = Field(5.0, ge=0)
+    auth_cache_seconds: float = Field(5.0, ge=0, le=60)
 
     #: Topic subscriptions one event-stream connection may hold.
     max_subscriptions_per_connection: int = Field(100, ge=1)

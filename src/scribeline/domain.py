@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["ApiKey", "Assistant", "Call", "CallPage", "Organization"]
+__all__ = [
+    "OUTCOMES",
+    "ApiKey",
+    "Assistant",
+    "Call",
+    "CallPage",
+    "Campaign",
+    "CampaignStatus",
+    "Contact",
+    "ContactStatus",
+    "Counters",
+    "Organization",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,7 @@ class Assistant:
     org_id: int
     name: str
     is_default: bool
+    transcription_enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,8 @@ class Call:
     call_type: str | None
     started_at: int
     ended_at: int | None
+    campaign_id: int | None = None
+    campaign_contact_id: int | None = None
 
     @property
     def stream(self) -> str:
@@ -75,3 +91,113 @@ class Call:
 class CallPage:
     calls: list[Call]
     next_cursor: str | None
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+class ContactStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+#: Contact statuses that are final outcomes.
+OUTCOMES = frozenset({ContactStatus.SUCCESS, ContactStatus.FAILED, ContactStatus.SKIPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    org_id: int
+    assistant_id: int
+    name: str
+    status: str
+    created_at: int
+    started_at: int | None
+    completed_at: int | None
+
+    @property
+    def stream(self) -> str:
+        return f"campaign:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    campaign_id: int
+    phone_number: str
+    name: str | None
+    status: str
+    call_sid: str | None
+    duration: float | None
+    error: str | None
+
+    def completed_data(self) -> dict[str, Any]:
+        """The ``contact_completed`` payload (PROTOCOL.md section 2)."""
+        return {
+            "contact_id": self.id,
+            "phone_number": self.phone_number,
+            "name": self.name,
+            "outcome": self.status,
+            "duration": self.duration,
+            "call_sid": self.call_sid,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """A campaign's contact counts, computed by storage in one transaction."""
+
+    total: int
+    pending: int
+    in_progress: int
+    successful: int
+    failed: int
+    skipped: int
+    total_duration: float
+
+    @property
+    def completed(self) -> int:
+        """Contacts with an outcome (skipped ones count as completed)."""
+        return self.successful + self.failed + self.skipped
+
+    @property
+    def done(self) -> bool:
+        return self.total > 0 and self.pending == 0 and self.in_progress == 0
+
+    def progress(self) -> dict[str, Any]:
+        """The ``progress`` counters; success_rate is successful / completed x 100."""
+        completed = self.completed
+        return {
+            "total_contacts": self.total,
+            "completed_contacts": completed,
+            "successful_contacts": self.successful,
+            "failed_contacts": self.failed,
+            "skipped_contacts": self.skipped,
+            "pending_contacts": self.pending,
+            "in_progress_contacts": self.in_progress,
+            "success_rate": round(self.successful / completed * 100, 1) if completed else 0.0,
+            "completion_percentage": round(completed / self.total * 100, 1) if self.total else 0.0,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The ``campaign_completed`` payload."""
+        progress = self.progress()
+        return {
+            key: progress[key]
+            for key in (
+                "total_contacts",
+                "completed_contacts",
+                "successful_contacts",
+                "failed_contacts",
+                "skipped_contacts",
+                "success_rate",
+            )
+        } | {"total_duration": round(self.total_duration, 3)}

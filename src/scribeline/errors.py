@@ -27,6 +27,7 @@ __all__ = [
     "ScribelineError",
     "SlowConsumer",
     "StreamClosed",
+    "TranscriptionDisabled",
     "close_code_for",
 ]
 
@@ -154,6 +155,15 @@ class StreamClosed(ScribelineError):
 
 class CallEnded(StreamClosed):
     code = "call_ended"
+
+
+class TranscriptionDisabled(ScribelineError):
+    """The call's assistant has transcription switched off."""
+
+    code = "transcription_disabled"
+    http_status = 409
+    close_code = CloseCode.POLICY_VIOLATION
+    keeps_connection = True
 
 
 class SlowConsumer(ScribelineError):

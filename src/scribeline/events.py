@@ -30,6 +30,9 @@ class EventType(StrEnum):
 
     TRANSCRIPT = "transcript"
     CALL_STATUS = "call_status"
+    CONTACT_COMPLETED = "contact_completed"
+    PROGRESS = "progress"
+    CAMPAIGN_COMPLETED = "campaign_completed"
 
 
 class CallStatus(StrEnum):

@@ -20,20 +20,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from scribeline.broker import Broker, unpack
+from scribeline.broker import Broker, unpack, unpack_with_meta
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode
 from scribeline.events import StoredEvent
 from scribeline.protocols.frames import text_frame
 from scribeline.storage import EventLog
 
-__all__ = ["Encoder", "Hub"]
+__all__ = ["Accept", "Encoder", "FirehoseEncoder", "Hub"]
 
 log = logging.getLogger(__name__)
 
-#: Renders a stored event as one wire format's JSON payload.
-Encoder = Callable[[StoredEvent], bytes]
+#: Renders a stored event as one wire format's JSON payload (None: not shown).
+Encoder = Callable[[StoredEvent], bytes | None]
+
+#: Renders an organization event from its routing metadata (None: not shown).
+FirehoseEncoder = Callable[[StoredEvent, dict[str, Any]], bytes | None]
+
+#: Whether a firehose subscriber wants an event: (event type, routing metadata).
+Accept = Callable[[str, dict[str, Any]], bool]
 
 #: Out-of-order events a topic holds while it reads a gap from storage.
 MAX_HELD = 10_000
@@ -56,30 +63,107 @@ class _Topic:
 
     def dispatch(self, event: StoredEvent) -> None:
         for encoder, subs in self.groups.values():
-            frame = text_frame(encoder(event))
+            payload = encoder(event)
+            if payload is None:
+                continue
+            frame = text_frame(payload)
             for conn in list(subs):
                 conn.offer(event.seq, frame, event.closes)
+
+
+class _Firehose:
+    """All events of one organization, to subscribers that each filter them.
+
+    Unsequenced: events of different streams interleave; each stream's events
+    keep their order (the broker keeps per-channel order).
+    """
+
+    __slots__ = ("ready", "subscribers", "unsubscribed")
+
+    def __init__(self) -> None:
+        self.subscribers: dict[Connection, Accept] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unsubscribed: asyncio.Future[None] | None = None
+
+    def dispatch(self, encode: FirehoseEncoder, payload: bytes) -> None:
+        event, meta = unpack_with_meta(payload)
+        frame: bytes | None = None
+        for conn, accept in list(self.subscribers.items()):
+            if not accept(event.type, meta):
+                continue
+            if frame is None:
+                rendered = encode(event, meta)
+                if rendered is None:
+                    return
+                frame = text_frame(rendered)  # encoded once, for the first taker
+            conn.write(frame)
 
 
 class Hub:
     """Maps streams to the local connections that follow them."""
 
-    def __init__(self, broker: Broker, storage: EventLog) -> None:
+    def __init__(
+        self, broker: Broker, storage: EventLog, firehose_encoder: FirehoseEncoder
+    ) -> None:
         self._broker = broker
         self._storage = storage
         self._topics: dict[str, _Topic] = {}
+        self._firehoses: dict[str, _Firehose] = {}
+        self._encode_firehose = firehose_encoder
         self._fills: set[asyncio.Task[None]] = set()
 
     @property
     def topics(self) -> int:
-        return len(self._topics)
+        """Broker subscriptions this process holds (streams and organizations)."""
+        return len(self._topics) + len(self._firehoses)
 
     def deliver(self, channel: str, payload: bytes) -> None:
         """The broker's callback: one published event."""
         topic = self._topics.get(channel)
-        if topic is None:
+        if topic is not None:
+            self._receive(topic, unpack(payload))
             return
-        self._receive(topic, unpack(payload))
+        firehose = self._firehoses.get(channel)
+        if firehose is not None and firehose.subscribers:
+            firehose.dispatch(self._encode_firehose, payload)
+
+    async def attach_firehose(self, channel: str, conn: Connection, accept: Accept) -> None:
+        """Deliver every event of ``channel`` that ``accept`` takes to ``conn``."""
+        firehose = self._firehoses.get(channel)
+        while firehose is not None and firehose.unsubscribed is not None:
+            await firehose.unsubscribed
+            firehose = self._firehoses.get(channel)
+        if firehose is None:
+            firehose = _Firehose()
+            self._firehoses[channel] = firehose
+            firehose.subscribers[conn] = accept
+            try:
+                await self._broker.subscribe(channel)
+            except BaseException as exc:
+                firehose.ready.set_exception(exc)
+                firehose.ready.exception()
+                self._firehoses.pop(channel, None)
+                raise
+            firehose.ready.set_result(None)
+        else:
+            firehose.subscribers[conn] = accept
+            if not firehose.ready.done():
+                await asyncio.shield(firehose.ready)
+            firehose.ready.result()
+
+    async def detach_firehose(self, channel: str, conn: Connection) -> None:
+        firehose = self._firehoses.get(channel)
+        if firehose is None:
+            return
+        firehose.subscribers.pop(conn, None)
+        if firehose.subscribers or firehose.unsubscribed is not None:
+            return
+        firehose.unsubscribed = asyncio.get_running_loop().create_future()
+        try:
+            await self._broker.unsubscribe(channel)
+        finally:
+            self._firehoses.pop(channel, None)
+            firehose.unsubscribed.set_result(None)
 
     async def attach(
         self, stream: str, conn: Connection, format_key: str, encoder: Encoder

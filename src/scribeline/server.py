@@ -26,7 +26,11 @@ from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
 from scribeline.ingest.calls import CallService
+from scribeline.ingest.campaigns import CampaignService
+from scribeline.ingest.publish import Publisher
+from scribeline.protocols import org_events
 from scribeline.storage import open_storage
+from scribeline.tokens import load_or_create_secret
 
 #: A start-up hook, given the running server (the demo is one).
 StartHook = Callable[["Running"], Coroutine[Any, Any, None]]
@@ -37,19 +41,23 @@ log = logging.getLogger(__name__)
 
 
 async def build_services(settings: Settings) -> Services:
+    secret = load_or_create_secret(settings)  # first: a bad secret stops start-up cleanly
     storage = await open_storage(settings.database_url, settings.data_dir)
     broker = open_broker(settings.broker_url)
-    hub = Hub(broker, storage)
+    hub = Hub(broker, storage, org_events.encode_event)
     await broker.start(hub.deliver)
     registry = Registry(settings.ping_interval, settings.ping_timeout)
+    publisher = Publisher(broker)
+    campaigns = CampaignService(storage, publisher, settings.campaign_progress_interval)
     return Services(
         settings=settings,
         storage=storage,
         broker=broker,
         hub=hub,
         registry=registry,
-        auth=Authenticator(storage),
-        calls=CallService(storage, broker),
+        auth=Authenticator(storage, secret, settings.auth_cache_seconds),
+        calls=CallService(storage, publisher, campaigns),
+        campaigns=campaigns,
     )
 
 
@@ -105,6 +113,7 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await hook
     await runner.cleanup()  # closes listeners, runs on_shutdown (1001), drains handlers
+    await services.campaigns.close()
     await services.hub.close()
     await services.broker.close()
     await services.storage.close()

@@ -80,7 +80,7 @@ class RecordingConnection:
 async def _hub(head: int) -> tuple[Hub, ListLog, MemoryBroker]:
     log = ListLog(head)
     broker = MemoryBroker()
-    hub = Hub(broker, log)
+    hub = Hub(broker, log, lambda event, meta: b"{}")
     await broker.start(hub.deliver)
     return hub, log, broker
 

@@ -11,7 +11,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from scribeline.api import rest
+from scribeline.api import assistants, campaigns, rest, tokens
+from scribeline.api.events import event_stream
 from scribeline.api.live import live_transcript
 from scribeline.api.producer import producer
 from scribeline.api.state import SERVICES, Services
@@ -105,6 +106,11 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/live-transcript/{call_sid}", live_transcript)
     app.router.add_get("/v1/ingest/{call_sid}", producer)
+    app.router.add_get("/ws/campaigns/{campaign_id}/progress", campaigns.campaign_progress)
+    app.router.add_get("/v1/events", event_stream)
     app.router.add_routes(rest.routes)
+    app.router.add_routes(campaigns.routes)
+    app.router.add_routes(assistants.routes)
+    app.router.add_routes(tokens.routes)
     app.on_shutdown.append(_close_streams)
     return app

@@ -15,7 +15,7 @@ from scribeline.events import CallStatus, EventType, format_ms
 from scribeline.ingest.models import CreateCall, SetStatus, Transcript, TranscriptBatch
 from scribeline.recovery import history_view
 
-__all__ = ["routes"]
+__all__ = ["authorize", "authorize_org", "call_json", "json_response", "read_json", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -39,7 +39,8 @@ def call_json(call: Call) -> dict[str, Any]:
     }
 
 
-async def _principal(request: web.Request, scope: str) -> tuple[Services, Principal]:
+async def authorize(request: web.Request, scope: str) -> tuple[Services, Principal]:
+    """The credential's principal, which must have ``scope``."""
     services = request.app[SERVICES]
     credentials = extract_credentials(request)
     principal = await services.auth.authenticate(credentials.token)
@@ -47,22 +48,23 @@ async def _principal(request: web.Request, scope: str) -> tuple[Services, Princi
     return services, principal
 
 
-async def _org_principal(request: web.Request, scope: str) -> tuple[Services, Principal]:
+async def authorize_org(request: web.Request, scope: str) -> tuple[Services, Principal]:
     """A principal allowed organization-wide operations."""
-    services, principal = await _principal(request, scope)
+    services, principal = await authorize(request, scope)
     principal.allow_organization()
     return services, principal
 
 
 async def _call(request: web.Request, scope: str) -> tuple[Services, Call]:
     """The call named in the path, if the credential may reach it."""
-    services, principal = await _principal(request, scope)
+    services, principal = await authorize(request, scope)
     call_sid = request.match_info["call_sid"]
     principal.allow_call(call_sid)
     return services, await services.calls.get(principal.org_id, call_sid)
 
 
-async def _body(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:
+    """The JSON body (bounded by the server's body limit)."""
     raw = await request.read()  # bounded by client_max_size (413 beyond)
     try:
         return orjson.loads(raw)
@@ -72,15 +74,15 @@ async def _body(request: web.Request) -> Any:
 
 @routes.post("/v1/calls")
 async def create_call(request: web.Request) -> web.Response:
-    services, principal = await _org_principal(request, "write")
-    body = CreateCall.model_validate(await _body(request))
+    services, principal = await authorize_org(request, "write")
+    body = CreateCall.model_validate(await read_json(request))
     call = await services.calls.create(principal.org_id, body)
     return json_response(call_json(call), status=201)
 
 
 @routes.get("/v1/calls")
 async def list_calls(request: web.Request) -> web.Response:
-    services, principal = await _org_principal(request, "read")
+    services, principal = await authorize_org(request, "read")
     status = request.query.get("status")
     if status is not None and status not in CallStatus.__members__.values():
         raise InvalidRequest(f"Unknown status {status!r}")
@@ -110,7 +112,7 @@ async def get_call(request: web.Request) -> web.Response:
 @routes.post("/v1/calls/{call_sid}/transcripts")
 async def append_transcripts(request: web.Request) -> web.Response:
     services, call = await _call(request, "write")
-    body = await _body(request)
+    body = await read_json(request)
     if isinstance(body, list):
         if not body or len(body) > services.settings.max_batch_items:
             raise InvalidRequest(
@@ -127,6 +129,6 @@ async def append_transcripts(request: web.Request) -> web.Response:
 @routes.post("/v1/calls/{call_sid}/status")
 async def set_status(request: web.Request) -> web.Response:
     services, call = await _call(request, "write")
-    body = SetStatus.model_validate(await _body(request))
+    body = SetStatus.model_validate(await read_json(request))
     event = await services.calls.set_status(call, body.status, body.metadata)
     return json_response({"seq": event.seq}, status=201)

@@ -12,6 +12,7 @@ from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
 from scribeline.ingest.calls import CallService
+from scribeline.ingest.campaigns import CampaignService
 from scribeline.storage import Storage
 
 __all__ = ["SERVICES", "Services"]
@@ -26,6 +27,7 @@ class Services:
     registry: Registry
     auth: Authenticator
     calls: CallService
+    campaigns: CampaignService
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

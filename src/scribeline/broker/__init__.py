@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from scribeline.broker.base import Broker, Deliver, pack, unpack
+from scribeline.broker.base import Broker, Deliver, org_channel, pack, unpack, unpack_with_meta
 
-__all__ = ["Broker", "Deliver", "open_broker", "pack", "unpack"]
+__all__ = [
+    "Broker",
+    "Deliver",
+    "open_broker",
+    "org_channel",
+    "pack",
+    "unpack",
+    "unpack_with_meta",
+]
 
 
 def open_broker(url: str) -> Broker:

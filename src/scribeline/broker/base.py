@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
 from scribeline.events import StoredEvent
 
-__all__ = ["Broker", "Deliver", "pack", "unpack"]
+__all__ = ["Broker", "Deliver", "org_channel", "pack", "unpack", "unpack_with_meta"]
+
+
+def org_channel(org_id: int) -> str:
+    """The channel that carries every event of one organization (the firehose)."""
+    return f"org:{org_id}"
+
 
 #: Called with (channel, payload) for every message on a subscribed channel.
 Deliver = Callable[[str, bytes], None]
@@ -47,21 +54,28 @@ class Broker(ABC):
     async def close(self) -> None: ...
 
 
-def pack(event: StoredEvent) -> bytes:
-    """The broker's wire form of a stored event."""
-    return orjson.dumps(
-        {
-            "s": event.stream,
-            "q": event.seq,
-            "t": event.type,
-            "ts": event.ts,
-            "c": event.closes,
-            "d": event.data,
-        }
-    )
+def pack(event: StoredEvent, meta: dict[str, Any] | None = None) -> bytes:
+    """The broker's wire form of a stored event, with optional routing metadata."""
+    message = {
+        "s": event.stream,
+        "q": event.seq,
+        "t": event.type,
+        "ts": event.ts,
+        "c": event.closes,
+        "d": event.data,
+    }
+    if meta:
+        message["m"] = meta
+    return orjson.dumps(message)
 
 
 def unpack(payload: bytes) -> StoredEvent:
-    """Inverse of :func:`pack`."""
+    """Inverse of :func:`pack` (the event only)."""
     m = orjson.loads(payload)
     return StoredEvent(m["s"], m["q"], m["t"], m["ts"], m["d"], m["c"])
+
+
+def unpack_with_meta(payload: bytes) -> tuple[StoredEvent, dict[str, Any]]:
+    """Inverse of :func:`pack`: the event and its routing metadata."""
+    m = orjson.loads(payload)
+    return StoredEvent(m["s"], m["q"], m["t"], m["ts"], m["d"], m["c"]), m.get("m") or {}

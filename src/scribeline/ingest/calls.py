@@ -1,7 +1,8 @@
 """The calls service: create calls and append their events, then publish them.
 
-Every event is durable (``Storage.append`` returned) before it is published,
-and the broker only ever carries stored events with their seq.
+Every event is durable (storage returned) before it is published, and the
+broker only ever carries stored events with their seq. Appends are queued to
+storage before any other await, so appends made in order get seqs in order.
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scribeline.broker import Broker, pack
 from scribeline.domain import Call
-from scribeline.errors import CallEnded, InvalidRequest, NotFound, StreamClosed
+from scribeline.errors import (
+    CallEnded,
+    InvalidRequest,
+    NotFound,
+    StreamClosed,
+    TranscriptionDisabled,
+)
 from scribeline.events import (
     TERMINAL_STATUSES,
     EventType,
@@ -20,10 +26,12 @@ from scribeline.events import (
     format_ms,
     now_ms,
 )
+from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.models import CreateCall, Transcript
+from scribeline.ingest.publish import Publisher
 from scribeline.storage import Storage
 
-__all__ = ["CallService"]
+__all__ = ["CallService", "call_meta"]
 
 
 def _status_event(call: Call, status: str, extra: dict[str, Any], ts: int) -> NewEvent:
@@ -42,12 +50,18 @@ def _transcript_event(item: Transcript, ts: int) -> NewEvent:
     return NewEvent(EventType.TRANSCRIPT, item.model_dump(), ts=ts)
 
 
+def call_meta(call: Call) -> dict[str, Any]:
+    """What the organization event stream filters call events on."""
+    return {"call_sid": call.call_sid, "assistant_id": call.assistant_id}
+
+
 class CallService:
     """Call lifecycle and transcript ingest for one organization at a time."""
 
-    def __init__(self, storage: Storage, broker: Broker) -> None:
+    def __init__(self, storage: Storage, publisher: Publisher, campaigns: CampaignService) -> None:
         self._storage = storage
-        self._broker = broker
+        self._publisher = publisher
+        self._campaigns = campaigns
 
     async def get(self, org_id: int, call_sid: str) -> Call:
         call = await self._storage.get_call(org_id, call_sid)
@@ -71,33 +85,41 @@ class CallService:
             call_type=body.call_type,
             started_at=ts,
             ended_at=None,
+            campaign_contact_id=body.campaign_contact_id,
         )
-        call, event = await self._storage.create_call(
-            draft, _status_event(draft, body.status, {}, ts)
-        )
-        await self._publish([event])
+        initial = _status_event(draft, body.status, {}, ts)
+        call, event = await self._storage.create_call(draft, initial)
+        await self._publisher.publish(org_id, [event], call_meta(call))
+        if call.campaign_id is not None:
+            self._campaigns.changed(await self._campaigns.get(org_id, call.campaign_id))
         return call
 
     async def append_transcripts(
         self, call: Call, items: Sequence[Transcript]
     ) -> list[StoredEvent]:
         """Append a batch in one transaction (all or nothing)."""
+        assistant = await self._storage.get_assistant(call.org_id, call.assistant_id)
+        if assistant is not None and not assistant.transcription_enabled:
+            raise TranscriptionDisabled(
+                f"Transcription is switched off for assistant {assistant.id}"
+            )
         ts = now_ms()
-        return await self._append(call, [_transcript_event(item, ts) for item in items])
-
-    async def set_status(self, call: Call, status: str, metadata: dict[str, Any]) -> StoredEvent:
-        (event,) = await self._append(call, [_status_event(call, status, metadata, now_ms())])
-        return event
-
-    async def _append(self, call: Call, events: list[NewEvent]) -> list[StoredEvent]:
-        # No await before the append itself: appends queued in call order get seqs in that order.
         try:
-            stored = await self._storage.append(call.stream, events)
+            stored = await self._storage.append(
+                call.stream, [_transcript_event(item, ts) for item in items]
+            )
         except StreamClosed:
             raise CallEnded(f"Call {call.call_sid} has ended") from None
-        await self._publish(stored)
+        await self._publisher.publish(call.org_id, stored, call_meta(call))
         return stored
 
-    async def _publish(self, events: list[StoredEvent]) -> None:
-        for event in events:
-            await self._broker.publish(event.stream, pack(event))
+    async def set_status(self, call: Call, status: str, metadata: dict[str, Any]) -> StoredEvent:
+        """Store a status change; a terminal one may complete a campaign contact too."""
+        event = _status_event(call, status, metadata, now_ms())
+        stored = await self._storage.set_call_status(call, event)
+        call_events = [e for e in stored if e.stream == call.stream]
+        await self._publisher.publish(call.org_id, call_events, call_meta(call))
+        if call.campaign_id is not None and len(stored) > len(call_events):
+            campaign = await self._campaigns.get(call.org_id, call.campaign_id)
+            await self._campaigns.published(campaign, stored[len(call_events) :])
+        return call_events[0]

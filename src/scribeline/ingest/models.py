@@ -15,10 +15,16 @@ from scribeline.events import CallStatus
 
 __all__ = [
     "CALL_SID_PATTERN",
+    "ContactBatch",
+    "CreateAssistant",
     "CreateCall",
+    "CreateCampaign",
+    "NewContact",
+    "Outcome",
     "SetStatus",
     "Transcript",
     "TranscriptBatch",
+    "UpdateAssistant",
     "valid_call_sid",
 ]
 
@@ -42,6 +48,8 @@ class CreateCall(_Strict):
     customer_phone_number: str | None = Field(None, max_length=32)
     call_type: Literal["inbound", "outbound", "web"] | None = "inbound"
     status: Literal["queued", "ringing", "in-progress"] = "in-progress"
+    #: A contact of a running campaign this call is placed to.
+    campaign_contact_id: int | None = Field(None, ge=1)
 
 
 class Transcript(_Strict):
@@ -65,6 +73,35 @@ class Transcript(_Strict):
 
 
 TranscriptBatch: TypeAdapter[list[Transcript]] = TypeAdapter(list[Transcript])
+
+
+class CreateAssistant(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    transcription_enabled: bool = True
+
+
+class UpdateAssistant(_Strict):
+    transcription_enabled: bool
+
+
+class CreateCampaign(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    assistant_id: int | None = Field(None, ge=1)
+
+
+class NewContact(_Strict):
+    phone_number: str = Field(min_length=1, max_length=32)
+    name: str | None = Field(None, max_length=200)
+
+
+ContactBatch: TypeAdapter[list[NewContact]] = TypeAdapter(list[NewContact])
+
+
+class Outcome(_Strict):
+    outcome: Literal["success", "failed", "skipped"]
+    duration: float | None = Field(None, ge=0)
+    call_sid: str | None = Field(None, pattern=CALL_SID_PATTERN)
+    error: str | None = Field(None, max_length=1000)
 
 
 class SetStatus(_Strict):

@@ -22,10 +22,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
+from scribeline.domain import (
+    ApiKey,
+    Assistant,
+    Call,
+    CallPage,
+    Campaign,
+    Contact,
+    Counters,
+    Organization,
+)
 from scribeline.events import NewEvent, Position, StoredEvent
 
-__all__ = ["Catalog", "EventLog", "Storage"]
+__all__ = ["CampaignStore", "Catalog", "EventLog", "Storage"]
 
 
 class EventLog(ABC):
@@ -90,8 +99,31 @@ class Catalog(ABC):
         """The given assistant of the organization, or its default one."""
 
     @abstractmethod
+    async def create_assistant(
+        self, org_id: int, name: str, transcription_enabled: bool
+    ) -> Assistant: ...
+
+    @abstractmethod
+    async def list_assistants(self, org_id: int) -> list[Assistant]: ...
+
+    @abstractmethod
+    async def update_assistant(
+        self, org_id: int, assistant_id: int, transcription_enabled: bool
+    ) -> Assistant | None: ...
+
+    @abstractmethod
     async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
-        """Insert a call (``call.id`` is ignored) and append its first event."""
+        """Insert a call (``call.id`` is ignored) and append its first event.
+
+        A call linked to a campaign contact moves that contact, which must be
+        pending in a running campaign of the organization, to in progress.
+        """
+
+    @abstractmethod
+    async def set_call_status(self, call: Call, event: NewEvent) -> list[StoredEvent]:
+        """Append a status event; a terminal one also completes a linked campaign
+        contact that is still in progress (completed: success; else failed) in
+        the same transaction. Returns the call's event, then any campaign events."""
 
     @abstractmethod
     async def get_call(self, org_id: int, call_sid: str) -> Call | None: ...
@@ -104,5 +136,56 @@ class Catalog(ABC):
         ``cursor`` continues a previous page."""
 
 
-class Storage(EventLog, Catalog, ABC):
-    """A backend that provides both the event log and the catalog."""
+class CampaignStore(ABC):
+    """Campaigns and contacts. Counters are computed by storage, in the same
+    transaction as the change they follow, never by counting events."""
+
+    @abstractmethod
+    async def create_campaign(self, org_id: int, assistant_id: int, name: str) -> Campaign: ...
+
+    @abstractmethod
+    async def get_campaign(self, org_id: int, campaign_id: int) -> Campaign | None: ...
+
+    @abstractmethod
+    async def list_campaigns(self, org_id: int, limit: int) -> list[Campaign]: ...
+
+    @abstractmethod
+    async def add_contacts(
+        self, campaign_id: int, contacts: list[tuple[str, str | None]]
+    ) -> list[Contact]:
+        """Add pending contacts (phone number, name) unless the campaign has completed."""
+
+    @abstractmethod
+    async def list_contacts(self, campaign_id: int) -> list[Contact]: ...
+
+    @abstractmethod
+    async def start_campaign(self, campaign_id: int) -> Campaign:
+        """draft -> running (a campaign needs at least one contact)."""
+
+    @abstractmethod
+    async def record_outcome(
+        self,
+        campaign_id: int,
+        contact_id: int,
+        outcome: str,
+        duration: float | None,
+        call_sid: str | None,
+        error: str | None,
+    ) -> tuple[Contact, list[StoredEvent]]:
+        """Complete a pending or in-progress contact of a running campaign.
+
+        Appends ``contact_completed`` (with the counters after it) and, when no
+        contact is left pending or in progress, ``campaign_completed``, which
+        ends the campaign's stream.
+        """
+
+    @abstractmethod
+    async def counters(self, campaign_id: int) -> Counters: ...
+
+    @abstractmethod
+    async def append_progress(self, campaign_id: int) -> StoredEvent | None:
+        """Append a ``progress`` event with the current counters (None once ended)."""
+
+
+class Storage(EventLog, Catalog, CampaignStore, ABC):
+    """A backend that provides the event log, the catalog and campaigns."""

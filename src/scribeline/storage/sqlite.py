@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
-from scribeline.errors import Conflict, InvalidRequest, StreamClosed
-from scribeline.events import TERMINAL_STATUSES, EventType, NewEvent, Position, StoredEvent, now_ms
+from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
+from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
+from scribeline.storage.sqlite_campaigns import (
+    SqliteCampaigns,
+    complete_linked_contact,
+    take_contact,
+)
 from scribeline.storage.sqlite_db import SqliteDatabase
+from scribeline.storage.sqlite_log import append_events, read_events
 
 __all__ = ["SqliteStorage"]
 
@@ -25,8 +28,9 @@ INLINE_PAGE = 256
 _KEY_COLUMNS = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at"
 _CALL_COLUMNS = (
     "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
-    " call_type, started_at, ended_at"
+    " call_type, started_at, ended_at, campaign_id, campaign_contact_id"
 )
+_ASSISTANT_COLUMNS = "id, org_id, name, is_default, transcription_enabled"
 
 
 def _key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
@@ -46,61 +50,12 @@ def _call(row: sqlite3.Row | tuple[Any, ...]) -> Call:
     return Call(*row)
 
 
-def _append(conn: sqlite3.Connection, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
-    """Append inside the caller's transaction (storage's one way to assign seqs)."""
-    row = conn.execute("SELECT head, closed FROM streams WHERE stream = ?", (stream,)).fetchone()
-    if row is None:
-        head, closed = 0, False
-        conn.execute(
-            "INSERT INTO streams (stream, epoch, head, closed) VALUES (?, ?, 0, 0)",
-            (stream, secrets.token_hex(8)),
-        )
-    else:
-        head, closed = row[0], bool(row[1])
-    stored: list[StoredEvent] = []
-    rows: list[tuple[Any, ...]] = []
-    for event in events:
-        if closed:
-            raise StreamClosed(f"Stream {stream} has ended")
-        head += 1
-        closed = event.closes
-        stored.append(StoredEvent(stream, head, event.type, event.ts, event.data, event.closes))
-        rows.append((stream, head, event.type, event.ts, event.closes, orjson.dumps(event.data)))
-    conn.executemany(
-        "INSERT INTO events (stream, seq, type, ts, closes, data) VALUES (?, ?, ?, ?, ?, ?)", rows
-    )
-    conn.execute("UPDATE streams SET head = ?, closed = ? WHERE stream = ?", (head, closed, stream))
-    _project(conn, stream, stored)
-    return stored
+def _assistant(row: sqlite3.Row | tuple[Any, ...]) -> Assistant:
+    return Assistant(row[0], row[1], row[2], bool(row[3]), bool(row[4]))
 
 
-def _read_events(
-    conn: sqlite3.Connection, stream: str, after: int, limit: int | None
-) -> list[StoredEvent]:
-    rows = conn.execute(
-        "SELECT seq, type, ts, closes, data FROM events"
-        " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (stream, after, -1 if limit is None else limit),
-    ).fetchall()
-    return [StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows]
-
-
-def _project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
-    """Keep each call's ``status`` equal to its latest status event, in the same transaction."""
-    if not stream.startswith("call:"):
-        return
-    for event in events:
-        if event.type == EventType.CALL_STATUS:
-            status = event.data["status"]
-            ended = event.ts if status in TERMINAL_STATUSES else None
-            conn.execute(
-                "UPDATE calls SET status = ?, ended_at = ? WHERE id = ?",
-                (status, ended, int(stream[5:])),
-            )
-
-
-class SqliteStorage(Storage):
-    """Event log and catalog in one SQLite database file."""
+class SqliteStorage(SqliteCampaigns, Storage):
+    """Event log, catalog and campaigns in one SQLite database file."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -117,18 +72,18 @@ class SqliteStorage(Storage):
     async def append(self, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
         if not events:
             return []
-        return await self._db.write(lambda conn: _append(conn, stream, events))
+        return await self._db.write(lambda conn: append_events(conn, stream, events))
 
     async def read(
         self, stream: str, after: int = 0, limit: int | None = None
     ) -> list[StoredEvent]:
         page = INLINE_PAGE if limit is None else min(limit, INLINE_PAGE)
-        events = self._db.read_now(lambda conn: _read_events(conn, stream, after, page))
+        events = self._db.read_now(lambda conn: read_events(conn, stream, after, page))
         if len(events) < page or (limit is not None and limit <= page):
             return events
         rest = None if limit is None else limit - page
         last = events[-1].seq
-        events += await self._db.read(lambda conn: _read_events(conn, stream, last, rest))
+        events += await self._db.read(lambda conn: read_events(conn, stream, last, rest))
         return events
 
     async def head(self, stream: str) -> Position:
@@ -252,21 +207,76 @@ class SqliteStorage(Storage):
             if assistant_id is not None:
                 sql, args = "org_id = ? AND id = ?", [org_id, assistant_id]
             row = conn.execute(
-                f"SELECT id, org_id, name, is_default FROM assistants WHERE {sql}"
-                " ORDER BY id LIMIT 1",
+                f"SELECT {_ASSISTANT_COLUMNS} FROM assistants WHERE {sql} ORDER BY id LIMIT 1",
                 args,
             ).fetchone()
-            return None if row is None else Assistant(row[0], row[1], row[2], bool(row[3]))
+            return None if row is None else _assistant(row)
 
         return self._db.read_now(run)
 
+    async def create_assistant(
+        self, org_id: int, name: str, transcription_enabled: bool
+    ) -> Assistant:
+        def run(conn: sqlite3.Connection) -> Assistant:
+            cur = conn.execute(
+                "INSERT INTO assistants (org_id, name, is_default, transcription_enabled,"
+                " created_at) VALUES (?, ?, 0, ?, ?)",
+                (org_id, name, transcription_enabled, now_ms()),
+            )
+            assert cur.lastrowid is not None
+            return Assistant(cur.lastrowid, org_id, name, False, transcription_enabled)
+
+        return await self._db.write(run)
+
+    async def list_assistants(self, org_id: int) -> list[Assistant]:
+        def run(conn: sqlite3.Connection) -> list[Assistant]:
+            rows = conn.execute(
+                f"SELECT {_ASSISTANT_COLUMNS} FROM assistants WHERE org_id = ? ORDER BY id",
+                (org_id,),
+            ).fetchall()
+            return [_assistant(r) for r in rows]
+
+        return self._db.read_now(run)
+
+    async def update_assistant(
+        self, org_id: int, assistant_id: int, transcription_enabled: bool
+    ) -> Assistant | None:
+        def run(conn: sqlite3.Connection) -> Assistant | None:
+            conn.execute(
+                "UPDATE assistants SET transcription_enabled = ? WHERE org_id = ? AND id = ?",
+                (transcription_enabled, org_id, assistant_id),
+            )
+            row = conn.execute(
+                f"SELECT {_ASSISTANT_COLUMNS} FROM assistants WHERE org_id = ? AND id = ?",
+                (org_id, assistant_id),
+            ).fetchone()
+            return None if row is None else _assistant(row)
+
+        return await self._db.write(run)
+
+    async def set_call_status(self, call: Call, event: NewEvent) -> list[StoredEvent]:
+        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
+            stored = append_events(conn, call.stream, [event])
+            if event.closes and call.campaign_contact_id is not None:
+                outcome = "success" if event.data["status"] == "completed" else "failed"
+                stored += complete_linked_contact(conn, call, outcome, event.ts)
+            return stored
+
+        try:
+            return await self._db.write(run)
+        except StreamClosed:
+            raise CallEnded(f"Call {call.call_sid} has ended") from None
+
     async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
         def run(conn: sqlite3.Connection) -> tuple[Call, StoredEvent]:
+            campaign_id = None
+            if call.campaign_contact_id is not None:
+                campaign_id = take_contact(conn, call)
             try:
                 cur = conn.execute(
                     "INSERT INTO calls (org_id, assistant_id, call_sid, status, to_phone_number,"
-                    " customer_phone_number, call_type, started_at, ended_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " customer_phone_number, call_type, started_at, ended_at, campaign_id,"
+                    " campaign_contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         call.org_id,
                         call.assistant_id,
@@ -277,6 +287,8 @@ class SqliteStorage(Storage):
                         call.call_type,
                         call.started_at,
                         call.ended_at,
+                        campaign_id,
+                        call.campaign_contact_id,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -286,7 +298,7 @@ class SqliteStorage(Storage):
                 f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (cur.lastrowid,)
             ).fetchone()
             created = _call(row)
-            (event,) = _append(conn, created.stream, [initial])
+            (event,) = append_events(conn, created.stream, [initial])
             return created, event
 
         return await self._db.write(run)

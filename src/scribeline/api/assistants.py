@@ -1,0 +1,57 @@
+"""Assistant routes: create, list, and switch transcription on or off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from scribeline.api.rest import authorize_org, json_response, read_json
+from scribeline.domain import Assistant
+from scribeline.errors import NotFound
+from scribeline.ingest.models import CreateAssistant, UpdateAssistant
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+def assistant_json(assistant: Assistant) -> dict[str, Any]:
+    return {
+        "id": assistant.id,
+        "name": assistant.name,
+        "is_default": assistant.is_default,
+        "transcription_enabled": assistant.transcription_enabled,
+    }
+
+
+@routes.post("/v1/assistants")
+async def create_assistant(request: web.Request) -> web.Response:
+    services, principal = await authorize_org(request, "write")
+    body = CreateAssistant.model_validate(await read_json(request))
+    assistant = await services.storage.create_assistant(
+        principal.org_id, body.name, body.transcription_enabled
+    )
+    return json_response(assistant_json(assistant), status=201)
+
+
+@routes.get("/v1/assistants")
+async def list_assistants(request: web.Request) -> web.Response:
+    services, principal = await authorize_org(request, "read")
+    assistants = await services.storage.list_assistants(principal.org_id)
+    return json_response({"assistants": [assistant_json(a) for a in assistants]})
+
+
+@routes.patch("/v1/assistants/{assistant_id}")
+async def update_assistant(request: web.Request) -> web.Response:
+    services, principal = await authorize_org(request, "write")
+    raw = request.match_info["assistant_id"]
+    body = UpdateAssistant.model_validate(await read_json(request))
+    assistant = None
+    if raw.isdigit() and len(raw) <= 18:
+        assistant = await services.storage.update_assistant(
+            principal.org_id, int(raw), body.transcription_enabled
+        )
+    if assistant is None:
+        raise NotFound(f"Assistant {raw} not found")
+    return json_response(assistant_json(assistant))

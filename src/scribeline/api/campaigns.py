@@ -1,0 +1,215 @@
+"""Campaign REST routes and ``GET /ws/campaigns/{id}/progress`` (PROTOCOL.md section 2)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from scribeline.api.rest import authorize, authorize_org, json_response, read_json
+from scribeline.api.state import SERVICES, Services
+from scribeline.api.websocket import open_websocket, report
+from scribeline.auth import extract_credentials
+from scribeline.connection import Connection
+from scribeline.domain import Campaign, CampaignStatus, Contact
+from scribeline.errors import (
+    CloseCode,
+    ConnectionLimit,
+    InvalidMessage,
+    InvalidRequest,
+    NotFound,
+    ScribelineError,
+)
+from scribeline.events import EventType, format_ms, now_ms
+from scribeline.ingest.models import ContactBatch, CreateCampaign, NewContact, Outcome
+from scribeline.protocols import campaign_progress as proto
+from scribeline.protocols.frames import text_frame
+
+__all__ = ["campaign_progress", "routes"]
+
+routes = web.RouteTableDef()
+
+FORMAT = "campaign-progress"
+
+
+def campaign_json(campaign: Campaign, counters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "assistant_id": campaign.assistant_id,
+        "status": campaign.status,
+        "created_at": format_ms(campaign.created_at),
+        "started_at": format_ms(campaign.started_at) if campaign.started_at else None,
+        "completed_at": format_ms(campaign.completed_at) if campaign.completed_at else None,
+        "progress": counters,
+    }
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "phone_number": contact.phone_number,
+        "name": contact.name,
+        "status": contact.status,
+        "call_sid": contact.call_sid,
+        "duration": contact.duration,
+        "error": contact.error,
+    }
+
+
+def _campaign_id(request: web.Request) -> int:
+    raw = request.match_info["campaign_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"Campaign {raw} not found")
+    return int(raw)
+
+
+async def _campaign(request: web.Request, scope: str) -> tuple[Services, Campaign]:
+    services, principal = await authorize(request, scope)
+    campaign_id = _campaign_id(request)
+    principal.allow_campaign(campaign_id)
+    return services, await services.campaigns.get(principal.org_id, campaign_id)
+
+
+async def _respond(services: Services, campaign: Campaign, status: int = 200) -> web.Response:
+    counters = await services.storage.counters(campaign.id)
+    return json_response(campaign_json(campaign, counters.progress()), status=status)
+
+
+@routes.post("/v1/campaigns")
+async def create_campaign(request: web.Request) -> web.Response:
+    services, principal = await authorize_org(request, "write")
+    body = CreateCampaign.model_validate(await read_json(request))
+    campaign = await services.campaigns.create(principal.org_id, body.name, body.assistant_id)
+    return await _respond(services, campaign, status=201)
+
+
+@routes.get("/v1/campaigns")
+async def list_campaigns(request: web.Request) -> web.Response:
+    services, principal = await authorize_org(request, "read")
+    campaigns = await services.storage.list_campaigns(principal.org_id, 200)
+    listed = []
+    for campaign in campaigns:
+        counters = await services.storage.counters(campaign.id)
+        listed.append(campaign_json(campaign, counters.progress()))
+    return json_response({"campaigns": listed})
+
+
+@routes.get("/v1/campaigns/{campaign_id}")
+async def get_campaign(request: web.Request) -> web.Response:
+    services, campaign = await _campaign(request, "read")
+    return await _respond(services, campaign)
+
+
+@routes.post("/v1/campaigns/{campaign_id}/contacts")
+async def add_contacts(request: web.Request) -> web.Response:
+    services, campaign = await _campaign(request, "write")
+    body = await read_json(request)
+    items = (
+        ContactBatch.validate_python(body)
+        if isinstance(body, list)
+        else [NewContact.model_validate(body)]
+    )
+    if not items or len(items) > services.settings.max_batch_items:
+        raise InvalidRequest(f"Add 1 to {services.settings.max_batch_items} contacts at once")
+    added = await services.campaigns.add_contacts(
+        campaign, [(c.phone_number, c.name) for c in items]
+    )
+    return json_response({"contacts": [contact_json(c) for c in added]}, status=201)
+
+
+@routes.get("/v1/campaigns/{campaign_id}/contacts")
+async def list_contacts(request: web.Request) -> web.Response:
+    services, campaign = await _campaign(request, "read")
+    contacts = await services.storage.list_contacts(campaign.id)
+    return json_response({"contacts": [contact_json(c) for c in contacts]})
+
+
+@routes.post("/v1/campaigns/{campaign_id}/start")
+async def start_campaign(request: web.Request) -> web.Response:
+    services, campaign = await _campaign(request, "write")
+    return await _respond(services, await services.campaigns.start(campaign))
+
+
+@routes.post("/v1/campaigns/{campaign_id}/contacts/{contact_id}/outcome")
+async def record_outcome(request: web.Request) -> web.Response:
+    services, campaign = await _campaign(request, "write")
+    raw = request.match_info["contact_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"Contact {raw} not found")
+    body = Outcome.model_validate(await read_json(request))
+    contact = await services.campaigns.record_outcome(
+        campaign, int(raw), body.outcome, body.duration, body.call_sid, body.error
+    )
+    return json_response(contact_json(contact))
+
+
+async def campaign_progress(request: web.Request) -> web.StreamResponse:
+    """The campaign's live progress: snapshot, contact results, coalesced progress."""
+    services = request.app[SERVICES]
+    raw_id = request.match_info["campaign_id"]
+    campaign_id = int(raw_id) if raw_id.isdigit() and len(raw_id) <= 18 else 0
+    credentials = extract_credentials(request)
+    conn = await open_websocket(request, services, credentials)
+    render_error = partial(_render_error, campaign_id)
+    try:
+        stream = await _join(services, conn, campaign_id, credentials.token)
+    except Exception as exc:
+        await report(conn, exc, render_error, refusal=True)
+        await conn.close(CloseCode.NORMAL)
+        return conn.ws
+    try:
+        while (message := await conn.next_message()) is not None:
+            try:
+                if not message.is_text:
+                    raise InvalidMessage("Binary frames are not accepted; send JSON text")
+                proto.decode_client(message.data)
+                conn.send(proto.encode_pong(now_ms()))
+            except InvalidMessage as exc:
+                conn.send(render_error(exc))
+    except Exception as exc:
+        await report(conn, exc, render_error)
+    finally:
+        await services.hub.detach(stream, conn)
+        services.registry.release(stream)
+        await conn.close(CloseCode.NORMAL)
+    return conn.ws
+
+
+async def _join(services: Services, conn: Connection, campaign_id: int, token: str | None) -> str:
+    principal = await services.auth.authenticate(token)
+    principal.require("read")
+    if campaign_id == 0:
+        raise NotFound("Campaign not found")
+    principal.allow_campaign(campaign_id)
+    campaign = await services.campaigns.get(principal.org_id, campaign_id)
+    stream = campaign.stream
+    if not services.registry.acquire(stream, services.settings.max_connections_per_call):
+        raise ConnectionLimit("Connection limit reached for this campaign")
+    try:
+        await services.hub.attach(stream, conn, FORMAT, partial(proto.encode_event, campaign_id))
+        # Live only: the snapshot stands for everything up to the stream's head.
+        head = await services.storage.head(stream)
+        counters = await services.storage.counters(campaign_id)
+        now = now_ms()
+        conn.send(proto.encode_connected(campaign_id, now))
+        conn.send(proto.encode_progress(campaign_id, counters.progress(), now))
+        if campaign.status == CampaignStatus.COMPLETED:
+            (last,) = await services.storage.read(stream, after=head.seq - 1)
+            if last.type == EventType.CAMPAIGN_COMPLETED:
+                payload = proto.encode_event(campaign_id, last)
+                assert payload is not None
+                conn.write(text_frame(payload))
+            conn.close_soon(CloseCode.NORMAL)
+    except BaseException:
+        await services.hub.detach(stream, conn)
+        services.registry.release(stream)
+        raise
+    conn.last_seq = head.seq
+    conn.go_live()
+    return stream
+
+
+def _render_error(campaign_id: int, error: ScribelineError) -> bytes:
+    return proto.encode_error(campaign_id, error, now_ms())

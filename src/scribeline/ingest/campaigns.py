@@ -1,0 +1,126 @@
+"""The campaign service: campaigns, contacts, outcomes and coalesced progress.
+
+Progress is coalesced where changes happen: after a contact changes, a
+``progress`` event (with counters computed by storage) is appended at once if
+none was appended in the last ``interval`` seconds, else once the interval
+has passed. Progress events are stored like every other event, so every
+subscriber and every node sees the same ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from scribeline.domain import Campaign, Contact
+from scribeline.errors import InvalidRequest, NotFound
+from scribeline.events import StoredEvent
+from scribeline.ingest.publish import Publisher
+from scribeline.storage import Storage
+
+__all__ = ["CampaignService"]
+
+log = logging.getLogger(__name__)
+
+
+def campaign_meta(campaign: Campaign) -> dict[str, int]:
+    """What the organization event stream filters campaign events on."""
+    return {"campaign_id": campaign.id, "assistant_id": campaign.assistant_id}
+
+
+class CampaignService:
+    """Campaign lifecycle for the organizations' REST calls and linked calls."""
+
+    def __init__(self, storage: Storage, publisher: Publisher, interval: float = 1.0) -> None:
+        self._storage = storage
+        self._publisher = publisher
+        self._interval = interval
+        self._last: dict[int, float] = {}
+        self._scheduled: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def get(self, org_id: int, campaign_id: int) -> Campaign:
+        campaign = await self._storage.get_campaign(org_id, campaign_id)
+        if campaign is None:
+            raise NotFound(f"Campaign {campaign_id} not found")
+        return campaign
+
+    async def create(self, org_id: int, name: str, assistant_id: int | None) -> Campaign:
+        assistant = await self._storage.get_assistant(org_id, assistant_id)
+        if assistant is None:
+            raise InvalidRequest(f"Assistant {assistant_id} not found")
+        return await self._storage.create_campaign(org_id, assistant.id, name)
+
+    async def add_contacts(
+        self, campaign: Campaign, contacts: list[tuple[str, str | None]]
+    ) -> list[Contact]:
+        added = await self._storage.add_contacts(campaign.id, contacts)
+        self.changed(campaign)
+        return added
+
+    async def start(self, campaign: Campaign) -> Campaign:
+        started = await self._storage.start_campaign(campaign.id)
+        self.changed(started)
+        return started
+
+    async def record_outcome(
+        self,
+        campaign: Campaign,
+        contact_id: int,
+        outcome: str,
+        duration: float | None,
+        call_sid: str | None,
+        error: str | None,
+    ) -> Contact:
+        contact, events = await self._storage.record_outcome(
+            campaign.id, contact_id, outcome, duration, call_sid, error
+        )
+        await self.published(campaign, events)
+        return contact
+
+    async def published(self, campaign: Campaign, events: list[StoredEvent]) -> None:
+        """Publish a campaign's new events and schedule the progress that follows them."""
+        await self._publisher.publish(campaign.org_id, events, campaign_meta(campaign))
+        if events and not events[-1].closes:
+            self.changed(campaign)
+
+    def changed(self, campaign: Campaign) -> None:
+        """A contact changed: a progress event follows, at most one per interval."""
+        if campaign.id in self._scheduled:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last.get(campaign.id, 0.0) + self._interval
+        now = time.monotonic()
+        if now >= due:
+            self._emit(campaign)
+        else:
+            self._scheduled[campaign.id] = loop.call_later(due - now, self._emit, campaign)
+
+    def _emit(self, campaign: Campaign) -> None:
+        self._scheduled.pop(campaign.id, None)
+        self._last[campaign.id] = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._append_progress(campaign))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _append_progress(self, campaign: Campaign) -> None:
+        try:
+            event = await self._storage.append_progress(campaign.id)
+        except Exception:
+            log.exception("could not append progress of campaign %d", campaign.id)
+            return
+        if event is None:  # the campaign has completed
+            self._last.pop(campaign.id, None)
+            return
+        await self._publisher.publish(campaign.org_id, [event], campaign_meta(campaign))
+
+    async def close(self) -> None:
+        """Drop scheduled progress and finish what is being written."""
+        for handle in self._scheduled.values():
+            handle.cancel()
+        self._scheduled.clear()
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task

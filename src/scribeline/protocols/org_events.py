@@ -1,0 +1,134 @@
+"""The organization event stream (PROTOCOL.md section 3). Pure.
+
+Clients subscribe to topics with a filter; events go out in the same shapes
+as the per-call and per-campaign streams. Filters: ``*`` (everything of the
+organization), a call SID, or ``assistant:<id>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from scribeline.errors import InvalidMessage, ScribelineError
+from scribeline.events import EventType, StoredEvent, format_ms
+from scribeline.ingest.models import CALL_SID_PATTERN
+from scribeline.protocols import campaign_progress, live_transcript
+
+__all__ = [
+    "TOPICS",
+    "Ping",
+    "Subscription",
+    "decode_client",
+    "encode_ack",
+    "encode_connected",
+    "encode_error",
+    "encode_event",
+    "encode_pong",
+    "matches",
+    "topic_of",
+]
+
+TOPICS = frozenset({"transcription", "call_status", "campaign"})
+
+_TOPIC_OF: dict[str, str] = {
+    EventType.TRANSCRIPT: "transcription",
+    EventType.CALL_STATUS: "call_status",
+    EventType.CONTACT_COMPLETED: "campaign",
+    EventType.PROGRESS: "campaign",
+    EventType.CAMPAIGN_COMPLETED: "campaign",
+}
+_FILTER = re.compile(rf"\*|assistant:[1-9][0-9]{{0,17}}|{CALL_SID_PATTERN[1:-1]}")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A subscribe (``add``) or unsubscribe action."""
+
+    add: bool
+    topic: str
+    filter: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"type":"ping"}``."""
+
+
+def decode_client(text: str | bytes) -> Subscription | Ping:
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidMessage("Message is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise InvalidMessage("Expected a JSON object")
+    if message.get("type") == "ping":
+        return Ping()
+    action = message.get("action")
+    if action not in ("subscribe", "unsubscribe"):
+        raise InvalidMessage("action must be 'subscribe' or 'unsubscribe'")
+    topic = message.get("topic")
+    if topic not in TOPICS:
+        raise InvalidMessage(f"topic must be one of {', '.join(sorted(TOPICS))}")
+    filter_ = message.get("filter", "*")
+    if not isinstance(filter_, str) or not _FILTER.fullmatch(filter_):
+        raise InvalidMessage("filter must be '*', a call SID, or 'assistant:<id>'")
+    return Subscription(action == "subscribe", topic, filter_)
+
+
+def topic_of(event_type: str) -> str | None:
+    return _TOPIC_OF.get(event_type)
+
+
+def matches(filter_: str, meta: dict[str, Any]) -> bool:
+    """Whether an event with this routing metadata passes the filter."""
+    if filter_ == "*":
+        return True
+    if filter_.startswith("assistant:"):
+        return str(meta.get("assistant_id")) == filter_[10:]
+    return meta.get("call_sid") == filter_
+
+
+def encode_event(event: StoredEvent, meta: dict[str, Any]) -> bytes | None:
+    """The event in its per-call or per-campaign shape."""
+    if "campaign_id" in meta:
+        return campaign_progress.encode_event(int(meta["campaign_id"]), event)
+    return live_transcript.encode_event(str(meta["call_sid"]), event)
+
+
+def encode_connected(now: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "connection_established",
+            "timestamp": format_ms(now),
+            "message": "Connected to organization event stream",
+        }
+    )
+
+
+def encode_pong(now: int) -> bytes:
+    return orjson.dumps({"type": "pong", "timestamp": format_ms(now)})
+
+
+def encode_ack(subscription: Subscription) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "subscribed" if subscription.add else "unsubscribed",
+            "topic": subscription.topic,
+            "filter": subscription.filter,
+        }
+    )
+
+
+def encode_error(error: ScribelineError, now: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "error",
+            "timestamp": format_ms(now),
+            "error": error.code,
+            "message": error.message,
+        }
+    )

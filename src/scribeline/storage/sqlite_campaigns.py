@@ -1,0 +1,308 @@
+"""Campaigns on SQLite: contacts, counters and the campaign's event stream.
+
+Every change to a contact computes the campaign's counters with one query in
+the same transaction and stores them with the event it appends, so each
+event carries a consistent snapshot, and a restarted server or another node
+reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from scribeline.domain import (
+    OUTCOMES,
+    Call,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactStatus,
+    Counters,
+)
+from scribeline.errors import Conflict, InvalidRequest, NotFound, StreamClosed
+from scribeline.events import EventType, NewEvent, StoredEvent, now_ms
+from scribeline.storage.sqlite_db import SqliteDatabase
+from scribeline.storage.sqlite_log import append_events
+
+__all__ = ["SqliteCampaigns", "complete_linked_contact", "counters_in", "take_contact"]
+
+_CAMPAIGN_COLUMNS = "id, org_id, assistant_id, name, status, created_at, started_at, completed_at"
+_CONTACT_COLUMNS = "id, campaign_id, phone_number, name, status, call_sid, duration, error"
+
+
+def _campaign(row: tuple[Any, ...]) -> Campaign:
+    return Campaign(*row)
+
+
+def _contact(row: tuple[Any, ...]) -> Contact:
+    return Contact(*row)
+
+
+def counters_in(conn: sqlite3.Connection, campaign_id: int) -> Counters:
+    """The campaign's counters as of the caller's transaction."""
+    counts = dict.fromkeys(ContactStatus, 0)
+    duration = 0.0
+    for status, count, total in conn.execute(
+        "SELECT status, count(*), coalesce(sum(duration), 0) FROM campaign_contacts"
+        " WHERE campaign_id = ? GROUP BY status",
+        (campaign_id,),
+    ):
+        counts[ContactStatus(status)] = count
+        duration += total
+    return Counters(
+        total=sum(counts.values()),
+        pending=counts[ContactStatus.PENDING],
+        in_progress=counts[ContactStatus.IN_PROGRESS],
+        successful=counts[ContactStatus.SUCCESS],
+        failed=counts[ContactStatus.FAILED],
+        skipped=counts[ContactStatus.SKIPPED],
+        total_duration=duration,
+    )
+
+
+def _running(conn: sqlite3.Connection, campaign_id: int) -> None:
+    row = conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"Campaign {campaign_id} not found")
+    if row[0] != CampaignStatus.RUNNING:
+        raise Conflict(f"Campaign {campaign_id} is {row[0]}, not running")
+
+
+def take_contact(conn: sqlite3.Connection, call: Call) -> int:
+    """A call is placed to a contact: pending -> in progress (in the call's transaction).
+
+    Returns the contact's campaign.
+    """
+    row = conn.execute(
+        "SELECT c.status, c.campaign_id, k.org_id FROM campaign_contacts c"
+        " JOIN campaigns k ON k.id = c.campaign_id WHERE c.id = ?",
+        (call.campaign_contact_id,),
+    ).fetchone()
+    if row is None or row[2] != call.org_id:
+        raise NotFound(f"Campaign contact {call.campaign_contact_id} not found")
+    _running(conn, row[1])
+    if row[0] != ContactStatus.PENDING:
+        raise Conflict(f"Campaign contact {call.campaign_contact_id} is {row[0]}, not pending")
+    conn.execute(
+        "UPDATE campaign_contacts SET status = ?, call_sid = ?, updated_at = ? WHERE id = ?",
+        (ContactStatus.IN_PROGRESS, call.call_sid, now_ms(), call.campaign_contact_id),
+    )
+    return int(row[1])
+
+
+def _complete(
+    conn: sqlite3.Connection, campaign_id: int, contact: Contact, ts: int
+) -> list[StoredEvent]:
+    """Events after a contact got its outcome: contact_completed, maybe campaign_completed."""
+    counters = counters_in(conn, campaign_id)
+    events = [
+        NewEvent(
+            EventType.CONTACT_COMPLETED,
+            {**contact.completed_data(), "counters": counters.progress()},
+            ts=ts,
+        )
+    ]
+    if counters.done:
+        conn.execute(
+            "UPDATE campaigns SET status = ?, completed_at = ? WHERE id = ?",
+            (CampaignStatus.COMPLETED, ts, campaign_id),
+        )
+        events.append(
+            NewEvent(EventType.CAMPAIGN_COMPLETED, counters.summary(), closes=True, ts=ts)
+        )
+    return append_events(conn, f"campaign:{campaign_id}", events)
+
+
+def _set_outcome(
+    conn: sqlite3.Connection,
+    contact_id: int,
+    outcome: str,
+    duration: float | None,
+    call_sid: str | None,
+    error: str | None,
+) -> Contact:
+    conn.execute(
+        "UPDATE campaign_contacts SET status = ?, duration = coalesce(?, duration),"
+        " call_sid = coalesce(?, call_sid), error = ?, updated_at = ? WHERE id = ?",
+        (outcome, duration, call_sid, error, now_ms(), contact_id),
+    )
+    row = conn.execute(
+        f"SELECT {_CONTACT_COLUMNS} FROM campaign_contacts WHERE id = ?", (contact_id,)
+    ).fetchone()
+    return _contact(row)
+
+
+def complete_linked_contact(
+    conn: sqlite3.Connection, call: Call, outcome: str, ts: int
+) -> list[StoredEvent]:
+    """A linked call ended: its contact gets ``outcome`` unless it already has one."""
+    row = conn.execute(
+        "SELECT status FROM campaign_contacts WHERE id = ?", (call.campaign_contact_id,)
+    ).fetchone()
+    if row is None or row[0] != ContactStatus.IN_PROGRESS or call.campaign_id is None:
+        return []
+    assert call.campaign_contact_id is not None
+    duration = round((ts - call.started_at) / 1000, 3)
+    contact = _set_outcome(conn, call.campaign_contact_id, outcome, duration, call.call_sid, None)
+    return _complete(conn, call.campaign_id, contact, ts)
+
+
+class SqliteCampaigns:
+    """The CampaignStore methods of the SQLite backend."""
+
+    _db: SqliteDatabase
+
+    async def create_campaign(self, org_id: int, assistant_id: int, name: str) -> Campaign:
+        def run(conn: sqlite3.Connection) -> Campaign:
+            created = now_ms()
+            cur = conn.execute(
+                "INSERT INTO campaigns (org_id, assistant_id, name, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (org_id, assistant_id, name, CampaignStatus.DRAFT, created),
+            )
+            assert cur.lastrowid is not None
+            return Campaign(
+                cur.lastrowid, org_id, assistant_id, name, CampaignStatus.DRAFT, created, None, None
+            )
+
+        return await self._db.write(run)
+
+    async def get_campaign(self, org_id: int, campaign_id: int) -> Campaign | None:
+        def run(conn: sqlite3.Connection) -> Campaign | None:
+            row = conn.execute(
+                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ? AND id = ?",
+                (org_id, campaign_id),
+            ).fetchone()
+            return None if row is None else _campaign(row)
+
+        return self._db.read_now(run)
+
+    async def list_campaigns(self, org_id: int, limit: int) -> list[Campaign]:
+        def run(conn: sqlite3.Connection) -> list[Campaign]:
+            rows = conn.execute(
+                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ?"
+                " ORDER BY id DESC LIMIT ?",
+                (org_id, limit),
+            ).fetchall()
+            return [_campaign(r) for r in rows]
+
+        return self._db.read_now(run)
+
+    async def add_contacts(
+        self, campaign_id: int, contacts: list[tuple[str, str | None]]
+    ) -> list[Contact]:
+        def run(conn: sqlite3.Connection) -> list[Contact]:
+            row = conn.execute(
+                "SELECT status FROM campaigns WHERE id = ?", (campaign_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} not found")
+            if row[0] == CampaignStatus.COMPLETED:
+                raise Conflict(f"Campaign {campaign_id} has completed")
+            added: list[Contact] = []
+            ts = now_ms()
+            for phone, name in contacts:
+                cur = conn.execute(
+                    "INSERT INTO campaign_contacts (campaign_id, phone_number, name, status,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (campaign_id, phone, name, ContactStatus.PENDING, ts),
+                )
+                assert cur.lastrowid is not None
+                added.append(
+                    Contact(
+                        cur.lastrowid,
+                        campaign_id,
+                        phone,
+                        name,
+                        ContactStatus.PENDING,
+                        None,
+                        None,
+                        None,
+                    )
+                )
+            return added
+
+        return await self._db.write(run)
+
+    async def list_contacts(self, campaign_id: int) -> list[Contact]:
+        def run(conn: sqlite3.Connection) -> list[Contact]:
+            rows = conn.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = ?"
+                " ORDER BY id",
+                (campaign_id,),
+            ).fetchall()
+            return [_contact(r) for r in rows]
+
+        return await self._db.read(run)
+
+    async def start_campaign(self, campaign_id: int) -> Campaign:
+        def run(conn: sqlite3.Connection) -> Campaign:
+            row = conn.execute(
+                f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} not found")
+            campaign = _campaign(row)
+            if campaign.status != CampaignStatus.DRAFT:
+                raise Conflict(f"Campaign {campaign_id} is already {campaign.status}")
+            if counters_in(conn, campaign_id).total == 0:
+                raise InvalidRequest("A campaign needs at least one contact to start")
+            started = now_ms()
+            conn.execute(
+                "UPDATE campaigns SET status = ?, started_at = ? WHERE id = ?",
+                (CampaignStatus.RUNNING, started, campaign_id),
+            )
+            return Campaign(
+                campaign.id,
+                campaign.org_id,
+                campaign.assistant_id,
+                campaign.name,
+                CampaignStatus.RUNNING,
+                campaign.created_at,
+                started,
+                None,
+            )
+
+        return await self._db.write(run)
+
+    async def record_outcome(
+        self,
+        campaign_id: int,
+        contact_id: int,
+        outcome: str,
+        duration: float | None,
+        call_sid: str | None,
+        error: str | None,
+    ) -> tuple[Contact, list[StoredEvent]]:
+        if outcome not in OUTCOMES:
+            raise InvalidRequest(f"outcome must be one of {', '.join(sorted(OUTCOMES))}")
+
+        def run(conn: sqlite3.Connection) -> tuple[Contact, list[StoredEvent]]:
+            row = conn.execute(
+                "SELECT status FROM campaign_contacts WHERE id = ? AND campaign_id = ?",
+                (contact_id, campaign_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"Contact {contact_id} not found")
+            _running(conn, campaign_id)
+            if row[0] in OUTCOMES:
+                raise Conflict(f"Contact {contact_id} already has the outcome {row[0]}")
+            contact = _set_outcome(conn, contact_id, outcome, duration, call_sid, error)
+            return contact, _complete(conn, campaign_id, contact, now_ms())
+
+        return await self._db.write(run)
+
+    async def counters(self, campaign_id: int) -> Counters:
+        return self._db.read_now(lambda conn: counters_in(conn, campaign_id))
+
+    async def append_progress(self, campaign_id: int) -> StoredEvent | None:
+        def run(conn: sqlite3.Connection) -> StoredEvent | None:
+            event = NewEvent(EventType.PROGRESS, counters_in(conn, campaign_id).progress())
+            try:
+                (stored,) = append_events(conn, f"campaign:{campaign_id}", [event])
+            except StreamClosed:
+                return None
+            return stored
+
+        return await self._db.write(run)
