@@ -6,73 +6,21 @@ a subscriber sees is exactly what a real voice platform would produce.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shlex
 import sys
 
 from scribeline.auth import new_api_key
-from scribeline.domain import Call, Organization
+from scribeline.demo.sink import ServiceSink
+from scribeline.domain import Campaign, Organization
 from scribeline.errors import Conflict
-from scribeline.ingest.calls import CallService
-from scribeline.ingest.models import CreateCall, Transcript
 from scribeline.server import Running
 from scribeline.storage import Storage
 
-__all__ = ["DEMO_ORG", "ServiceSink", "start_demo"]
+__all__ = ["DEMO_ORG", "start_demo"]
 
 DEMO_ORG = "demo"
-
-
-class ServiceSink:
-    """The simulator's ``CallSink`` over the calls service of one organization."""
-
-    def __init__(self, calls: CallService, org_id: int) -> None:
-        self._calls = calls
-        self._org_id = org_id
-        self._open: dict[str, Call] = {}
-
-    async def create_call(
-        self, call_sid: str, *, to_phone_number: str, customer_phone_number: str, call_type: str
-    ) -> None:
-        body = CreateCall.model_validate(
-            {
-                "call_sid": call_sid,
-                "to_phone_number": to_phone_number,
-                "customer_phone_number": customer_phone_number,
-                "call_type": call_type,
-            }
-        )
-        self._open[call_sid] = await self._calls.create(self._org_id, body)
-
-    async def append_transcript(
-        self,
-        call_sid: str,
-        *,
-        content: str,
-        speaker: str,
-        is_final: bool,
-        confidence: float | None,
-        segment_start: float,
-        segment_end: float,
-        segment_id: str,
-    ) -> int:
-        item = Transcript.model_validate(
-            {
-                "content": content,
-                "speaker": speaker,
-                "is_final": is_final,
-                "confidence": confidence,
-                "segment_start": segment_start,
-                "segment_end": segment_end,
-                "segment_id": segment_id,
-            }
-        )
-        (event,) = await self._calls.append_transcripts(self._open[call_sid], [item])
-        return event.seq
-
-    async def set_status(self, call_sid: str, status: str) -> None:
-        call = self._open.pop(call_sid) if status != "in-progress" else self._open[call_sid]
-        await self._calls.set_status(call, status, {})
 
 
 async def _demo_org(storage: Storage) -> Organization:
@@ -85,7 +33,8 @@ async def _demo_org(storage: Storage) -> Organization:
 
 
 async def start_demo(running: Running) -> None:
-    """Create the demo key, print how to watch a call, run calls until stopping."""
+    """Create the demo key, print how to watch, run calls and campaigns until stopping."""
+    from scribeline.demo.campaign import run_campaigns
     from scribeline.demo.simulator import new_call_sid, run_simulation
 
     services = running.services
@@ -94,20 +43,32 @@ async def start_demo(running: Running) -> None:
     await services.storage.add_api_key(org.id, prefix, digest, frozenset({"read"}), "demo")
     rng = random.Random()
     pinned = new_call_sid(rng)
+    sink = ServiceSink(services.calls, org.id)
+    started: asyncio.Queue[Campaign] = asyncio.Queue()
+    campaigns = asyncio.create_task(
+        run_campaigns(
+            sink, services.campaigns, org.id, rng=rng, stop=running.stopping, announce=started
+        )
+    )
+    first = await started.get()
     ws_base = running.base_url.replace("http://", "ws://", 1)
-    watch = f"{ws_base}/live-transcript/{pinned}?token={key}"
+    client = f"{shlex.quote(sys.executable)} -m websockets"
+    watch_call = shlex.quote(f"{ws_base}/live-transcript/{pinned}?token={key}")
+    watch_campaign = shlex.quote(f"{ws_base}/ws/campaigns/{first.id}/progress?token={key}")
+    watch_events = shlex.quote(f"{ws_base}/v1/events?token={key}")
     print(
-        "\nDemo organization 'demo' with simulated live calls.\n"
+        "\nDemo organization 'demo' with simulated live calls and a campaign.\n"
         f"  Read-only demo key: {key}\n"
         f"  Health:             {running.base_url}/readyz\n"
-        f"  Watch a live call (paste into another terminal):\n"
-        f"    {shlex.quote(sys.executable)} -m websockets {shlex.quote(watch)}\n",
+        "  Paste into another terminal to watch:\n"
+        f"    a live call:        {client} {watch_call}\n"
+        f"    the campaign:       {client} {watch_campaign}\n"
+        f"    everything (then type "
+        '{"action":"subscribe","topic":"transcription","filter":"*"}):\n'
+        f"                        {client} {watch_events}\n",
         flush=True,
     )
     await run_simulation(
-        ServiceSink(services.calls, org.id),
-        concurrent_calls=3,
-        pinned_call_sid=pinned,
-        rng=rng,
-        stop=running.stopping,
+        sink, concurrent_calls=3, pinned_call_sid=pinned, rng=rng, stop=running.stopping
     )
+    await campaigns
