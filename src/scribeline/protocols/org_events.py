@@ -41,6 +41,7 @@ _TOPIC_OF: dict[str, str] = {
     EventType.PROGRESS: "campaign",
     EventType.CAMPAIGN_COMPLETED: "campaign",
 }
+_ASSISTANT = re.compile(r"assistant:[1-9][0-9]{0,17}")
 _FILTER = re.compile(rf"\*|assistant:[1-9][0-9]{{0,17}}|{CALL_SID_PATTERN[1:-1]}")
 
 
@@ -76,6 +77,9 @@ def decode_client(text: str | bytes) -> Subscription | Ping:
     filter_ = message.get("filter", "*")
     if not isinstance(filter_, str) or not _FILTER.fullmatch(filter_):
         raise InvalidMessage("filter must be '*', a call SID, or 'assistant:<id>'")
+    if filter_.startswith("assistant:") and not _ASSISTANT.fullmatch(filter_):
+        # ':' is valid in a call SID, but this prefix always means an assistant.
+        raise InvalidMessage("an assistant filter is 'assistant:<id>' with a numeric id")
     return Subscription(action == "subscribe", topic, filter_)
 
 

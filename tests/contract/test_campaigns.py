@@ -1,0 +1,189 @@
+"""The CampaignStore contract: counters, contact lifecycle, exactly one completion."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from scribeline.domain import Call, Campaign
+from scribeline.errors import Conflict, InvalidRequest, NotFound
+from scribeline.events import EventType, NewEvent
+from scribeline.storage import Storage
+
+
+async def _running(storage: Storage, contacts: int) -> tuple[Campaign, list[int]]:
+    org = await storage.create_org("acme")
+    assistant = await storage.get_assistant(org.id, None)
+    assert assistant is not None
+    campaign = await storage.create_campaign(org.id, assistant.id, "c")
+    added = await storage.add_contacts(
+        campaign.id, [(f"+1555{n:04d}", None) for n in range(contacts)]
+    )
+    return await storage.start_campaign(campaign.id), [c.id for c in added]
+
+
+def _status(value: str) -> NewEvent:
+    terminal = value not in ("queued", "ringing", "in-progress")
+    return NewEvent(EventType.CALL_STATUS, {"status": value, "metadata": {}}, closes=terminal)
+
+
+async def test_counters_follow_every_change(storage: Storage) -> None:
+    """Outcomes move counts between pending and completed; rates are computed from them."""
+    campaign, ids = await _running(storage, 4)
+    await storage.record_outcome(campaign.id, ids[0], "success", 10.0, None, None)
+    await storage.record_outcome(campaign.id, ids[1], "failed", None, None, "busy")
+    await storage.record_outcome(campaign.id, ids[2], "skipped", None, None, None)
+    counters = await storage.counters(campaign.id)
+    assert (counters.total, counters.pending, counters.completed) == (4, 1, 3)
+    progress = counters.progress()
+    assert progress["success_rate"] == 33.3 and progress["completion_percentage"] == 75.0
+
+
+async def test_each_outcome_event_carries_its_counters_and_the_last_completes(
+    storage: Storage,
+) -> None:
+    """contact_completed events carry counters; the last outcome appends campaign_completed."""
+    campaign, ids = await _running(storage, 2)
+    _, first = await storage.record_outcome(campaign.id, ids[0], "success", 5.0, None, None)
+    assert [e.type for e in first] == [EventType.CONTACT_COMPLETED]
+    assert first[0].data["counters"]["completed_contacts"] == 1
+    _, last = await storage.record_outcome(campaign.id, ids[1], "failed", 2.0, None, None)
+    assert [e.type for e in last] == [EventType.CONTACT_COMPLETED, EventType.CAMPAIGN_COMPLETED]
+    assert last[1].closes and last[1].data["total_duration"] == 7.0
+    assert await storage.append_progress(campaign.id) is None  # the stream has ended
+
+
+async def test_concurrent_outcomes_complete_the_campaign_exactly_once(storage: Storage) -> None:
+    """50 outcomes recorded at once: 50 contact events, one campaign_completed, sane counters."""
+    campaign, ids = await _running(storage, 50)
+    results = await asyncio.gather(
+        *(
+            storage.record_outcome(campaign.id, cid, ("success", "failed")[n % 2], 1.0, None, None)
+            for n, cid in enumerate(ids)
+        )
+    )
+    events = [e for _, evs in results for e in evs]
+    assert sum(e.type == EventType.CONTACT_COMPLETED for e in events) == 50
+    assert sum(e.type == EventType.CAMPAIGN_COMPLETED for e in events) == 1
+    for event in events:
+        if event.type == EventType.CONTACT_COMPLETED:
+            c = event.data["counters"]
+            assert c["pending_contacts"] + c["completed_contacts"] == c["total_contacts"] == 50
+    stored = await storage.read(campaign.stream)
+    assert [e.seq for e in stored] == list(range(1, 52))
+    done = await storage.get_campaign(campaign.org_id, campaign.id)
+    assert done is not None and done.status == "completed"
+
+
+async def test_lifecycle_rules(storage: Storage) -> None:
+    """No start without contacts, no second start, no outcome twice, none before start."""
+    org = await storage.create_org("acme")
+    assistant = await storage.get_assistant(org.id, None)
+    assert assistant is not None
+    empty = await storage.create_campaign(org.id, assistant.id, "empty")
+    with pytest.raises(InvalidRequest):
+        await storage.start_campaign(empty.id)
+    (contact,) = await storage.add_contacts(empty.id, [("+15550000", "A")])
+    with pytest.raises(Conflict):
+        await storage.record_outcome(empty.id, contact.id, "success", None, None, None)
+    await storage.start_campaign(empty.id)
+    with pytest.raises(Conflict):
+        await storage.start_campaign(empty.id)
+    with pytest.raises(NotFound):
+        await storage.record_outcome(empty.id, contact.id + 99, "success", None, None, None)
+    await storage.record_outcome(empty.id, contact.id, "success", None, None, None)
+    with pytest.raises(Conflict):
+        await storage.add_contacts(empty.id, [("+15550001", None)])
+
+
+async def test_a_linked_call_takes_and_completes_its_contact(storage: Storage) -> None:
+    """Creating a linked call marks the contact in progress; its terminal status completes it."""
+    campaign, ids = await _running(storage, 2)
+    draft = Call(
+        0,
+        campaign.org_id,
+        campaign.assistant_id,
+        "CA1",
+        "in-progress",
+        None,
+        None,
+        "outbound",
+        1,
+        None,
+        None,
+        ids[0],
+    )
+    call, _ = await storage.create_call(draft, _status("in-progress"))
+    assert call.campaign_id == campaign.id
+    assert (await storage.counters(campaign.id)).in_progress == 1
+    with pytest.raises(Conflict):  # the contact is taken
+        await storage.create_call(
+            Call(
+                0,
+                campaign.org_id,
+                campaign.assistant_id,
+                "CA2",
+                "in-progress",
+                None,
+                None,
+                "outbound",
+                1,
+                None,
+                None,
+                ids[0],
+            ),
+            _status("in-progress"),
+        )
+    events = await storage.set_call_status(call, _status("no-answer"))
+    assert [e.type for e in events] == [EventType.CALL_STATUS, EventType.CONTACT_COMPLETED]
+    assert events[1].data["outcome"] == "failed" and events[1].data["call_sid"] == "CA1"
+
+
+async def test_an_explicit_outcome_is_not_overwritten_by_the_call_ending(storage: Storage) -> None:
+    """An outcome reported while the call runs stands when the call then completes."""
+    campaign, ids = await _running(storage, 2)
+    draft = Call(
+        0,
+        campaign.org_id,
+        campaign.assistant_id,
+        "CA1",
+        "in-progress",
+        None,
+        None,
+        "outbound",
+        1,
+        None,
+        None,
+        ids[0],
+    )
+    call, _ = await storage.create_call(draft, _status("in-progress"))
+    await storage.record_outcome(campaign.id, ids[0], "failed", None, None, "wrong person")
+    events = await storage.set_call_status(call, _status("completed"))
+    assert [e.type for e in events] == [EventType.CALL_STATUS]
+    (contact, *_) = await storage.list_contacts(campaign.id)
+    assert contact.status == "failed" and contact.error == "wrong person"
+
+
+async def test_another_organizations_contact_cannot_be_linked(storage: Storage) -> None:
+    """A call of one organization cannot take a contact of another's campaign."""
+    _, ids = await _running(storage, 1)
+    other = await storage.create_org("other")
+    assistant = await storage.get_assistant(other.id, None)
+    assert assistant is not None
+    draft = Call(
+        0,
+        other.id,
+        assistant.id,
+        "CA1",
+        "in-progress",
+        None,
+        None,
+        "outbound",
+        1,
+        None,
+        None,
+        ids[0],
+    )
+    with pytest.raises(NotFound):
+        await storage.create_call(draft, _status("in-progress"))
