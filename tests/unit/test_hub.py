@@ -194,3 +194,45 @@ async def test_each_event_is_encoded_once_per_format(subscribers: int) -> None:
     log.events.append(_event(1))
     await broker.publish(STREAM, pack(_event(1)))
     assert calls == [1]
+
+
+class WritingConnection(RecordingConnection):
+    """A firehose subscriber: records the frames written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[bytes] = []
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+async def test_the_firehose_is_one_subscription_per_organization() -> None:
+    """An org subscriber sees events of 100 calls through one broker subscription."""
+    encoded: list[int] = []
+
+    def encode(event: StoredEvent, meta: dict[str, object]) -> bytes:
+        encoded.append(event.seq)
+        return b"{}"
+
+    log = ListLog(0)
+    broker = MemoryBroker()
+    hub = Hub(broker, log, encode)
+    await broker.start(hub.deliver)
+    everything, one_call = WritingConnection(), WritingConnection()
+    await hub.attach_firehose("org:1", everything, lambda kind, meta: True)  # type: ignore[arg-type]
+    await hub.attach_firehose(
+        "org:1",
+        one_call,  # type: ignore[arg-type]
+        lambda kind, meta: meta.get("call_sid") == "CA7",
+    )
+    for n in range(100):
+        event = StoredEvent(f"call:{n}", 1, EventType.TRANSCRIPT, 0, {})
+        await broker.publish("org:1", pack(event, {"call_sid": f"CA{n}"}))
+    await broker.publish("org:2", pack(_event(1), {"call_sid": "CA7"}))  # another org
+    assert hub.topics == 1
+    assert len(everything.frames) == 100 and len(one_call.frames) == 1
+    assert len(encoded) == 100  # once per event, not once per subscriber
+    await hub.detach_firehose("org:1", everything)  # type: ignore[arg-type]
+    await hub.detach_firehose("org:1", one_call)  # type: ignore[arg-type]
+    assert hub.topics == 0
