@@ -49,8 +49,13 @@ async def test_each_outcome_event_carries_its_counters_and_the_last_completes(
     assert [e.type for e in first] == [EventType.CONTACT_COMPLETED]
     assert first[0].data["counters"]["completed_contacts"] == 1
     _, last = await storage.record_outcome(campaign.id, ids[1], "failed", 2.0, None, None)
-    assert [e.type for e in last] == [EventType.CONTACT_COMPLETED, EventType.CAMPAIGN_COMPLETED]
-    assert last[1].closes and last[1].data["total_duration"] == 7.0
+    assert [e.type for e in last] == [
+        EventType.CONTACT_COMPLETED,
+        EventType.PROGRESS,
+        EventType.CAMPAIGN_COMPLETED,
+    ]
+    assert last[1].data["completion_percentage"] == 100.0
+    assert last[2].closes and last[2].data["total_duration"] == 7.0
     assert await storage.append_progress(campaign.id) is None  # the stream has ended
 
 
@@ -71,7 +76,8 @@ async def test_concurrent_outcomes_complete_the_campaign_exactly_once(storage: S
             c = event.data["counters"]
             assert c["pending_contacts"] + c["completed_contacts"] == c["total_contacts"] == 50
     stored = await storage.read(campaign.stream)
-    assert [e.seq for e in stored] == list(range(1, 52))
+    assert [e.seq for e in stored] == list(range(1, 53))  # 50 contacts, progress, completion
+    assert [e.type for e in stored[-2:]] == [EventType.PROGRESS, EventType.CAMPAIGN_COMPLETED]
     done = await storage.get_campaign(campaign.org_id, campaign.id)
     assert done is not None and done.status == "completed"
 

@@ -9,13 +9,12 @@ from aiohttp import web
 
 from scribeline.api.rest import authorize, authorize_org, json_response, read_json
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import open_websocket, report
+from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
 from scribeline.auth import extract_credentials
 from scribeline.connection import Connection
 from scribeline.domain import Campaign, CampaignStatus, Contact
 from scribeline.errors import (
     CloseCode,
-    ConnectionLimit,
     InvalidMessage,
     InvalidRequest,
     NotFound,
@@ -171,8 +170,7 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         await report(conn, exc, render_error)
     finally:
-        await services.hub.detach(stream, conn)
-        services.registry.release(stream)
+        await detach_stream(services, conn, stream)
         await conn.close(CloseCode.NORMAL)
     return conn.ws
 
@@ -185,13 +183,12 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
     principal.allow_campaign(campaign_id)
     campaign = await services.campaigns.get(principal.org_id, campaign_id)
     stream = campaign.stream
-    if not services.registry.acquire(stream, services.settings.max_connections_per_call):
-        raise ConnectionLimit("Connection limit reached for this campaign")
+    encoder = partial(proto.encode_event, campaign_id)
+    await attach_stream(services, conn, stream, FORMAT, encoder, "campaign")
     try:
-        await services.hub.attach(stream, conn, FORMAT, partial(proto.encode_event, campaign_id))
-        # Live only: the snapshot stands for everything up to the stream's head.
-        head = await services.storage.head(stream)
-        counters = await services.storage.counters(campaign_id)
+        # Live only: the snapshot stands for everything up to the stream's head,
+        # both read in one transaction so no change falls between them.
+        head, counters = await services.storage.campaign_snapshot(campaign_id)
         now = now_ms()
         conn.send(proto.encode_connected(campaign_id, now))
         conn.send(proto.encode_progress(campaign_id, counters.progress(), now))
@@ -203,8 +200,7 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
                 conn.write(text_frame(payload))
             conn.close_soon(CloseCode.NORMAL)
     except BaseException:
-        await services.hub.detach(stream, conn)
-        services.registry.release(stream)
+        await detach_stream(services, conn, stream)
         raise
     conn.last_seq = head.seq
     conn.go_live()

@@ -7,12 +7,17 @@ from functools import partial
 from aiohttp import web
 
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import authorize_call, open_websocket, report
+from scribeline.api.websocket import (
+    attach_stream,
+    authorize_call,
+    detach_stream,
+    open_websocket,
+    report,
+)
 from scribeline.auth import extract_credentials
 from scribeline.connection import Connection
 from scribeline.errors import (
     CloseCode,
-    ConnectionLimit,
     InvalidMessage,
     InvalidRequest,
     ScribelineError,
@@ -53,8 +58,7 @@ async def live_transcript(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         await report(conn, exc, partial(_render_error, call_sid))
     finally:
-        await services.hub.detach(stream, conn)
-        services.registry.release(stream)
+        await detach_stream(services, conn, stream)
         await conn.close(CloseCode.NORMAL)
     return conn.ws
 
@@ -74,10 +78,9 @@ async def _join(
     principal, call = await authorize_call(services, call_sid, token, "read")
     since = _since(request)
     stream = call.stream
-    if not services.registry.acquire(stream, services.settings.max_connections_per_call):
-        raise ConnectionLimit("Connection limit reached for this call")
+    encoder = partial(proto.encode_event, call_sid)
+    await attach_stream(services, conn, stream, FORMAT, encoder, "call")
     try:
-        await services.hub.attach(stream, conn, FORMAT, partial(proto.encode_event, call_sid))
         position = await services.storage.head(stream)
         start = start_after(since, request.query.get("epoch"), position)
         now = now_ms()
@@ -87,8 +90,7 @@ async def _join(
         for event in history_view(history):
             await conn.write_paced(text_frame(proto.encode_event(call_sid, event)))
     except BaseException:
-        await services.hub.detach(stream, conn)
-        services.registry.release(stream)
+        await detach_stream(services, conn, stream)
         raise
     if history:
         conn.last_seq = history[-1].seq

@@ -63,9 +63,12 @@ async def _call(request: web.Request, scope: str) -> tuple[Services, Call]:
     return services, await services.calls.get(principal.org_id, call_sid)
 
 
-async def read_json(request: web.Request) -> Any:
-    """The JSON body (bounded by the server's body limit)."""
+async def read_json(request: web.Request, empty: Any = None) -> Any:
+    """The JSON body (bounded by the server's body limit); ``empty`` stands in for
+    an empty body where the endpoint allows one."""
     raw = await request.read()  # bounded by client_max_size (413 beyond)
+    if empty is not None and not raw.strip():
+        return empty
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from scribeline.api.rest import json_response
+from scribeline.api.rest import json_response, read_json
 from scribeline.api.state import SERVICES
 from scribeline.auth import extract_credentials, is_api_key
-from scribeline.errors import Forbidden, InvalidJson
+from scribeline.errors import Forbidden
 from scribeline.events import format_ms
 from scribeline.ingest.models import CALL_SID_PATTERN
 
@@ -58,17 +57,6 @@ class TokenRequest(BaseModel):
         return self
 
 
-async def _json(request: web.Request) -> Any:
-    """The JSON body; an empty body means every default."""
-    raw = await request.read()  # bounded by client_max_size (413 beyond)
-    if not raw.strip():
-        return {}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidJson("Request body is not valid JSON") from None
-
-
 @routes.post("/v1/tokens")
 async def create_token(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
@@ -78,7 +66,9 @@ async def create_token(request: web.Request) -> web.Response:
     if token is None or not is_api_key(token):
         raise Forbidden("Access tokens are minted with an API key, not with an access token")
     max_ttl = max(1, int(min(settings.token_max_ttl, CEILING_TTL)))
-    body = TokenRequest.model_validate(await _json(request), context={"max_ttl": max_ttl})
+    body = TokenRequest.model_validate(
+        await read_json(request, empty={}), context={"max_ttl": max_ttl}
+    )
     scopes = frozenset(body.scopes)
     if body.expires_in is not None:
         ttl = body.expires_in

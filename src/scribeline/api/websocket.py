@@ -12,10 +12,11 @@ from scribeline.api.state import Services
 from scribeline.auth import Credentials, Principal
 from scribeline.connection import Connection
 from scribeline.domain import Call
-from scribeline.errors import InvalidCallSid, ScribelineError, close_code_for
+from scribeline.errors import ConnectionLimit, InvalidCallSid, ScribelineError, close_code_for
+from scribeline.hub import Encoder
 from scribeline.ingest.models import valid_call_sid
 
-__all__ = ["authorize_call", "open_websocket", "report"]
+__all__ = ["attach_stream", "authorize_call", "detach_stream", "open_websocket", "report"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,33 @@ async def authorize_call(
     principal.require(scope)
     principal.allow_call(call_sid)
     return principal, await services.calls.get(principal.org_id, call_sid)
+
+
+async def attach_stream(
+    services: Services,
+    conn: Connection,
+    stream: str,
+    format_key: str,
+    encoder: Encoder,
+    what: str,
+) -> None:
+    """Take one of the stream's connection slots and start holding its live events.
+
+    ``what`` names the resource in the refusal ("call", "campaign").
+    """
+    if not services.registry.acquire(stream, services.settings.max_connections_per_call):
+        raise ConnectionLimit(f"Connection limit reached for this {what}")
+    try:
+        await services.hub.attach(stream, conn, format_key, encoder)
+    except BaseException:
+        services.registry.release(stream)
+        raise
+
+
+async def detach_stream(services: Services, conn: Connection, stream: str) -> None:
+    """Undo :func:`attach_stream`."""
+    await services.hub.detach(stream, conn)
+    services.registry.release(stream)
 
 
 async def report(

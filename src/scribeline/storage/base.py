@@ -175,12 +175,16 @@ class CampaignStore(ABC):
         """Complete a pending or in-progress contact of a running campaign.
 
         Appends ``contact_completed`` (with the counters after it) and, when no
-        contact is left pending or in progress, ``campaign_completed``, which
-        ends the campaign's stream.
+        contact is left pending or in progress, a last ``progress`` and
+        ``campaign_completed``, which ends the campaign's stream.
         """
 
     @abstractmethod
     async def counters(self, campaign_id: int) -> Counters: ...
+
+    @abstractmethod
+    async def campaign_snapshot(self, campaign_id: int) -> tuple[Position, Counters]:
+        """The campaign stream's head and the counters, as of one moment."""
 
     @abstractmethod
     async def append_progress(self, campaign_id: int) -> StoredEvent | None:

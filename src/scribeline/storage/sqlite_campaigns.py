@@ -21,7 +21,7 @@ from scribeline.domain import (
     Counters,
 )
 from scribeline.errors import Conflict, InvalidRequest, NotFound, StreamClosed
-from scribeline.events import EventType, NewEvent, StoredEvent, now_ms
+from scribeline.events import EventType, NewEvent, Position, StoredEvent, now_ms
 from scribeline.storage.sqlite_db import SqliteDatabase
 from scribeline.storage.sqlite_log import append_events
 
@@ -108,6 +108,9 @@ def _complete(
             "UPDATE campaigns SET status = ?, completed_at = ? WHERE id = ?",
             (CampaignStatus.COMPLETED, ts, campaign_id),
         )
+        # The last change's progress cannot wait for the coalescing interval:
+        # the stream ends here. It goes out now, before the completion.
+        events.append(NewEvent(EventType.PROGRESS, counters.progress(), ts=ts))
         events.append(
             NewEvent(EventType.CAMPAIGN_COMPLETED, counters.summary(), closes=True, ts=ts)
         )
@@ -295,6 +298,20 @@ class SqliteCampaigns:
 
     async def counters(self, campaign_id: int) -> Counters:
         return self._db.read_now(lambda conn: counters_in(conn, campaign_id))
+
+    async def campaign_snapshot(self, campaign_id: int) -> tuple[Position, Counters]:
+        def run(conn: sqlite3.Connection) -> tuple[Position, Counters]:
+            conn.execute("BEGIN")  # one read snapshot for both (WAL)
+            try:
+                row = conn.execute(
+                    "SELECT head, epoch FROM streams WHERE stream = ?", (f"campaign:{campaign_id}",)
+                ).fetchone()
+                counters = counters_in(conn, campaign_id)
+            finally:
+                conn.execute("COMMIT")
+            return (Position(0, "") if row is None else Position(row[0], row[1])), counters
+
+        return self._db.read_now(run)
 
     async def append_progress(self, campaign_id: int) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
