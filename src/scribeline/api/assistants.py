@@ -54,4 +54,5 @@ async def update_assistant(request: web.Request) -> web.Response:
         )
     if assistant is None:
         raise NotFound(f"Assistant {raw} not found")
+    services.calls.forget_assistant(assistant.id)
     return json_response(assistant_json(assistant))

@@ -7,6 +7,7 @@ storage before any other await, so appends made in order get seqs in order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,10 +59,36 @@ def call_meta(call: Call) -> dict[str, Any]:
 class CallService:
     """Call lifecycle and transcript ingest for one organization at a time."""
 
-    def __init__(self, storage: Storage, publisher: Publisher, campaigns: CampaignService) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        publisher: Publisher,
+        campaigns: CampaignService,
+        switch_cache_seconds: float = 1.0,
+    ) -> None:
         self._storage = storage
         self._publisher = publisher
         self._campaigns = campaigns
+        self._switch_ttl = switch_cache_seconds
+        # assistant id -> (valid until, transcription enabled)
+        self._switches: dict[int, tuple[float, bool]] = {}
+
+    def forget_assistant(self, assistant_id: int) -> None:
+        """An assistant's settings changed in this process: stop using the cached ones."""
+        self._switches.pop(assistant_id, None)
+
+    async def _transcription_enabled(self, call: Call) -> bool:
+        """The assistant's switch, cached briefly: it is read on every append."""
+        now = time.monotonic()
+        cached = self._switches.get(call.assistant_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        assistant = await self._storage.get_assistant(call.org_id, call.assistant_id)
+        enabled = assistant is None or assistant.transcription_enabled
+        if len(self._switches) > 10_000:
+            self._switches.clear()
+        self._switches[call.assistant_id] = (now + self._switch_ttl, enabled)
+        return enabled
 
     async def get(self, org_id: int, call_sid: str) -> Call:
         call = await self._storage.get_call(org_id, call_sid)
@@ -98,10 +125,9 @@ class CallService:
         self, call: Call, items: Sequence[Transcript]
     ) -> list[StoredEvent]:
         """Append a batch in one transaction (all or nothing)."""
-        assistant = await self._storage.get_assistant(call.org_id, call.assistant_id)
-        if assistant is not None and not assistant.transcription_enabled:
+        if not await self._transcription_enabled(call):
             raise TranscriptionDisabled(
-                f"Transcription is switched off for assistant {assistant.id}"
+                f"Transcription is switched off for assistant {call.assistant_id}"
             )
         ts = now_ms()
         try:

@@ -29,5 +29,6 @@ class Publisher:
     ) -> None:
         channel = org_channel(org_id)
         for event in events:
-            await self._broker.publish(event.stream, pack(event))
-            await self._broker.publish(channel, pack(event, meta))
+            payload = pack(event, meta)  # stream subscribers ignore the metadata
+            await self._broker.publish(event.stream, payload)
+            await self._broker.publish(channel, payload)
