@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import connects, fanout, idle, ingest, many_calls
+from bench import connects, fanout, firehose, idle, ingest, many_calls
 from bench.common import RESULTS_DIR, Result, emit
 from bench.workers import run_async
 
@@ -35,6 +35,9 @@ SCENARIOS: dict[str, Scenario] = {
     "ingest": lambda quick: ingest.run(
         messages=5000 if quick else 50_000, rest_requests=1000 if quick else 10_000
     ),
+    "firehose": lambda quick: firehose.run(
+        calls=50 if quick else 300, rate=200 if quick else 1000, duration=3 if quick else 15
+    ),
 }
 
 
@@ -48,7 +51,7 @@ def headline(result: Result) -> str:
     """The few numbers that matter for one scenario, on one line."""
     r = result.get("results", {})
     name = result.get("scenario")
-    if name in ("fanout", "many_calls"):
+    if name in ("fanout", "many_calls", "firehose"):
         lat = r["latency"]
         cost = (
             f"{_num(r['server_us_per_delivery'])} µs/delivery"
