@@ -106,14 +106,17 @@ def print_table(results: Sequence[Result]) -> None:
     for res in results:
         targets = res.get("targets", {})
         target_text = "; ".join(f"{k} {t['limit']}" for k, t in targets.items()) or "-"
-        met = all(t["met"] for t in targets.values()) if targets else False
+        if targets:
+            met_text = "yes" if all(t["met"] for t in targets.values()) else "NO"
+        else:  # nothing to meet, unless the scenario itself failed
+            met_text = "NO" if "error" in res else "-"
         rows.append(
             (
                 str(res.get("scenario")),
                 str(res.get("run", 1)),
                 headline(res),
                 target_text,
-                "yes" if met else "NO",
+                met_text,
                 _flags(res),
             )
         )
