@@ -83,8 +83,16 @@ class CampaignService:
     async def published(self, campaign: Campaign, events: list[StoredEvent]) -> None:
         """Publish a campaign's new events and schedule the progress that follows them."""
         await self._publisher.publish(campaign.org_id, events, campaign_meta(campaign))
-        if events and not events[-1].closes:
+        if events and events[-1].closes:
+            self._forget(campaign.id)  # completed: its last progress went out with it
+        elif events:
             self.changed(campaign)
+
+    def _forget(self, campaign_id: int) -> None:
+        handle = self._scheduled.pop(campaign_id, None)
+        if handle is not None:
+            handle.cancel()
+        self._last.pop(campaign_id, None)
 
     def changed(self, campaign: Campaign) -> None:
         """A contact changed: a progress event follows, at most one per interval."""
@@ -112,7 +120,7 @@ class CampaignService:
             log.exception("could not append progress of campaign %d", campaign.id)
             return
         if event is None:  # the campaign has completed
-            self._last.pop(campaign.id, None)
+            self._forget(campaign.id)
             return
         await self._publisher.publish(campaign.org_id, [event], campaign_meta(campaign))
 
