@@ -23,6 +23,24 @@ async def _running(storage: Storage, contacts: int) -> tuple[Campaign, list[int]
     return await storage.start_campaign(campaign.id), [c.id for c in added]
 
 
+def _linked(org_id: int, assistant_id: int, sid: str, contact_id: int) -> Call:
+    """A draft outbound call placed to a campaign contact."""
+    return Call(
+        0,
+        org_id,
+        assistant_id,
+        sid,
+        "in-progress",
+        None,
+        None,
+        "outbound",
+        1,
+        None,
+        None,
+        contact_id,
+    )
+
+
 def _status(value: str) -> NewEvent:
     terminal = value not in ("queued", "ringing", "in-progress")
     return NewEvent(EventType.CALL_STATUS, {"status": value, "metadata": {}}, closes=terminal)
@@ -106,39 +124,13 @@ async def test_lifecycle_rules(storage: Storage) -> None:
 async def test_a_linked_call_takes_and_completes_its_contact(storage: Storage) -> None:
     """Creating a linked call marks the contact in progress; its terminal status completes it."""
     campaign, ids = await _running(storage, 2)
-    draft = Call(
-        0,
-        campaign.org_id,
-        campaign.assistant_id,
-        "CA1",
-        "in-progress",
-        None,
-        None,
-        "outbound",
-        1,
-        None,
-        None,
-        ids[0],
-    )
+    draft = _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[0])
     call, _ = await storage.create_call(draft, _status("in-progress"))
     assert call.campaign_id == campaign.id
     assert (await storage.counters(campaign.id)).in_progress == 1
     with pytest.raises(Conflict):  # the contact is taken
         await storage.create_call(
-            Call(
-                0,
-                campaign.org_id,
-                campaign.assistant_id,
-                "CA2",
-                "in-progress",
-                None,
-                None,
-                "outbound",
-                1,
-                None,
-                None,
-                ids[0],
-            ),
+            _linked(campaign.org_id, campaign.assistant_id, "CA2", ids[0]),
             _status("in-progress"),
         )
     events = await storage.set_call_status(call, _status("no-answer"))
@@ -149,20 +141,7 @@ async def test_a_linked_call_takes_and_completes_its_contact(storage: Storage) -
 async def test_an_explicit_outcome_is_not_overwritten_by_the_call_ending(storage: Storage) -> None:
     """An outcome reported while the call runs stands when the call then completes."""
     campaign, ids = await _running(storage, 2)
-    draft = Call(
-        0,
-        campaign.org_id,
-        campaign.assistant_id,
-        "CA1",
-        "in-progress",
-        None,
-        None,
-        "outbound",
-        1,
-        None,
-        None,
-        ids[0],
-    )
+    draft = _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[0])
     call, _ = await storage.create_call(draft, _status("in-progress"))
     await storage.record_outcome(campaign.id, ids[0], "failed", None, None, "wrong person")
     events = await storage.set_call_status(call, _status("completed"))
@@ -177,19 +156,6 @@ async def test_another_organizations_contact_cannot_be_linked(storage: Storage) 
     other = await storage.create_org("other")
     assistant = await storage.get_assistant(other.id, None)
     assert assistant is not None
-    draft = Call(
-        0,
-        other.id,
-        assistant.id,
-        "CA1",
-        "in-progress",
-        None,
-        None,
-        "outbound",
-        1,
-        None,
-        None,
-        ids[0],
-    )
+    draft = _linked(other.id, assistant.id, "CA1", ids[0])
     with pytest.raises(NotFound):
         await storage.create_call(draft, _status("in-progress"))
