@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from scribeline.broker import Broker, unpack, unpack_with_meta
 from scribeline.connection import Connection
@@ -46,17 +46,36 @@ Accept = Callable[[str, dict[str, Any]], bool]
 MAX_HELD = 10_000
 
 
-class _Topic:
-    __slots__ = ("groups", "held", "last", "ready", "stream", "unsubscribed")
+class _Channel:
+    """A broker channel this process follows for some local connections.
+
+    ``ready`` resolves once the broker subscription is in place (or fails);
+    ``unsubscribed`` is set while the last subscriber's unsubscribe runs.
+    """
+
+    __slots__ = ("ready", "unsubscribed")
+
+    def __init__(self) -> None:
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unsubscribed: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+C = TypeVar("C", bound=_Channel)
+
+
+class _Topic(_Channel):
+    __slots__ = ("groups", "held", "last", "stream")
 
     def __init__(self, stream: str) -> None:
+        super().__init__()
         self.stream = stream
         # format key -> (encoder, subscribers)
         self.groups: dict[str, tuple[Encoder, set[Connection]]] = {}
         self.last: int | None = None  # last seq dispatched; None until the head is known
         self.held: dict[int, StoredEvent] = {}
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.unsubscribed: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return sum(len(subs) for _, subs in self.groups.values())
@@ -71,19 +90,21 @@ class _Topic:
                 conn.offer(event.seq, frame, event.closes)
 
 
-class _Firehose:
+class _Firehose(_Channel):
     """All events of one organization, to subscribers that each filter them.
 
     Unsequenced: events of different streams interleave; each stream's events
     keep their order (the broker keeps per-channel order).
     """
 
-    __slots__ = ("ready", "subscribers", "unsubscribed")
+    __slots__ = ("subscribers",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.subscribers: dict[Connection, Accept] = {}
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.unsubscribed: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
 
     def dispatch(self, encode: FirehoseEncoder, payload: bytes) -> None:
         event, meta = unpack_with_meta(payload)
@@ -129,87 +150,97 @@ class Hub:
 
     async def attach_firehose(self, channel: str, conn: Connection, accept: Accept) -> None:
         """Deliver every event of ``channel`` that ``accept`` takes to ``conn``."""
-        firehose = self._firehoses.get(channel)
-        while firehose is not None and firehose.unsubscribed is not None:
-            await firehose.unsubscribed
-            firehose = self._firehoses.get(channel)
+        firehose = await self._current(self._firehoses, channel)
         if firehose is None:
             firehose = _Firehose()
-            self._firehoses[channel] = firehose
             firehose.subscribers[conn] = accept
-            try:
-                await self._broker.subscribe(channel)
-            except BaseException as exc:
-                firehose.ready.set_exception(exc)
-                firehose.ready.exception()
-                self._firehoses.pop(channel, None)
-                raise
-            firehose.ready.set_result(None)
+            await self._open(self._firehoses, channel, firehose)
         else:
             firehose.subscribers[conn] = accept
-            if not firehose.ready.done():
-                await asyncio.shield(firehose.ready)
-            firehose.ready.result()
+            await self._joined(firehose)
 
     async def detach_firehose(self, channel: str, conn: Connection) -> None:
         firehose = self._firehoses.get(channel)
-        if firehose is None:
-            return
-        firehose.subscribers.pop(conn, None)
-        if firehose.subscribers or firehose.unsubscribed is not None:
-            return
-        firehose.unsubscribed = asyncio.get_running_loop().create_future()
-        try:
-            await self._broker.unsubscribe(channel)
-        finally:
-            self._firehoses.pop(channel, None)
-            firehose.unsubscribed.set_result(None)
+        if firehose is not None:
+            firehose.subscribers.pop(conn, None)
+            await self._close_if_unused(self._firehoses, channel, firehose)
 
     async def attach(
         self, stream: str, conn: Connection, format_key: str, encoder: Encoder
     ) -> None:
         """Start holding ``stream``'s live events on ``conn`` (which is joining)."""
-        topic = self._topics.get(stream)
-        while topic is not None and topic.unsubscribed is not None:
-            await topic.unsubscribed  # a previous topic of this stream is going away
-            topic = self._topics.get(stream)
+        topic = await self._current(self._topics, stream)
         conn.joining = True
         if topic is None:
             topic = _Topic(stream)
-            self._topics[stream] = topic
             self._add(topic, conn, format_key, encoder)
-            try:
-                await self._broker.subscribe(stream)
-                head = await self._storage.head(stream)
-            except BaseException as exc:
-                topic.ready.set_exception(exc)
-                topic.ready.exception()  # retrieved: the caller sees it here
-                self._topics.pop(stream, None)
-                raise
-            topic.last = head.seq
-            topic.ready.set_result(None)
+            await self._open(self._topics, stream, topic, self._start_topic)
             self._release_held(topic)
         else:
             self._add(topic, conn, format_key, encoder)
-            if not topic.ready.done():
-                await asyncio.shield(topic.ready)
-            topic.ready.result()  # raises if the topic failed to start
+            await self._joined(topic)
 
     async def detach(self, stream: str, conn: Connection) -> None:
         """Stop delivering to ``conn``; the last one out unsubscribes."""
         topic = self._topics.get(stream)
-        if topic is None:
-            return
-        for _, subs in topic.groups.values():
-            subs.discard(conn)
-        if len(topic) or topic.unsubscribed is not None:
-            return
-        topic.unsubscribed = asyncio.get_running_loop().create_future()
+        if topic is not None:
+            for _, subs in topic.groups.values():
+                subs.discard(conn)
+            await self._close_if_unused(self._topics, stream, topic)
+
+    # -- one broker subscription per channel per process ----------------------
+
+    @staticmethod
+    async def _current(channels: dict[str, C], name: str) -> C | None:
+        """The live channel of that name, once any previous one has gone away."""
+        channel = channels.get(name)
+        while channel is not None and channel.unsubscribed is not None:
+            await channel.unsubscribed
+            channel = channels.get(name)
+        return channel
+
+    async def _open(
+        self,
+        channels: dict[str, C],
+        name: str,
+        channel: C,
+        start: Callable[[C], Awaitable[None]] | None = None,
+    ) -> None:
+        """Register ``channel`` and subscribe; connections that join meanwhile wait on
+        ``ready``, which carries a failure to them too."""
+        channels[name] = channel
         try:
-            await self._broker.unsubscribe(stream)
+            await self._broker.subscribe(name)
+            if start is not None:
+                await start(channel)
+        except BaseException as exc:
+            channel.ready.set_exception(exc)
+            channel.ready.exception()  # retrieved: the caller sees it here
+            channels.pop(name, None)
+            raise
+        channel.ready.set_result(None)
+
+    @staticmethod
+    async def _joined(channel: _Channel) -> None:
+        if not channel.ready.done():
+            await asyncio.shield(channel.ready)
+        channel.ready.result()  # raises if the channel failed to start
+
+    async def _close_if_unused(self, channels: dict[str, C], name: str, channel: C) -> None:
+        """The last subscriber out unsubscribes."""
+        if len(channel) or channel.unsubscribed is not None:
+            return
+        channel.unsubscribed = asyncio.get_running_loop().create_future()
+        try:
+            await self._broker.unsubscribe(name)
         finally:
-            self._topics.pop(stream, None)
-            topic.unsubscribed.set_result(None)
+            channels.pop(name, None)
+            channel.unsubscribed.set_result(None)
+
+    async def _start_topic(self, topic: _Topic) -> None:
+        # The head is read after subscribing, so history read later reaches every
+        # event the topic will hold for a joining connection.
+        topic.last = (await self._storage.head(topic.stream)).seq
 
     async def close(self) -> None:
         for task in list(self._fills):
