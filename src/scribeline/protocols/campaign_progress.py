@@ -12,6 +12,7 @@ import orjson
 
 from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import EventType, StoredEvent, format_ms
+from scribeline.protocols.common import encode_pong
 
 __all__ = [
     "decode_client",
@@ -74,10 +75,6 @@ def decode_client(text: str | bytes) -> None:
         raise InvalidMessage("Message is not valid JSON") from None
     if not isinstance(message, dict) or message.get("type") != "ping":
         raise InvalidMessage("Unknown message type; expected 'ping'")
-
-
-def encode_pong(now: int) -> bytes:
-    return orjson.dumps({"type": "pong", "timestamp": format_ms(now)})
 
 
 def encode_error(campaign_id: int, error: ScribelineError, now: int) -> bytes:

@@ -14,6 +14,7 @@ import orjson
 from scribeline.domain import Call
 from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import EventType, StoredEvent, format_ms
+from scribeline.protocols.common import encode_pong
 
 __all__ = [
     "Ping",
@@ -102,10 +103,6 @@ def encode_event(call_sid: str, event: StoredEvent) -> bytes:
             "metadata": data.get("metadata", {}),
         }
     return orjson.dumps(message)
-
-
-def encode_pong(now: int) -> bytes:
-    return orjson.dumps({"type": "pong", "timestamp": format_ms(now)})
 
 
 def encode_error(call_sid: str, error: ScribelineError, now: int) -> bytes:

@@ -17,6 +17,7 @@ from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import EventType, StoredEvent, format_ms
 from scribeline.ingest.models import CALL_SID_PATTERN
 from scribeline.protocols import campaign_progress, live_transcript
+from scribeline.protocols.common import encode_pong
 
 __all__ = [
     "TOPICS",
@@ -111,10 +112,6 @@ def encode_connected(now: int) -> bytes:
             "message": "Connected to organization event stream",
         }
     )
-
-
-def encode_pong(now: int) -> bytes:
-    return orjson.dumps({"type": "pong", "timestamp": format_ms(now)})
 
 
 def encode_ack(subscription: Subscription) -> bytes:
