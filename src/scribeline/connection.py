@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 
-from scribeline.errors import CloseCode, RateLimited
+from scribeline.errors import CloseCode, InvalidMessage, RateLimited
 from scribeline.protocols.frames import PING_FRAME, text_frame
 
 __all__ = ["Connection", "Inbound", "Registry", "TokenBucket"]
@@ -66,6 +66,12 @@ class Inbound:
 
     data: str | bytes
     is_text: bool
+
+    def text(self) -> str:
+        """The message's text; a binary frame is an invalid message in every format."""
+        if not self.is_text or not isinstance(self.data, str):
+            raise InvalidMessage("Binary frames are not accepted; send JSON text")
+        return self.data
 
 
 class Connection:

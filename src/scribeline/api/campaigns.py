@@ -161,9 +161,7 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
     try:
         while (message := await conn.next_message()) is not None:
             try:
-                if not message.is_text:
-                    raise InvalidMessage("Binary frames are not accepted; send JSON text")
-                proto.decode_client(message.data)
+                proto.decode_client(message.text())
                 conn.send(proto.encode_pong(now_ms()))
             except InvalidMessage as exc:
                 conn.send(render_error(exc))

@@ -71,9 +71,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     try:
         while (message := await conn.next_message()) is not None:
             try:
-                if not message.is_text:
-                    raise InvalidMessage("Binary frames are not accepted; send JSON text")
-                action = proto.decode_client(message.data)
+                action = proto.decode_client(message.text())
                 if isinstance(action, proto.Ping):
                     conn.send(proto.encode_pong(now_ms()))
                     continue

@@ -111,9 +111,7 @@ async def _serve_commands(conn: Connection, calls: CallService, org_id: int, cal
     """Answer ``ping`` and ``request_status`` until the client leaves."""
     while (message := await conn.next_message()) is not None:
         try:
-            if not message.is_text:
-                raise InvalidMessage("Binary frames are not accepted; send JSON text")
-            command = proto.decode_client(message.data)
+            command = proto.decode_client(message.text())
             if isinstance(command, proto.Ping):
                 conn.send(proto.encode_pong(now_ms()))
             else:
