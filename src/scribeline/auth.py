@@ -94,10 +94,13 @@ class Principal:
     key_id: int
     call_sid: str | None = None
     campaign_id: int | None = None
+    #: A bot capability token: the bot and what it opens (it has no scopes).
+    bot_id: str | None = None
+    bot_role: str | None = None
 
     @property
     def restricted(self) -> bool:
-        return self.call_sid is not None or self.campaign_id is not None
+        return self.call_sid is not None or self.campaign_id is not None or self.bot_id is not None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and "admin" not in self.scopes:
@@ -113,10 +116,17 @@ class Principal:
         if self.restricted and self.campaign_id != campaign_id:
             raise Forbidden("This token is restricted to another call or campaign")
 
+    def allow_bot(self, bot_id: str, roles: frozenset[str]) -> str:
+        """The role a capability token holds on this bot, if it is one of ``roles``."""
+        role = self.bot_role
+        if self.bot_id != bot_id or role is None or role not in roles:
+            raise Forbidden("This credential does not open this bot's stream")
+        return role
+
     def allow_organization(self) -> None:
-        """Refuse a credential restricted to one call or campaign."""
+        """Refuse a credential restricted to one call, campaign or bot."""
         if self.restricted:
-            raise Forbidden("This token is restricted to one call or campaign")
+            raise Forbidden("This token is restricted to one call, campaign or bot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +226,22 @@ class Authenticator:
             campaign_id=campaign_id,
         )
 
+    def mint_capability(
+        self, principal: Principal, *, bot_id: str, role: str, ttl_seconds: int, now: float
+    ) -> str:
+        """A capability token for one of the organization's bots (``principal`` is
+        the unrestricted credential that asks for it)."""
+        principal.allow_organization()
+        return tokens.mint_capability(
+            self._secret,
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            bot_id=bot_id,
+            role=role,
+            ttl_seconds=ttl_seconds,
+            now=now,
+        )
+
     async def _api_key(self, token: str) -> Principal:
         if len(token) > 256:
             raise AuthenticationFailed()
@@ -244,7 +270,13 @@ class Authenticator:
         ):
             raise AuthenticationFailed()
         return Principal(
-            claims.org_id, claims.scopes, claims.key_id, claims.call_sid, claims.campaign_id
+            claims.org_id,
+            claims.scopes,
+            claims.key_id,
+            claims.call_sid,
+            claims.campaign_id,
+            claims.bot_id,
+            claims.bot_role,
         )
 
     async def _minting_key(self, key_id: int) -> ApiKey | None:

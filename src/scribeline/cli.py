@@ -155,6 +155,83 @@ def cmd_calls_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bots_list(args: argparse.Namespace) -> int:
+    from scribeline.errors import NotFound
+
+    async def run(storage: Any) -> Any:
+        return await storage.list_bots(await _org_id(storage, args.org), None, args.limit)
+
+    try:
+        bots = _with_storage(args, run)
+    except NotFound as exc:
+        return _fail(exc.message)
+    for bot in bots:
+        print(f"{bot.public_id}\t{bot.status}\t{format_ms(bot.created_at)}\t{bot.bot_name}")
+    return 0
+
+
+def _producer_url(args: argparse.Namespace) -> str:
+    """The bot's producer URL, with a token minted from the data directory's secret."""
+    import time
+
+    from scribeline.errors import BotEnded
+    from scribeline.tokens import load_or_create_secret, mint_capability
+
+    settings = _settings(args)
+
+    async def find(storage: Any) -> Any:
+        return await storage.get_bot(None, args.bot_id)
+
+    bot = _with_storage(args, find)
+    if bot is None:
+        raise LookupError(f"no bot {args.bot_id!r} in {settings.data_dir}")
+    if bot.ended:
+        raise BotEnded(f"bot {bot.public_id} has already {bot.status}")
+    token = mint_capability(
+        load_or_create_secret(settings),
+        org_id=bot.org_id,
+        key_id=bot.key_id,
+        bot_id=bot.public_id,
+        role="producer",
+        ttl_seconds=int(settings.bot_token_ttl),
+        now=time.time(),
+    )
+    server = args.server.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return f"{server}/v1/bots/{bot.public_id}/producer?token={token}"
+
+
+def cmd_bots_simulate(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    from scribeline.demo.bot import run_bot
+    from scribeline.errors import BotEnded
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not args.speed > 0:
+        return _fail("--speed must be positive")
+    try:
+        url = args.producer_url or _producer_url(args)
+    except (LookupError, BotEnded) as exc:
+        return _fail(str(exc))
+
+    async def run() -> str:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_bot(url, bot_name=args.name, speed=args.speed, loop=args.loop, stop=stop)
+
+    try:
+        reason = asyncio.run(run())
+    except (OSError, ConnectionClosed, InvalidStatus) as exc:
+        return _fail(f"the bot lost its connection: {exc}")
+    print(f"The simulated bot left the meeting ({reason.replace('_', ' ')}).")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
@@ -200,6 +277,30 @@ def _parser() -> argparse.ArgumentParser:
     list_calls.add_argument("--org", help="only this organization's calls")
     list_calls.add_argument("--limit", type=int, default=50)
     list_calls.set_defaults(func=cmd_calls_list)
+
+    bots = sub.add_parser("bots", help="meeting bots").add_subparsers(dest="action", required=True)
+    list_bots = bots.add_parser("list", parents=[data])
+    list_bots.add_argument("--org", required=True)
+    list_bots.add_argument("--limit", type=int, default=50)
+    list_bots.set_defaults(func=cmd_bots_list)
+    simulate = bots.add_parser(
+        "simulate",
+        parents=[data],
+        help="join a bot to a scripted meeting as its producer",
+        description="Play a scripted three-person meeting as the bot's producer: it starts,"
+        " tracks participants, speaks, echoes chat-message actions into the chat and stops"
+        " on a stop action (or Ctrl-C). The producer token is minted from the data"
+        " directory's secret unless --producer-url is given.",
+    )
+    simulate.add_argument("bot_id")
+    simulate.add_argument(
+        "--server", default="http://127.0.0.1:8000", help="the server (default %(default)s)"
+    )
+    simulate.add_argument("--producer-url", help="the bot's producer_url (skips the data dir)")
+    simulate.add_argument("--name", default="Scribeline Notetaker", help="the bot's chat name")
+    simulate.add_argument("--speed", type=float, default=1.0, help="play faster (2 = twice)")
+    simulate.add_argument("--loop", action="store_true", help="repeat until stopped")
+    simulate.set_defaults(func=cmd_bots_simulate)
     return parser
 
 

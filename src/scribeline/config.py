@@ -60,6 +60,22 @@ class Settings(BaseSettings):
     #: Least seconds between two ``progress`` events of one campaign.
     campaign_progress_interval: float = Field(1.0, ge=0)
 
+    #: Meeting bots (PROTOCOL.md section 4): subscriber connections per bot.
+    max_connections_per_bot: int = Field(10, ge=1)
+    #: Messages per second a bot subscriber may send (actions); faster: close 1008.
+    bot_actions_per_second: float = Field(10.0, gt=0)
+    #: Largest frame a bot subscriber may send.
+    bot_max_action_bytes: int = Field(4096, ge=128)
+    #: Seconds between the ``{"type":"ping"}`` events a bot subscriber gets.
+    bot_ping_interval: float = Field(60.0, gt=0)
+    #: Seconds a bot's capability URLs stay valid after they are handed out.
+    bot_token_ttl: float = Field(86_400.0, gt=0)
+    #: Seconds a connected bot gets to stop itself after a stop request.
+    bot_stop_timeout: float = Field(10.0, gt=0)
+    #: Base of the WebSocket URLs handed out (``wss://scribe.example.com``);
+    #: empty: built from the request's host.
+    public_url: str = ""
+
     access_log: bool = False
     log_level: str = "INFO"
 

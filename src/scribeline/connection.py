@@ -83,6 +83,7 @@ class Connection:
         "_close_timeout",
         "_pace",
         "_registry",
+        "_ticker",
         "closing",
         "joining",
         "last_ping",
@@ -126,6 +127,7 @@ class Connection:
         self._pace = pace
         self._close_timeout = close_timeout
         self._close_task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._registry = registry
         if socket_send_buffer:
             sock = self.transport.get_extra_info("socket")
@@ -161,6 +163,19 @@ class Connection:
         if self.transport.get_write_buffer_size() > self.limit // 2:
             await self.writer.drain()
         self.write(frame)
+
+    def every(self, interval: float, frame: bytes) -> None:
+        """Send ``frame`` ``interval`` seconds from now and every ``interval`` after
+        (an application-level ping); stops when the connection closes."""
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            if self.closing:
+                return
+            self.write(frame)
+            self._ticker = loop.call_later(interval, tick)
+
+        self._ticker = loop.call_later(interval, tick)
 
     def offer(self, seq: int, frame: bytes, closes: bool) -> None:
         """Deliver a stream event (hub fan-out). Never awaits."""
@@ -218,33 +233,36 @@ class Connection:
 
     # -- closing ---------------------------------------------------------------
 
-    def close_soon(self, code: int) -> None:
+    def close_soon(self, code: int, reason: str = "") -> None:
         """Start closing (once) without waiting for it."""
         if self._close_task is None:
             self.closing = True
-            self._close_task = asyncio.get_running_loop().create_task(self._close(code))
+            self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
-    async def close(self, code: int) -> None:
-        """Close and wait until the socket is released."""
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close (``reason`` goes in the close frame) and wait until the socket is released."""
         if self._close_task is None and self.ws.closed:
             # The peer closed first and aiohttp answered: only our bookkeeping is left.
             self.closing = True
             self._release_transport()
             return
-        self.close_soon(code)
+        self.close_soon(code, reason)
         assert self._close_task is not None
         await asyncio.shield(self._close_task)
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: int, reason: str) -> None:
         try:
             async with asyncio.timeout(self._close_timeout):
-                await self.ws.close(code=code, drain=False)
+                await self.ws.close(code=code, message=reason.encode(), drain=False)
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
         finally:
             self._release_transport()
 
     def _release_transport(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         transport = self.transport
         if not transport.is_closing():
             transport.close()
@@ -257,6 +275,9 @@ class Connection:
     def abort(self) -> None:
         """Drop the connection at once (an unresponsive peer)."""
         self.closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         self.transport.abort()
         self._registry.discard(self)
 

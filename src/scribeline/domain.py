@@ -1,4 +1,4 @@
-"""Records of the domain: organizations, API keys, assistants and calls."""
+"""Records of the domain: organizations, API keys, assistants, calls, campaigns, bots."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Any
 
 __all__ = [
     "OUTCOMES",
+    "REALTIME_MODEL",
     "ApiKey",
     "Assistant",
+    "Bot",
+    "BotStatus",
     "Call",
     "CallPage",
     "Campaign",
@@ -201,3 +204,52 @@ class Counters:
                 "success_rate",
             )
         } | {"total_duration": round(self.total_duration, 3)}
+
+
+class BotStatus(StrEnum):
+    """A meeting bot's lifecycle (PROTOCOL.md section 4)."""
+
+    JOINING = "joining"
+    RECORDING = "recording"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+#: Where a bot's transcription model streams live (the only one with URLs).
+REALTIME_MODEL = "realtime"
+
+
+@dataclass(frozen=True, slots=True)
+class Bot:
+    """A meeting bot. ``id`` is internal (the stream key); ``public_id`` is the API's id."""
+
+    id: int
+    public_id: str
+    org_id: int
+    key_id: int
+    meeting_url: str
+    bot_name: str
+    transcription_model: str
+    status: str
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+    stop_reason: str | None
+    error: str | None
+
+    @property
+    def stream(self) -> str:
+        return f"bot:{self.id}"
+
+    @property
+    def actions_channel(self) -> str:
+        """The broker channel that carries subscribers' actions to the bot's producer."""
+        return f"bot-actions:{self.id}"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in (BotStatus.FINISHED, BotStatus.FAILED)
+
+    @property
+    def realtime(self) -> bool:
+        return self.transcription_model == REALTIME_MODEL

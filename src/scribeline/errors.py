@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationFailed",
+    "BotEnded",
     "CallEnded",
     "CloseCode",
     "Conflict",
@@ -24,6 +25,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "Replaced",
     "ScribelineError",
     "SlowConsumer",
     "StreamClosed",
@@ -155,6 +157,18 @@ class StreamClosed(ScribelineError):
 
 class CallEnded(StreamClosed):
     code = "call_ended"
+
+
+class BotEnded(StreamClosed):
+    code = "bot_ended"
+
+
+class Replaced(ScribelineError):
+    """A newer connection took this one's place (a bot's producer)."""
+
+    code = "replaced"
+    http_status = 409
+    close_code = CloseCode.POLICY_VIOLATION
 
 
 class TranscriptionDisabled(ScribelineError):

@@ -13,7 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "BOT_EVENT_TYPES",
     "TERMINAL_STATUSES",
+    "BotEventType",
     "CallStatus",
     "EventType",
     "NewEvent",
@@ -33,6 +35,22 @@ class EventType(StrEnum):
     CONTACT_COMPLETED = "contact_completed"
     PROGRESS = "progress"
     CAMPAIGN_COMPLETED = "campaign_completed"
+
+
+class BotEventType(StrEnum):
+    """Events of a meeting bot's stream (PROTOCOL.md section 4), stored as sent."""
+
+    START = "start"
+    TS = "ts"
+    CHAT_MESSAGE = "chat-message"
+    PARTICIPANT_TRACKED = "participant-tracked"
+    STARTED_SPEAKING = "started-speaking"
+    STOPPED_SPEAKING = "stopped-speaking"
+    STOP = "stop"
+    ERROR = "error"
+
+
+BOT_EVENT_TYPES: frozenset[str] = frozenset(BotEventType)
 
 
 class CallStatus(StrEnum):

@@ -120,6 +120,24 @@ class _Firehose(_Channel):
             conn.write(frame)
 
 
+class _Relay(_Channel):
+    """Unsequenced, unstored messages (a bot's actions) passed on as they come."""
+
+    __slots__ = ("subscribers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscribers: set[Connection] = set()
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
+
+    def dispatch(self, payload: bytes) -> None:
+        frame = text_frame(payload)
+        for conn in list(self.subscribers):
+            conn.write(frame)
+
+
 class Hub:
     """Maps streams to the local connections that follow them."""
 
@@ -130,13 +148,14 @@ class Hub:
         self._storage = storage
         self._topics: dict[str, _Topic] = {}
         self._firehoses: dict[str, _Firehose] = {}
+        self._relays: dict[str, _Relay] = {}
         self._encode_firehose = firehose_encoder
         self._fills: set[asyncio.Task[None]] = set()
 
     @property
     def topics(self) -> int:
         """Broker subscriptions this process holds (streams and organizations)."""
-        return len(self._topics) + len(self._firehoses)
+        return len(self._topics) + len(self._firehoses) + len(self._relays)
 
     def deliver(self, channel: str, payload: bytes) -> None:
         """The broker's callback: one published event."""
@@ -145,8 +164,30 @@ class Hub:
             self._receive(topic, unpack(payload))
             return
         firehose = self._firehoses.get(channel)
-        if firehose is not None and firehose.subscribers:
-            firehose.dispatch(self._encode_firehose, payload)
+        if firehose is not None:
+            if firehose.subscribers:
+                firehose.dispatch(self._encode_firehose, payload)
+            return
+        relay = self._relays.get(channel)
+        if relay is not None:
+            relay.dispatch(payload)
+
+    async def attach_relay(self, channel: str, conn: Connection) -> None:
+        """Write every message published on ``channel`` to ``conn`` as a text frame."""
+        relay = await self._current(self._relays, channel)
+        if relay is None:
+            relay = _Relay()
+            relay.subscribers.add(conn)
+            await self._open(self._relays, channel, relay)
+        else:
+            relay.subscribers.add(conn)
+            await self._joined(relay)
+
+    async def detach_relay(self, channel: str, conn: Connection) -> None:
+        relay = self._relays.get(channel)
+        if relay is not None:
+            relay.subscribers.discard(conn)
+            await self._close_if_unused(self._relays, channel, relay)
 
     async def attach_firehose(self, channel: str, conn: Connection, accept: Accept) -> None:
         """Deliver every event of ``channel`` that ``accept`` takes to ``conn``."""

@@ -25,6 +25,7 @@ from scribeline.broker import open_broker
 from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
+from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
@@ -58,6 +59,7 @@ async def build_services(settings: Settings) -> Services:
         auth=Authenticator(storage, secret, settings.auth_cache_seconds),
         calls=CallService(storage, publisher, campaigns),
         campaigns=campaigns,
+        bots=BotService(storage, broker, publisher, settings.bot_stop_timeout),
     )
 
 
@@ -114,6 +116,7 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
             await hook
     await runner.cleanup()  # closes listeners, runs on_shutdown (1001), drains handlers
     await services.campaigns.close()
+    await services.bots.close()
     await services.hub.close()
     await services.broker.close()
     await services.storage.close()

@@ -8,6 +8,10 @@ registered claim this module writes, and reports any failure as the generic
 ``AuthenticationFailed``: why a token was refused is logged at debug level,
 never told to the client.
 
+A bot capability token (PROTOCOL.md section 4) is the same kind of JWT with
+claims ``bot`` (the bot's id) and ``cap`` (``read-write``, ``read-only`` or
+``producer``) and no scopes: it opens that bot's WebSocket and nothing else.
+
 This module does no I/O except :func:`load_or_create_secret`, which runs once
 at start-up. Whether the minting key is still active is the
 ``Authenticator``'s business.
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHM",
     "AUDIENCE",
+    "BOT_ROLES",
     "ISSUER",
     "LEEWAY_SECONDS",
     "MIN_SECRET_BYTES",
@@ -44,6 +49,7 @@ __all__ = [
     "TokenSecretError",
     "load_or_create_secret",
     "mint",
+    "mint_capability",
     "verify",
 ]
 
@@ -61,6 +67,10 @@ SECRET_FILE = "token_secret"
 
 _REQUIRED = ["iss", "aud", "sub", "iat", "nbf", "exp"]
 
+#: What a bot capability token opens: the read-write or the read-only
+#: subscriber URL, or the bot's producer URL.
+BOT_ROLES = frozenset({"read-write", "read-only", "producer"})
+
 
 class TokenSecretError(ValueError):
     """The configured or stored token secret is unusable; the server does not start."""
@@ -76,6 +86,8 @@ class Claims:
     call_sid: str | None
     campaign_id: int | None
     expires_at: int
+    bot_id: str | None = None
+    bot_role: str | None = None
 
 
 def mint(
@@ -94,29 +106,52 @@ def mint(
     ``exp`` is ``int(now) + ttl_seconds``: a caller that needs the expiry
     computes it the same way.
     """
-    if ttl_seconds < 1:
-        raise ValueError("ttl_seconds must be positive")
     if not scopes:
         raise ValueError("a token needs at least one scope")
     if call_sid is not None and campaign_id is not None:
         raise ValueError("a token is restricted to a call or a campaign, not both")
-    issued = int(now)
-    payload: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": str(key_id),
-        "org": org_id,
-        "scopes": sorted(set(scopes)),
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + ttl_seconds,
-        "jti": secrets.token_urlsafe(16),
-    }
+    payload = _registered(org_id, key_id, ttl_seconds, now)
+    payload["scopes"] = sorted(set(scopes))
     if call_sid is not None:
         payload["call_sid"] = call_sid
     if campaign_id is not None:
         payload["campaign_id"] = campaign_id
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def mint_capability(
+    secret: str,
+    *,
+    org_id: int,
+    key_id: int,
+    bot_id: str,
+    role: str,
+    ttl_seconds: int,
+    now: float,
+) -> str:
+    """A bot capability token: opens ``bot_id``'s WebSocket as ``role``, nothing else."""
+    if role not in BOT_ROLES:
+        raise ValueError(f"role must be one of {', '.join(sorted(BOT_ROLES))}")
+    payload = _registered(org_id, key_id, ttl_seconds, now)
+    payload |= {"bot": bot_id, "cap": role}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def _registered(org_id: int, key_id: int, ttl_seconds: int, now: float) -> dict[str, Any]:
+    """The claims every token has: issuer, audience, minting key, organization, times."""
+    if ttl_seconds < 1:
+        raise ValueError("ttl_seconds must be positive")
+    issued = int(now)
+    return {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": str(key_id),
+        "org": org_id,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_seconds,
+        "jti": secrets.token_urlsafe(16),
+    }
 
 
 def verify(secret: str, token: str, now: float | None = None) -> Claims:
@@ -163,6 +198,8 @@ def _claims(payload: dict[str, Any], now: float) -> Claims:
     sub = payload["sub"]
     if not isinstance(sub, str) or not sub.isascii() or not sub.isdigit():
         raise _Invalid("subject is not a key id")
+    if "bot" in payload:
+        return _capability(payload, int(sub), exp)
     scopes = payload.get("scopes")
     if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
         raise _Invalid("scopes are not a list of names")
@@ -179,6 +216,26 @@ def _claims(payload: dict[str, Any], now: float) -> Claims:
         call_sid=call_sid,
         campaign_id=campaign_id,
         expires_at=exp * 1000,
+    )
+
+
+def _capability(payload: dict[str, Any], key_id: int, exp: int) -> Claims:
+    bot_id, role = payload["bot"], payload.get("cap")
+    if not isinstance(bot_id, str) or not 1 <= len(bot_id) <= 64:
+        raise _Invalid("bot is not a bot id")
+    if role not in BOT_ROLES:
+        raise _Invalid("cap is not a bot role")
+    if any(name in payload for name in ("scopes", "call_sid", "campaign_id")):
+        raise _Invalid("a capability token carries no scopes or other restriction")
+    return Claims(
+        org_id=_int(payload, "org"),
+        key_id=key_id,
+        scopes=frozenset(),
+        call_sid=None,
+        campaign_id=None,
+        expires_at=exp * 1000,
+        bot_id=bot_id,
+        bot_role=role,
     )
 
 

@@ -96,6 +96,9 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     stdout_lines: list[str] = field(default_factory=list)
+    #: ``serve``, or ``demo`` for the server with its simulations.
+    command: str = "serve"
+    _lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     @property
     def stderr_path(self) -> Path:
@@ -128,7 +131,7 @@ class ServerProcess:
                 sys.executable,
                 "-m",
                 "scribeline",
-                "serve",
+                self.command,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -142,7 +145,7 @@ class ServerProcess:
             env=self._env(),
         )
         stderr.close()
-        lines: queue.Queue[str | None] = queue.Queue()
+        lines = self._lines
         proc = self.proc
 
         def pump() -> None:
@@ -178,6 +181,22 @@ class ServerProcess:
             if match:
                 self.port = int(match.group(1))
                 return
+
+    def expect_line(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match[str]:
+        """Wait for the next stdout line (after the ready line) that matches ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"the server exited before printing {pattern!r}")
+            match = regex.search(line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r} within {timeout} s")
 
     def stderr_text(self) -> str:
         try:

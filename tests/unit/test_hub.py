@@ -11,6 +11,7 @@ from scribeline.broker import pack
 from scribeline.broker.memory import MemoryBroker
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
 from scribeline.hub import Hub
+from scribeline.protocols.frames import text_frame
 from scribeline.storage.base import EventLog
 
 STREAM = "call:1"
@@ -235,4 +236,26 @@ async def test_the_firehose_is_one_subscription_per_organization() -> None:
     assert len(encoded) == 100  # once per event, not once per subscriber
     await hub.detach_firehose("org:1", everything)  # type: ignore[arg-type]
     await hub.detach_firehose("org:1", one_call)  # type: ignore[arg-type]
+    assert hub.topics == 0
+
+
+async def test_a_relay_passes_messages_on_in_order_through_one_subscription() -> None:
+    """A bot's actions channel: each message reaches every follower as one text frame,
+    in publish order, through one broker subscription that ends with the last follower."""
+    broker = MemoryBroker()
+    hub = Hub(broker, ListLog(0), lambda event, meta: None)
+    await broker.start(hub.deliver)
+    first, second = WritingConnection(), WritingConnection()
+    await hub.attach_relay("bot-actions:1", first)  # type: ignore[arg-type]
+    await hub.attach_relay("bot-actions:1", second)  # type: ignore[arg-type]
+    for n in range(3):
+        await broker.publish("bot-actions:1", b'{"n":%d}' % n)
+    await broker.publish("bot-actions:2", b'{"n":9}')  # another bot's
+    expected = [text_frame(b'{"n":%d}' % n) for n in range(3)]
+    assert first.frames == expected and second.frames == expected
+    assert hub.topics == 1
+    await hub.detach_relay("bot-actions:1", first)  # type: ignore[arg-type]
+    await broker.publish("bot-actions:1", b'{"n":3}')
+    assert len(first.frames) == 3 and len(second.frames) == 4
+    await hub.detach_relay("bot-actions:1", second)  # type: ignore[arg-type]
     assert hub.topics == 0

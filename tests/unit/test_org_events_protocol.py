@@ -26,7 +26,7 @@ def test_actions_parse_with_a_default_filter() -> None:
     [
         "nope",
         '{"action":"publish","topic":"transcription"}',
-        '{"action":"subscribe","topic":"meeting"}',
+        '{"action":"subscribe","topic":"meetings"}',
         '{"action":"subscribe","topic":"campaign","filter":"assistant:x"}',
         '{"action":"subscribe","topic":"campaign","filter":"bad sid!"}',
         '{"action":"subscribe","topic":"campaign","filter":7}',
@@ -49,11 +49,25 @@ def test_filters_match_by_call_and_assistant() -> None:
 
 
 def test_event_types_map_to_topics() -> None:
-    """Transcripts, statuses and campaign events each belong to their topic."""
-    assert org_events.topic_of(EventType.TRANSCRIPT) == "transcription"
-    assert org_events.topic_of(EventType.CALL_STATUS) == "call_status"
-    assert org_events.topic_of(EventType.PROGRESS) == "campaign"
-    assert org_events.topic_of("something-else") is None
+    """Transcripts, statuses and campaign events each belong to their topic; every
+    event of a bot's stream to ``meeting``, whatever its type."""
+    call = {"call_sid": "CA1", "assistant_id": 7}
+    assert org_events.topic_of(EventType.TRANSCRIPT, call) == "transcription"
+    assert org_events.topic_of(EventType.CALL_STATUS, call) == "call_status"
+    assert org_events.topic_of(EventType.PROGRESS, {"campaign_id": 3}) == "campaign"
+    assert org_events.topic_of("something-else", call) is None
+    assert org_events.topic_of("ts", {"bot_id": "b-1"}) == "meeting"
+    assert org_events.topic_of("error", {"bot_id": "b-1"}) == "meeting"
+    assert org_events.topic_of("error", call) is None
+
+
+def test_bot_events_match_star_and_their_bot_id() -> None:
+    """A meeting event passes ``*`` and its own bot's id, and no other filter."""
+    meta = {"bot_id": "5f0c6c1e-0000-4000-8000-000000000001"}
+    assert org_events.matches("*", meta)
+    assert org_events.matches("5f0c6c1e-0000-4000-8000-000000000001", meta)
+    assert not org_events.matches("5f0c6c1e-0000-4000-8000-000000000002", meta)
+    assert not org_events.matches("assistant:1", meta)
 
 
 def test_progress_mirrors_counters_at_the_top_level() -> None:

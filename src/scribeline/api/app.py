@@ -11,7 +11,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from scribeline.api import assistants, campaigns, rest, tokens
+from scribeline.api import assistants, bots, campaigns, rest, tokens
+from scribeline.api.bot_streams import bot_producer, bot_subscriber
 from scribeline.api.events import event_stream
 from scribeline.api.live import live_transcript
 from scribeline.api.producer import producer
@@ -108,9 +109,12 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/ingest/{call_sid}", producer)
     app.router.add_get("/ws/campaigns/{campaign_id}/progress", campaigns.campaign_progress)
     app.router.add_get("/v1/events", event_stream)
+    app.router.add_get("/v1/bots/{bot_id}/ws", bot_subscriber)
+    app.router.add_get("/v1/bots/{bot_id}/producer", bot_producer)
     app.router.add_routes(rest.routes)
     app.router.add_routes(campaigns.routes)
     app.router.add_routes(assistants.routes)
     app.router.add_routes(tokens.routes)
+    app.router.add_routes(bots.routes)
     app.on_shutdown.append(_close_streams)
     return app

@@ -43,7 +43,7 @@ class Subscriptions:
             filters.discard(action.filter)
 
     def accept(self, event_type: str, meta: dict[str, Any]) -> bool:
-        topic = proto.topic_of(event_type)
+        topic = proto.topic_of(event_type, meta)
         filters = self._by_topic.get(topic) if topic is not None else None
         return bool(filters) and any(proto.matches(f, meta) for f in filters or ())
 

@@ -31,6 +31,7 @@ from scribeline.errors import (
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch
+from scribeline.protocols.common import decode_json
 
 __all__ = ["producer"]
 
@@ -46,10 +47,7 @@ def _error(error: ScribelineError, ref: Any = None) -> bytes:
 
 def _parse(calls: CallService, call: Call, text: str, max_batch: int) -> _Pending:
     """Validate one message and start its append; returns (ref, task, is_batch)."""
-    try:
-        message = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidMessage("Message is not valid JSON") from None
+    message = decode_json(text)
     loop = asyncio.get_running_loop()
     try:
         if isinstance(message, list):

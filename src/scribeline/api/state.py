@@ -11,6 +11,7 @@ from scribeline.broker import Broker
 from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
+from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.storage import Storage
@@ -28,6 +29,7 @@ class Services:
     auth: Authenticator
     calls: CallService
     campaigns: CampaignService
+    bots: BotService
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -28,11 +28,13 @@ async def open_websocket(
     messages_per_second: float | None = None,
     *,
     pace: bool = False,
+    max_frame_bytes: int | None = None,
 ) -> Connection:
     """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection.
 
-    ``messages_per_second`` defaults to the subscribers' client message limit;
-    with ``pace`` a client over it is slowed down instead of refused.
+    ``messages_per_second`` and ``max_frame_bytes`` default to the
+    subscribers' limits; with ``pace`` a client over the rate is slowed down
+    instead of refused.
     """
     s = services.settings
     ws = web.WebSocketResponse(
@@ -40,7 +42,7 @@ async def open_websocket(
         compress=False,  # one frame for all subscribers (DESIGN.md)
         autoping=False,  # pings are the registry's; pongs are seen by Connection
         # aiohttp refuses a frame of exactly max_msg_size; the limit is the largest allowed.
-        max_msg_size=s.max_frame_bytes + 1,
+        max_msg_size=(max_frame_bytes or s.max_frame_bytes) + 1,
         timeout=s.close_timeout,
     )
     writer = await ws.prepare(request)
@@ -80,12 +82,14 @@ async def attach_stream(
     format_key: str,
     encoder: Encoder,
     what: str,
+    limit: int | None = None,
 ) -> None:
     """Take one of the stream's connection slots and start holding its live events.
 
-    ``what`` names the resource in the refusal ("call", "campaign").
+    ``what`` names the resource in the refusal ("call", "campaign");
+    ``limit`` defaults to the per-call connection limit.
     """
-    if not services.registry.acquire(stream, services.settings.max_connections_per_call):
+    if not services.registry.acquire(stream, limit or services.settings.max_connections_per_call):
         raise ConnectionLimit(f"Connection limit reached for this {what}")
     try:
         await services.hub.attach(stream, conn, format_key, encoder)

@@ -11,9 +11,9 @@ import random
 import shlex
 import sys
 
-from scribeline.auth import new_api_key
+from scribeline.auth import Principal, new_api_key
 from scribeline.demo.sink import ServiceSink
-from scribeline.domain import Campaign, Organization
+from scribeline.domain import Bot, Campaign, Organization
 from scribeline.errors import Conflict
 from scribeline.server import Running
 from scribeline.storage import Storage
@@ -32,15 +32,34 @@ async def _demo_org(storage: Storage) -> Organization:
         return org
 
 
+def _meeting_commands(client: str, urls: dict[str, str | None]) -> str:
+    read_only = shlex.quote(urls["websocket_read_only_url"] or "")
+    read_write = shlex.quote(urls["websocket_url"] or "")
+    return (
+        "    the meeting, read-only:\n"
+        f"                        {client} {read_only}\n"
+        "    the meeting, read-write (type "
+        '{"action":"chat-message","data":{"content":"Hi"}} or {"action":"stop"}):\n'
+        f"                        {client} {read_write}\n"
+    )
+
+
 async def start_demo(running: Running) -> None:
-    """Create the demo key, print how to watch, run calls and campaigns until stopping."""
+    """Create the demo key, print how to watch, run calls, campaigns and a meeting
+    until stopping."""
     from scribeline.demo.campaign import run_campaigns
+    from scribeline.demo.meetings import run_meetings
     from scribeline.demo.simulator import new_call_sid, run_simulation
 
     services = running.services
     org = await _demo_org(services.storage)
     key, prefix, digest = new_api_key()
     await services.storage.add_api_key(org.id, prefix, digest, frozenset({"read"}), "demo")
+    # The meeting bots belong to a key of their own that is never shown.
+    _, bots_prefix, bots_digest = new_api_key()
+    bots_key = await services.storage.add_api_key(
+        org.id, bots_prefix, bots_digest, frozenset({"read", "write"}), "demo meeting bots"
+    )
     rng = random.Random()
     pinned = new_call_sid(rng)
     sink = ServiceSink(services.calls, org.id)
@@ -53,11 +72,36 @@ async def start_demo(running: Running) -> None:
     first = await started.get()
     ws_base = running.base_url.replace("http://", "ws://", 1)
     client = f"{shlex.quote(sys.executable)} -m websockets"
+    principal = Principal(org.id, bots_key.scopes, bots_key.id)
+    first_meeting: asyncio.Future[dict[str, str | None]] = asyncio.Future()
+
+    def announce(bot: Bot, urls: dict[str, str | None]) -> None:
+        if not first_meeting.done():
+            first_meeting.set_result(urls)
+        else:
+            print(
+                f"\nA new simulated meeting started:\n{_meeting_commands(client, urls)}", flush=True
+            )
+
+    meeting = asyncio.create_task(
+        run_meetings(
+            services, principal, ws_base, stop=running.stopping, announce=announce, rng=rng
+        )
+    )
+    bot_urls = await first_meeting
+    pinned_created = sink.created(pinned)
+    calls = asyncio.create_task(
+        run_simulation(
+            sink, concurrent_calls=3, pinned_call_sid=pinned, rng=rng, stop=running.stopping
+        )
+    )
+    # So the printed command finds the call (or go on if the simulation has failed).
+    await asyncio.wait([pinned_created, calls], return_when=asyncio.FIRST_COMPLETED)
     watch_call = shlex.quote(f"{ws_base}/live-transcript/{pinned}?token={key}")
     watch_campaign = shlex.quote(f"{ws_base}/ws/campaigns/{first.id}/progress?token={key}")
     watch_events = shlex.quote(f"{ws_base}/v1/events?token={key}")
     print(
-        "\nDemo organization 'demo' with simulated live calls and a campaign.\n"
+        "\nDemo organization 'demo' with simulated live calls, a campaign and a meeting.\n"
         f"  Read-only demo key: {key}\n"
         f"  Health:             {running.base_url}/readyz\n"
         "  Paste into another terminal to watch:\n"
@@ -65,10 +109,10 @@ async def start_demo(running: Running) -> None:
         f"    the campaign:       {client} {watch_campaign}\n"
         f"    everything (then type "
         '{"action":"subscribe","topic":"transcription","filter":"*"}):\n'
-        f"                        {client} {watch_events}\n",
+        f"                        {client} {watch_events}\n"
+        f"{_meeting_commands(client, bot_urls)}",
         flush=True,
     )
-    await run_simulation(
-        sink, concurrent_calls=3, pinned_call_sid=pinned, rng=rng, stop=running.stopping
-    )
+    await calls
     await campaigns
+    await meeting

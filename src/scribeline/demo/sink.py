@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from scribeline.domain import Call
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import CreateCall, Transcript
@@ -18,6 +20,11 @@ class ServiceSink:
         self._open: dict[str, Call] = {}
         #: Calls that are placed to a campaign contact: SID -> contact id.
         self.contacts: dict[str, int] = {}
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+
+    def created(self, call_sid: str) -> asyncio.Future[None]:
+        """Resolves once the call ``call_sid`` has been created (ask before it is)."""
+        return self._waiters.setdefault(call_sid, asyncio.get_running_loop().create_future())
 
     async def create_call(
         self, call_sid: str, *, to_phone_number: str, customer_phone_number: str, call_type: str
@@ -32,6 +39,9 @@ class ServiceSink:
             }
         )
         self._open[call_sid] = await self._calls.create(self._org_id, body)
+        waiter = self._waiters.pop(call_sid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def append_transcript(
         self,

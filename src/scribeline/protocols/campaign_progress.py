@@ -12,7 +12,7 @@ import orjson
 
 from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import EventType, StoredEvent, format_ms
-from scribeline.protocols.common import encode_pong
+from scribeline.protocols.common import decode_json, encode_pong
 
 __all__ = [
     "decode_client",
@@ -69,10 +69,7 @@ def encode_event(campaign_id: int, event: StoredEvent) -> bytes | None:
 
 def decode_client(text: str | bytes) -> None:
     """The only client message is ``{"type":"ping"}``; anything else is invalid."""
-    try:
-        message = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidMessage("Message is not valid JSON") from None
+    message = decode_json(text)
     if not isinstance(message, dict) or message.get("type") != "ping":
         raise InvalidMessage("Unknown message type; expected 'ping'")
 

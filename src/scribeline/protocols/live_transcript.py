@@ -14,7 +14,7 @@ import orjson
 from scribeline.domain import Call
 from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import EventType, StoredEvent, format_ms
-from scribeline.protocols.common import encode_pong
+from scribeline.protocols.common import decode_json, encode_pong
 
 __all__ = [
     "Ping",
@@ -45,10 +45,7 @@ _COMMANDS: dict[str, ClientCommand] = {"ping": Ping(), "request_status": Request
 
 def decode_client(text: str | bytes) -> ClientCommand:
     """Parse a client message; raise ``InvalidMessage`` for anything not understood."""
-    try:
-        message = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidMessage("Message is not valid JSON") from None
+    message = decode_json(text)
     kind = message.get("type") if isinstance(message, dict) else None
     command = _COMMANDS.get(kind) if isinstance(kind, str) else None
     if command is None:

@@ -2,7 +2,7 @@
 
 Clients subscribe to topics with a filter; events go out in the same shapes
 as the per-call and per-campaign streams. Filters: ``*`` (everything of the
-organization), a call SID, or ``assistant:<id>``.
+organization), a call SID, a bot id, or ``assistant:<id>``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import orjson
 from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import EventType, StoredEvent, format_ms
 from scribeline.ingest.models import CALL_SID_PATTERN
-from scribeline.protocols import campaign_progress, live_transcript
-from scribeline.protocols.common import encode_pong
+from scribeline.protocols import campaign_progress, live_transcript, meeting_bot
+from scribeline.protocols.common import decode_object, encode_pong
 
 __all__ = [
     "TOPICS",
@@ -33,7 +33,7 @@ __all__ = [
     "topic_of",
 ]
 
-TOPICS = frozenset({"transcription", "call_status", "campaign"})
+TOPICS = frozenset({"transcription", "call_status", "campaign", "meeting"})
 
 _TOPIC_OF: dict[str, str] = {
     EventType.TRANSCRIPT: "transcription",
@@ -61,12 +61,7 @@ class Ping:
 
 
 def decode_client(text: str | bytes) -> Subscription | Ping:
-    try:
-        message = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise InvalidMessage("Message is not valid JSON") from None
-    if not isinstance(message, dict):
-        raise InvalidMessage("Expected a JSON object")
+    message = decode_object(text)
     if message.get("type") == "ping":
         return Ping()
     action = message.get("action")
@@ -77,14 +72,17 @@ def decode_client(text: str | bytes) -> Subscription | Ping:
         raise InvalidMessage(f"topic must be one of {', '.join(sorted(TOPICS))}")
     filter_ = message.get("filter", "*")
     if not isinstance(filter_, str) or not _FILTER.fullmatch(filter_):
-        raise InvalidMessage("filter must be '*', a call SID, or 'assistant:<id>'")
+        raise InvalidMessage("filter must be '*', a call SID, a bot id, or 'assistant:<id>'")
     if filter_.startswith("assistant:") and not _ASSISTANT.fullmatch(filter_):
         # ':' is valid in a call SID, but this prefix always means an assistant.
         raise InvalidMessage("an assistant filter is 'assistant:<id>' with a numeric id")
     return Subscription(action == "subscribe", topic, filter_)
 
 
-def topic_of(event_type: str) -> str | None:
+def topic_of(event_type: str, meta: dict[str, Any]) -> str | None:
+    """The topic of an event, from its type (calls, campaigns) or its stream (bots)."""
+    if "bot_id" in meta:
+        return "meeting"
     return _TOPIC_OF.get(event_type)
 
 
@@ -94,11 +92,13 @@ def matches(filter_: str, meta: dict[str, Any]) -> bool:
         return True
     if filter_.startswith("assistant:"):
         return str(meta.get("assistant_id")) == filter_[10:]
-    return meta.get("call_sid") == filter_
+    return meta.get("call_sid") == filter_ or meta.get("bot_id") == filter_
 
 
 def encode_event(event: StoredEvent, meta: dict[str, Any]) -> bytes | None:
-    """The event in its per-call or per-campaign shape."""
+    """The event in its per-call, per-campaign or per-bot shape."""
+    if "bot_id" in meta:
+        return meeting_bot.encode_org_event(str(meta["bot_id"]), event)
     if "campaign_id" in meta:
         return campaign_progress.encode_event(int(meta["campaign_id"]), event)
     return live_transcript.encode_event(str(meta["call_sid"]), event)

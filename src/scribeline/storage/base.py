@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from scribeline.domain import (
     ApiKey,
     Assistant,
+    Bot,
     Call,
     CallPage,
     Campaign,
@@ -34,7 +35,7 @@ from scribeline.domain import (
 )
 from scribeline.events import NewEvent, Position, StoredEvent
 
-__all__ = ["CampaignStore", "Catalog", "EventLog", "Storage"]
+__all__ = ["BotStore", "CampaignStore", "Catalog", "EventLog", "Storage"]
 
 
 class EventLog(ABC):
@@ -191,5 +192,31 @@ class CampaignStore(ABC):
         """Append a ``progress`` event with the current counters (None once ended)."""
 
 
-class Storage(EventLog, Catalog, CampaignStore, ABC):
-    """A backend that provides the event log, the catalog and campaigns."""
+class BotStore(ABC):
+    """Meeting bots. A bot's events go through ``EventLog.append`` on ``bot.stream``;
+    its status is a projection of them, updated in the same transaction:
+    ``start`` → recording, ``stop`` → finished (``data.reason`` is the stop
+    reason), ``error`` → failed (``data.message`` is the error)."""
+
+    @abstractmethod
+    async def create_bot(
+        self,
+        org_id: int,
+        key_id: int,
+        meeting_url: str,
+        bot_name: str,
+        transcription_model: str,
+    ) -> Bot:
+        """A new bot, status joining, with a fresh random public id."""
+
+    @abstractmethod
+    async def get_bot(self, org_id: int | None, public_id: str) -> Bot | None:
+        """The bot with this public id (within one organization if given)."""
+
+    @abstractmethod
+    async def list_bots(self, org_id: int, status: str | None, limit: int) -> list[Bot]:
+        """The organization's bots, newest first."""
+
+
+class Storage(EventLog, Catalog, CampaignStore, BotStore, ABC):
+    """A backend that provides the event log, the catalog, campaigns and bots."""

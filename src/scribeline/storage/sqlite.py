@@ -12,6 +12,7 @@ from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
 from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
+from scribeline.storage.sqlite_bots import SqliteBots
 from scribeline.storage.sqlite_campaigns import (
     SqliteCampaigns,
     complete_linked_contact,
@@ -54,8 +55,8 @@ def _assistant(row: sqlite3.Row | tuple[Any, ...]) -> Assistant:
     return Assistant(row[0], row[1], row[2], bool(row[3]), bool(row[4]))
 
 
-class SqliteStorage(SqliteCampaigns, Storage):
-    """Event log, catalog and campaigns in one SQLite database file."""
+class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
+    """Event log, catalog, campaigns and bots in one SQLite database file."""
 
     def __init__(self, path: Path) -> None:
         self._path = path

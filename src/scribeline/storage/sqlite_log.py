@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
+from scribeline.domain import BotStatus
 from scribeline.errors import StreamClosed
-from scribeline.events import TERMINAL_STATUSES, EventType, NewEvent, StoredEvent
+from scribeline.events import TERMINAL_STATUSES, BotEventType, EventType, NewEvent, StoredEvent
 
 __all__ = ["append_events", "project", "read_events"]
 
@@ -57,14 +58,39 @@ def read_events(
 
 
 def project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
-    """Keep each call's ``status`` equal to its latest status event, in the same transaction."""
-    if not stream.startswith("call:"):
-        return
+    """Keep each call's and bot's ``status`` equal to what its latest events say,
+    in the same transaction."""
+    kind, _, key = stream.partition(":")
+    if kind == "call":
+        _project_call(conn, int(key), events)
+    elif kind == "bot":
+        _project_bot(conn, int(key), events)
+
+
+def _project_call(conn: sqlite3.Connection, call_id: int, events: list[StoredEvent]) -> None:
     for event in events:
         if event.type == EventType.CALL_STATUS:
             status = event.data["status"]
             ended = event.ts if status in TERMINAL_STATUSES else None
             conn.execute(
-                "UPDATE calls SET status = ?, ended_at = ? WHERE id = ?",
-                (status, ended, int(stream[5:])),
+                "UPDATE calls SET status = ?, ended_at = ? WHERE id = ?", (status, ended, call_id)
+            )
+
+
+def _project_bot(conn: sqlite3.Connection, bot_id: int, events: list[StoredEvent]) -> None:
+    for event in events:
+        if event.type == BotEventType.START:
+            conn.execute(
+                "UPDATE bots SET status = ?, started_at = ? WHERE id = ?",
+                (BotStatus.RECORDING, event.ts, bot_id),
+            )
+        elif event.type == BotEventType.STOP:
+            conn.execute(
+                "UPDATE bots SET status = ?, ended_at = ?, stop_reason = ? WHERE id = ?",
+                (BotStatus.FINISHED, event.ts, event.data.get("reason"), bot_id),
+            )
+        elif event.type == BotEventType.ERROR:
+            conn.execute(
+                "UPDATE bots SET status = ?, ended_at = ?, error = ? WHERE id = ?",
+                (BotStatus.FAILED, event.ts, event.data.get("message"), bot_id),
             )

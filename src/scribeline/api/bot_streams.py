@@ -1,0 +1,247 @@
+"""A meeting bot's WebSockets (PROTOCOL.md section 4).
+
+``/v1/bots/{id}/ws``: subscribers, opened only with one of the bot's
+capability tokens; live events, a ``ping`` event every interval, and
+actions from the read-write URL passed to the bot.
+
+``/v1/bots/{id}/producer``: the bot itself. It sends its events (stored and
+acknowledged in order) and receives actions, plus the ``stop`` event if the
+bot is ended from the server's side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from scribeline.api.state import SERVICES, Services
+from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
+from scribeline.auth import Credentials, extract_credentials
+from scribeline.connection import Connection
+from scribeline.domain import Bot, BotStatus
+from scribeline.errors import (
+    BotEnded,
+    CloseCode,
+    Conflict,
+    InvalidMessage,
+    Replaced,
+    ScribelineError,
+    close_code_for,
+)
+from scribeline.events import BotEventType, NewEvent
+from scribeline.ingest.bot_models import EVENT_MODELS, event_data
+from scribeline.protocols import meeting_bot as proto
+from scribeline.protocols.common import decode_object
+from scribeline.protocols.frames import text_frame
+
+__all__ = ["bot_producer", "bot_subscriber"]
+
+FORMAT = "meeting-bot"
+PRODUCER_FORMAT = "meeting-bot-producer"
+SUBSCRIBER_ROLES = frozenset({"read-write", "read-only"})
+PRODUCER_ROLES = frozenset({"producer"})
+_PING_FRAME = text_frame(proto.PING)
+
+log = logging.getLogger(__name__)
+
+
+async def _refuse(conn: Connection, exc: BaseException) -> None:
+    """Close a subscriber with the error's code and name and no message: in this
+    format a message of type ``error`` means the bot failed."""
+    if conn.closing or isinstance(exc, ConnectionError):
+        return
+    if not isinstance(exc, ScribelineError):
+        log.error("internal error on a bot stream", exc_info=exc)
+        exc = ScribelineError("Internal server error")
+    await conn.close(close_code_for(exc), exc.code)
+
+
+async def bot_subscriber(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    s = services.settings
+    credentials = extract_credentials(request)
+    conn = await open_websocket(
+        request,
+        services,
+        credentials,
+        s.bot_actions_per_second,
+        max_frame_bytes=s.bot_max_action_bytes,
+    )
+    try:
+        bot, role = await _join(services, conn, request.match_info["bot_id"], credentials)
+    except Exception as exc:
+        await _refuse(conn, exc)
+        return conn.ws
+    if bot is None:  # it had ended: nothing to stream
+        await conn.close(CloseCode.NORMAL)
+        return conn.ws
+    conn.every(s.bot_ping_interval, _PING_FRAME)
+    try:
+        while (message := await conn.next_message()) is not None:
+            action = proto.decode_action(message.data) if message.is_text else None
+            if action is not None and role == "read-write":
+                await services.bots.act(bot, action)
+    except Exception as exc:
+        await _refuse(conn, exc)
+    finally:
+        await detach_stream(services, conn, bot.stream)
+        await conn.close(CloseCode.NORMAL)
+    return conn.ws
+
+
+async def _join(
+    services: Services, conn: Connection, public_id: str, credentials: Credentials
+) -> tuple[Bot | None, str]:
+    principal = await services.auth.authenticate(credentials.token)
+    role = principal.allow_bot(public_id, SUBSCRIBER_ROLES)
+    bot = await services.bots.get(principal.org_id, public_id)
+    if bot.ended:
+        return None, role
+    await attach_stream(
+        services,
+        conn,
+        bot.stream,
+        FORMAT,
+        proto.encode_event,
+        "bot",
+        services.settings.max_connections_per_bot,
+    )
+    try:
+        # Live only: start after the head, read once the topic holds live events.
+        head = await services.storage.head(bot.stream)
+        bot = await services.bots.get(principal.org_id, public_id)
+    except BaseException:
+        await detach_stream(services, conn, bot.stream)
+        raise
+    if bot.ended:
+        await detach_stream(services, conn, bot.stream)
+        return None, role
+    conn.last_seq = head.seq
+    conn.go_live()
+    return bot, role
+
+
+# -- the producer --------------------------------------------------------------
+
+
+def _error(error: ScribelineError, ref: Any = None) -> bytes:
+    body: dict[str, Any] = {"type": "error", **error.to_dict()}
+    if ref is not None:
+        body["ref"] = ref
+    return orjson.dumps(body)
+
+
+def _validate(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(event type, validated data) of a producer message (its ``ref`` removed)."""
+    kind = message.pop("type", None)
+    if kind not in EVENT_MODELS:
+        raise InvalidMessage(f"type must be one of {', '.join(EVENT_MODELS)}")
+    data = message.pop("data", None)
+    if message:
+        raise InvalidMessage(f"Unknown field {next(iter(message))!r}")
+    try:
+        return kind, event_data(kind, data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["data", *(str(p) for p in first["loc"])])
+        raise InvalidMessage(f"{where}: {first['msg']}") from None
+
+
+def _out_of_order(kind: str, started: bool) -> Conflict | None:
+    """``start`` comes first and once; a bot may end (stop, error) before it starts."""
+    if kind == BotEventType.START:
+        return Conflict("The bot has already started") if started else None
+    if not started and kind not in (BotEventType.STOP, BotEventType.ERROR):
+        return Conflict("Send start first")
+    return None
+
+
+async def bot_producer(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    credentials = extract_credentials(request)
+    conn = await open_websocket(
+        request, services, credentials, services.settings.producer_messages_per_second, pace=True
+    )
+    try:
+        bot = await _authorize_producer(services, request.match_info["bot_id"], credentials)
+    except Exception as exc:
+        await report(conn, exc, _error, refusal=True)
+        return conn.ws
+    previous = services.bots.attach_producer(bot, conn)
+    if previous is not None:
+        await report(previous, Replaced("Another producer connected for this bot"), _error)
+    try:
+        await _serve_producer(services, conn, bot)
+    except Exception as exc:
+        await report(conn, exc, _error, refusal=isinstance(exc, BotEnded))
+    finally:
+        services.bots.detach_producer(bot, conn)
+        await conn.close(CloseCode.NORMAL)
+    return conn.ws
+
+
+async def _authorize_producer(services: Services, public_id: str, credentials: Credentials) -> Bot:
+    principal = await services.auth.authenticate(credentials.token)
+    if principal.bot_id is not None:
+        principal.allow_bot(public_id, PRODUCER_ROLES)
+    else:
+        principal.require("write")
+        principal.allow_organization()
+    bot = await services.bots.get(principal.org_id, public_id)
+    if bot.ended:
+        raise BotEnded(f"Bot {public_id} has ended")
+    return bot
+
+
+async def _serve_producer(services: Services, conn: Connection, bot: Bot) -> None:
+    hub = services.hub
+    # Told of a stop stored by the server (REST, an action), and of actions.
+    await hub.attach(bot.stream, conn, PRODUCER_FORMAT, proto.encode_terminal)
+    following = True
+    try:
+        await hub.attach_relay(bot.actions_channel, conn)
+        try:
+            head = await services.storage.head(bot.stream)
+            bot = await services.bots.get(bot.org_id, bot.public_id)
+            if bot.ended:
+                raise BotEnded(f"Bot {bot.public_id} has ended")
+            conn.last_seq = head.seq
+            conn.go_live()
+            started = bot.status == BotStatus.RECORDING
+            while (message := await conn.next_message()) is not None:
+                ref = None
+                try:
+                    body = decode_object(message.text())
+                    ref = body.pop("ref", None)
+                    kind, data = _validate(body)
+                except InvalidMessage as exc:
+                    conn.send(_error(exc, ref))
+                    continue
+                refusal = _out_of_order(kind, started)
+                if refusal is not None:
+                    conn.send(_error(refusal, ref))
+                    continue
+                ends = kind in (BotEventType.STOP, BotEventType.ERROR)
+                if ends:
+                    # Its own end is acknowledged, not echoed back to it.
+                    await hub.detach(bot.stream, conn)
+                    following = False
+                stored = await services.bots.append(bot, NewEvent(kind, data, closes=ends))
+                ack: dict[str, Any] = {"type": "ack", "seq": stored.seq}
+                if ref is not None:
+                    ack["ref"] = ref
+                conn.send(orjson.dumps(ack))
+                started = True
+                if ends:
+                    return
+        finally:
+            await hub.detach_relay(bot.actions_channel, conn)
+    finally:
+        if following:
+            with contextlib.suppress(Exception):
+                await hub.detach(bot.stream, conn)

@@ -1,0 +1,129 @@
+"""The bot service: meeting bots' lifecycle, their events and their actions.
+
+A bot's events are stored on its stream like any other (seq, durability,
+the organization event stream) and published. Actions from subscribers are
+not stored: they are published on the bot's actions channel, which the
+node holding the bot's producer connection follows.
+
+Stopping (a ``stop`` action or REST): the producer, if this process holds
+it, is asked to stop and given ``stop_timeout`` seconds to store its own
+``stop``; otherwise, or if it does not, the server stores ``stop`` itself.
+The stream closes on the first ``stop`` stored, so there is exactly one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from scribeline.broker import Broker
+from scribeline.connection import Connection
+from scribeline.domain import Bot
+from scribeline.errors import BotEnded, NotFound, StreamClosed
+from scribeline.events import BotEventType, NewEvent, StoredEvent
+from scribeline.ingest.publish import Publisher
+from scribeline.protocols.meeting_bot import STOP_ACTION, ChatAction, StopAction, encode_action
+from scribeline.storage import Storage
+
+__all__ = ["MANUALLY_STOPPED", "BotService"]
+
+log = logging.getLogger(__name__)
+
+#: The stop reason of a bot stopped through REST or an action.
+MANUALLY_STOPPED = "manually_stopped"
+
+
+class BotService:
+    """Meeting bots for the REST API, the bot WebSockets and the demo."""
+
+    def __init__(
+        self, storage: Storage, broker: Broker, publisher: Publisher, stop_timeout: float
+    ) -> None:
+        self._storage = storage
+        self._broker = broker
+        self._publisher = publisher
+        self._stop_timeout = stop_timeout
+        self._producers: dict[int, Connection] = {}
+        self._ended: dict[int, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def create(
+        self, org_id: int, key_id: int, meeting_url: str, bot_name: str, model: str
+    ) -> Bot:
+        return await self._storage.create_bot(org_id, key_id, meeting_url, bot_name, model)
+
+    async def get(self, org_id: int | None, public_id: str) -> Bot:
+        bot = await self._storage.get_bot(org_id, public_id) if len(public_id) <= 64 else None
+        if bot is None:
+            raise NotFound(f"Bot {public_id} not found")
+        return bot
+
+    async def append(self, bot: Bot, event: NewEvent) -> StoredEvent:
+        """Store one of the bot's events and publish it; ``BotEnded`` once it has ended."""
+        try:
+            (stored,) = await self._storage.append(bot.stream, [event])
+        except StreamClosed:
+            raise BotEnded(f"Bot {bot.public_id} has ended") from None
+        await self._publisher.publish(bot.org_id, [stored], {"bot_id": bot.public_id})
+        if stored.closes:
+            waiter = self._ended.pop(bot.id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        return stored
+
+    async def act(self, bot: Bot, action: ChatAction | StopAction) -> None:
+        """Pass a subscriber's action to the bot's producer, wherever it is connected."""
+        if isinstance(action, StopAction):
+            self._spawn(self.stop(bot))
+        else:
+            await self._broker.publish(bot.actions_channel, encode_action(action))
+
+    async def stop(self, bot: Bot) -> None:
+        """End the bot: by its producer if connected here and willing, else ourselves."""
+        if bot.id in self._producers:
+            waiter = self._ended.get(bot.id)
+            if waiter is None:
+                waiter = self._ended[bot.id] = asyncio.get_running_loop().create_future()
+            await self._broker.publish(bot.actions_channel, encode_action(STOP_ACTION))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), self._stop_timeout)
+                return
+            log.info("bot %s did not stop in time; stopping it", bot.public_id)
+        else:
+            # A producer on another process still hears it; the stream ends here regardless.
+            await self._broker.publish(bot.actions_channel, encode_action(STOP_ACTION))
+        with contextlib.suppress(BotEnded):
+            await self.append(
+                bot, NewEvent(BotEventType.STOP, {"reason": MANUALLY_STOPPED}, closes=True)
+            )
+
+    def attach_producer(self, bot: Bot, conn: Connection) -> Connection | None:
+        """Make ``conn`` the bot's producer on this process; returns the one it replaces."""
+        previous = self._producers.get(bot.id)
+        self._producers[bot.id] = conn
+        return previous
+
+    def detach_producer(self, bot: Bot, conn: Connection) -> None:
+        if self._producers.get(bot.id) is conn:
+            del self._producers[bot.id]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._logged(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("stopping a bot failed")
+
+    async def close(self) -> None:
+        """Finish stops under way (each is bounded by the stop timeout)."""
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task

@@ -1,0 +1,145 @@
+"""The demo (`make run`) and `scribeline bots simulate`, run as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from .bot_helpers import create_bot, open_url
+from .helpers import (
+    Api,
+    ServerProcess,
+    collect_until_closed,
+    recv_json,
+    send_json,
+)
+
+URL = r"(ws://[^' ]+)"
+#: The simulated meeting speaks a sentence every few seconds at normal speed.
+MEETING_EVENT_WITHIN = 30.0
+
+
+async def _ready(ws: ClientConnection) -> None:
+    """The server answers a ping only once the subscriber is attached to the live stream."""
+    pong = await ws.ping()
+    await asyncio.wait_for(pong, 10)
+
+
+async def _next_of(ws: ClientConnection, kind: str, within: float) -> dict[str, Any]:
+    """The next message of type ``kind`` (pings and other events skipped)."""
+    async with asyncio.timeout(within):
+        while True:
+            msg = await recv_json(ws, within)
+            if msg.get("type") == kind:
+                return msg
+
+
+async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
+    tmp_path: Path,
+) -> None:
+    """`scribeline demo` prints working commands: a live call streams transcripts, the
+    meeting streams bot events, echoes a chat action, and stops cleanly with the server."""
+    server = ServerProcess(data_dir=tmp_path / "data", command="demo")
+    server.start()
+    try:
+        call_url = server.expect_line(rf"a live call:.*{URL}").group(1)
+        server.expect_line(r"the meeting, read-only:")
+        read_only_url = server.expect_line(URL).group(1)
+        server.expect_line(r"the meeting, read-write")
+        read_write_url = server.expect_line(URL).group(1)
+        assert "/live-transcript/" in call_url and "/v1/bots/" in read_only_url
+
+        async with await open_url(call_url) as call:
+            assert (await recv_json(call))["type"] == "connection_established"
+            await _next_of(call, "transcript", MEETING_EVENT_WITHIN)
+
+        watcher = await open_url(read_only_url)
+        async with watcher, await open_url(read_write_url) as speaker:
+            await _ready(watcher)
+            spoken = await _next_of(watcher, "ts", MEETING_EVENT_WITHIN)
+            assert spoken["data"]["transcript"] and spoken["data"]["end"] >= spoken["data"]["start"]
+            await send_json(
+                speaker, {"action": "chat-message", "data": {"content": "Hello from the demo test"}}
+            )
+            echo = await _next_of(watcher, "chat-message", 10)
+            assert echo["data"]["content"] == "Hello from the demo test"
+
+            server.terminate()  # the demo's bot leaves the meeting before the server stops
+            msgs, code = await collect_until_closed(watcher)
+            assert code == 1000
+            assert [m["type"] for m in msgs if m["type"] == "stop"] == ["stop"]
+            assert msgs[-1] == {"type": "stop", "data": {"reason": "meeting_ended"}}
+        assert server.wait() == 0
+    finally:
+        server.kill()
+
+
+async def test_bots_simulate_plays_a_meeting_and_obeys_actions(
+    server: ServerProcess, api_a: Api
+) -> None:
+    """`scribeline bots simulate BOT_ID` joins, tracks three participants, speaks with
+    speaker names resolved after a few sentences, echoes chat and leaves on stop."""
+    bot = await create_bot(api_a)
+    watcher = await open_url(bot["websocket_read_only_url"])
+    async with watcher, await open_url(bot["websocket_url"]) as speaker:
+        await _ready(watcher)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "scribeline",
+            "bots",
+            "simulate",
+            bot["id"],
+            "--server",
+            server.base_url,
+            "--data-dir",
+            str(server.data_dir),
+            "--speed",
+            "20",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert (await recv_json(watcher)) == {"type": "start", "data": {}}
+            tracked = [await recv_json(watcher) for _ in range(3)]
+            assert {m["type"] for m in tracked} == {"participant-tracked"}
+            assert len({m["data"]["participantId"] for m in tracked}) == 3
+            names: list[str | None] = []
+            while len(names) < 8:
+                msg = await recv_json(watcher)
+                assert msg["type"] in {"started-speaking", "ts", "stopped-speaking"}, msg
+                if msg["type"] == "ts":
+                    names.append(msg["data"]["speaker_name"])
+            assert names[0] is None and names[-1] is not None, names
+
+            await send_json(speaker, {"action": "chat-message", "data": {"content": "Welcome!"}})
+            echo = await _next_of(watcher, "chat-message", 10)
+            assert echo["data"] == {
+                "username": "Scribeline Notetaker",
+                "content": "Welcome!",
+                "user_avatar": None,
+            }
+            await send_json(speaker, {"action": "stop"})
+            msgs, code = await collect_until_closed(watcher)
+            assert code == 1000 and msgs[-1]["type"] == "stop", msgs
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode == 0, err.decode()
+            assert b"left the meeting" in out
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    resp = await api_a.request("GET", f"/v1/bots/{bot['id']}")
+    assert (resp.body["status"], resp.body["stop_reason"]) == ("finished", "manually_stopped")
+
+
+@pytest.mark.parametrize("bot_id", ["00000000-0000-4000-8000-000000000000"])
+def test_bots_simulate_refuses_an_unknown_bot(server: ServerProcess, bot_id: str) -> None:
+    """Simulating a bot that does not exist fails with a one-line error, not a traceback."""
+    with pytest.raises(RuntimeError, match=f"no bot '{bot_id}'"):
+        server.cli("bots", "simulate", bot_id, "--server", server.base_url)
