@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import connects, fanout, firehose, idle, ingest, many_calls
+from bench import connects, fanout, firehose, idle, ingest, many_calls, meetings
 from bench.common import RESULTS_DIR, Result, emit
 from bench.workers import run_async
 
@@ -37,6 +37,12 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "firehose": lambda quick: firehose.run(
         calls=50 if quick else 300, rate=200 if quick else 1000, duration=3 if quick else 15
+    ),
+    "meetings": lambda quick: meetings.run(
+        bots=20 if quick else 100,
+        duration=3 if quick else 20,
+        warmup=1 if quick else 2,
+        actions=40 if quick else 200,
     ),
 }
 
@@ -62,6 +68,14 @@ def headline(result: Result) -> str:
             f"{cost}, "
             f"{_num(r['deliveries_per_s'])} deliveries/s, latency ms p50 {_num(lat['p50_ms'])} "
             f"p90 {_num(lat['p90_ms'])} p99 {_num(lat['p99_ms'])} max {_num(lat['max_ms'])}"
+        )
+    if name == "meetings" and "latency" in r:
+        lat, act = r["latency"], r["action_round_trip"]
+        return (
+            f"{_num(r['server_us_per_delivery'])} µs/delivery, "
+            f"{_num(r['deliveries_per_s'])} deliveries/s, latency ms p50 {_num(lat['p50_ms'])} "
+            f"p90 {_num(lat['p90_ms'])} p99 {_num(lat['p99_ms'])} max {_num(lat['max_ms'])}, "
+            f"action ms p50 {_num(act['p50_ms'])} p99 {_num(act['p99_ms'])}"
         )
     if name == "idle":
         return (
