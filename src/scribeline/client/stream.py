@@ -1,0 +1,240 @@
+"""A stream that survives disconnects: connect, read with keep-alive, reconnect.
+
+What is specific to a wire format (its URL, how to resume, which messages
+are events, which closes are final) is a :class:`Session`; this module is the
+loop around it. Retried: refused connections, dropped connections, 1001 (a
+server stopping), 1011, 1013 and a stall (nothing received for
+``stall_timeout`` seconds although we pinged). Final: what the session says
+ends the stream (1000), and refusals (1008 and other policy closes), which
+raise :class:`StreamRefused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from scribeline.client.backoff import DEFAULT_BACKOFF, Backoff
+from scribeline.client.errors import ReconnectFailed, StreamRefused
+
+__all__ = ["DEFAULT_KEEPALIVE", "End", "KeepAlive", "Session", "Stream"]
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+#: Close codes after which trying again cannot help.
+_FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """``ping_interval``: seconds of silence before the client pings (WebSocket
+    pings, and the application ping where the format has one);
+    ``stall_timeout``: seconds without any message before the connection is
+    given up and re-opened."""
+
+    ping_interval: float = 15.0
+    stall_timeout: float = 40.0
+
+
+#: Ping after 15 s of silence; re-open after 40 s without a message.
+DEFAULT_KEEPALIVE = KeepAlive()
+
+
+class End(Exception):
+    """Raised by a session: the stream has ended normally."""
+
+
+class Session(ABC, Generic[E]):
+    """One stream's format: where to connect, what to send, what the messages mean."""
+
+    #: Sent after ``ping_interval`` seconds of silence (None: no application ping).
+    app_ping: bytes | None = None
+
+    @abstractmethod
+    def url(self) -> str:
+        """Where to connect now (a resumable format puts its position here)."""
+
+    async def opened(self, ws: ClientConnection) -> None:
+        """Called on each new connection before reading (subscriptions go here)."""
+
+    @abstractmethod
+    def handle(self, message: dict[str, Any]) -> Iterable[E]:
+        """The events a message carries (usually none or one)."""
+
+    @abstractmethod
+    def established(self) -> bool:
+        """Whether the current connection has been accepted by the server."""
+
+    def closed(self, code: int | None, reason: str) -> None:
+        """The server closed: raise ``End`` if the stream is over, ``StreamRefused``
+        if it refused us; return to reconnect."""
+        if code == 1000:
+            raise End()
+        if code in _FINAL_CLOSES:
+            raise StreamRefused(reason or "refused", "The server closed the stream", code)
+
+
+class _Retry(Exception):
+    """This connection is lost; open another."""
+
+
+class Stream(Generic[E]):
+    """An async iterator of a session's events across reconnections; also an
+    async context manager that closes the connection on exit."""
+
+    def __init__(
+        self,
+        session: Session[E],
+        *,
+        headers: dict[str, str] | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        keepalive: KeepAlive = DEFAULT_KEEPALIVE,
+        open_timeout: float = 10.0,
+        max_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._session = session
+        self._headers = headers or {}
+        self._backoff = backoff
+        self._keepalive = keepalive
+        self._open_timeout = open_timeout
+        self._max_size = max_size
+        self._ws: ClientConnection | None = None
+        self._events: AsyncGenerator[E, None] | None = None
+        self._rng = random.Random()
+        #: How many times the stream has reconnected after a lost connection.
+        self.reconnects = 0
+
+    # -- the iterator ----------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        if self._events is None:
+            self._events = self._run()
+        return await self._events.__anext__()
+
+    async def __aenter__(self) -> Stream[E]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the stream."""
+        if self._events is not None:
+            await self._events.aclose()
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send a message on the current connection; ``ConnectionError`` while there
+        is none (before the first event, or while reconnecting)."""
+        if self._ws is None:
+            raise ConnectionError("the stream is not connected")
+        await self._ws.send(orjson.dumps(message).decode())
+
+    # -- the loop --------------------------------------------------------------
+
+    async def _run(self) -> AsyncGenerator[E, None]:
+        failures = 0
+        while True:
+            try:
+                ws = await self._connect()
+            except _Retry as exc:
+                failures += 1
+                await self._wait(failures, exc)
+                continue
+            self._ws = ws
+            try:
+                async for event in self._read(ws):
+                    failures = 0
+                    yield event
+                return
+            except End:
+                return
+            except _Retry as exc:
+                failures = 0 if self._session.established() else failures + 1
+                self.reconnects += 1
+                await self._wait(max(failures, 1), exc)
+            finally:
+                self._ws = None
+                await ws.close()
+
+    async def _wait(self, failures: int, cause: Exception) -> None:
+        if self._backoff.exhausted(failures):
+            raise ReconnectFailed(f"gave up after {failures} failed attempts: {cause}") from cause
+        delay = self._backoff.delay(failures, self._rng)
+        log.info("reconnecting in %.2f s (%s)", delay, cause)
+        await asyncio.sleep(delay)  # the backoff itself, not waiting for a condition
+
+    async def _connect(self) -> ClientConnection:
+        try:
+            return await connect(
+                self._session.url(),
+                additional_headers=self._headers,
+                open_timeout=self._open_timeout,
+                ping_interval=self._keepalive.ping_interval,
+                ping_timeout=self._keepalive.stall_timeout,
+                max_size=self._max_size,
+                close_timeout=5,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if 400 <= status < 500 and status not in (408, 429):
+                raise StreamRefused("http_error", f"HTTP {status}", None) from exc
+            raise _Retry(f"HTTP {status}") from exc
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            raise _Retry(str(exc) or type(exc).__name__) from exc
+
+    async def _read(self, ws: ClientConnection) -> AsyncGenerator[E, None]:
+        session = self._session
+        await session.opened(ws)
+        last = time.monotonic()
+        interval, stall = self._keepalive.ping_interval, self._keepalive.stall_timeout
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), min(interval, stall))
+            except TimeoutError:
+                if time.monotonic() - last >= stall:
+                    raise _Retry("no message within the stall timeout") from None
+                if session.app_ping is not None:
+                    await self._send_quietly(ws, session.app_ping)
+                continue
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                session.closed(code, exc.rcvd.reason if exc.rcvd is not None else "")
+                raise _Retry(f"connection closed ({code or 'abnormally'})") from None
+            last = time.monotonic()
+            try:
+                message = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                log.warning("ignoring a message that is not JSON")
+                continue
+            if isinstance(message, dict):
+                for event in session.handle(message):
+                    yield event
+
+    @staticmethod
+    async def _send_quietly(ws: ClientConnection, payload: bytes) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the next receive reports the close
+            await ws.send(payload.decode())
