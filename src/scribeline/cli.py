@@ -1,20 +1,34 @@
-"""The ``scribeline`` command: run the server and administer organizations and keys.
+"""The ``scribeline`` command: run the server, administer organizations and keys,
+and follow calls.
 
 Administrative commands open the data directory's database directly, so they
-work with or without a running server.
+work with or without a running server. ``tail`` and ``calls list`` with a key
+talk to a server instead and need only the base install: server-only modules
+are imported inside the commands that use them, never at module level.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from scribeline.config import Settings
+from scribeline.cli_remote import (
+    DEFAULT_SERVER,
+    bad_server,
+    calls_over_rest,
+    cmd_tail,
+    credential,
+    print_call,
+    server_url,
+)
+from scribeline.cli_remote import fail as _fail
 from scribeline.events import format_ms
+
+if TYPE_CHECKING:
+    from scribeline.config import Settings
 
 __all__ = ["main"]
 
@@ -22,6 +36,8 @@ T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from scribeline.config import Settings
+
     overrides: dict[str, Any] = {}
     for name in ("host", "port", "data_dir"):
         value = getattr(args, name, None)
@@ -43,11 +59,6 @@ def _with_storage(args: argparse.Namespace, action: Callable[[Any], Awaitable[T]
             await storage.close()
 
     return asyncio.run(run())
-
-
-def _fail(message: str) -> int:
-    print(f"scribeline: {message}", file=sys.stderr)
-    return 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -141,6 +152,19 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_calls_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        return _fail("--limit must be at least 1")
+    # A key lists its organization's calls over REST; --data-dir or --org (without
+    # --key) asks for the data directory even when a key is in the environment.
+    if args.key or (args.data_dir is None and args.org is None):
+        key, token = credential(args)
+        if key or token:
+            if args.org:
+                return _fail("--org reads the data directory; a key lists its own organization")
+            if problem := bad_server(server_url(args)):
+                return _fail(problem)
+            return calls_over_rest(args, key, token)
+
     async def run(storage: Any) -> Any:
         org_id = await _org_id(storage, args.org) if args.org else None
         status = "in-progress" if args.active else None
@@ -148,9 +172,8 @@ def cmd_calls_list(args: argparse.Namespace) -> int:
 
     page = _with_storage(args, run)
     for call in page.calls:
-        print(
-            f"{call.call_sid}\t{call.status}\t{format_ms(call.started_at)}\t"
-            f"{call.customer_phone_number or ''}"
+        print_call(
+            call.call_sid, call.status, format_ms(call.started_at), call.customer_phone_number
         )
     return 0
 
@@ -238,11 +261,20 @@ def _parser() -> argparse.ArgumentParser:
     net = argparse.ArgumentParser(add_help=False)
     net.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     net.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument(
+        "--server", help=f"the server (default $SCRIBELINE_URL, else {DEFAULT_SERVER})"
+    )
+    remote.add_argument(
+        "--key",
+        help="API key (default $SCRIBELINE_API_KEY; $SCRIBELINE_TOKEN for an access token)."
+        " Prefer the environment: a command line is visible to other users",
+    )
 
     parser = argparse.ArgumentParser(
         prog="scribeline",
-        description="Run the Scribeline server and administer organizations, keys and calls."
-        " Admin commands work with or without a running server.",
+        description="Run the Scribeline server, administer organizations, keys and calls,"
+        " and follow live transcripts. Admin commands work with or without a running server.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -272,11 +304,35 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_keys_revoke)
 
     calls = sub.add_parser("calls", help="calls").add_subparsers(dest="action", required=True)
-    list_calls = calls.add_parser("list", parents=[data])
+    list_calls = calls.add_parser(
+        "list",
+        parents=[data, remote],
+        help="list calls, newest first",
+        description="List calls, newest first: SID, status, start, customer number. With a"
+        " key (--key or $SCRIBELINE_API_KEY) it asks the server for the key's organization's"
+        " calls; without one it reads the data directory.",
+    )
     list_calls.add_argument("--active", action="store_true", help="only calls in progress")
-    list_calls.add_argument("--org", help="only this organization's calls")
+    list_calls.add_argument("--org", help="only this organization's calls (data directory)")
     list_calls.add_argument("--limit", type=int, default=50)
     list_calls.set_defaults(func=cmd_calls_list)
+
+    tail = sub.add_parser(
+        "tail",
+        parents=[remote],
+        help="follow a call's live transcript",
+        description="Print a call's live transcript until the call ends: finals with their"
+        " speakers and status changes; on a terminal also the partials, rewritten in place."
+        " Reconnects on its own. Exits 0 when the call ends, 2 when the server refuses the"
+        " stream (or stays unreachable for about a minute), 130 on Ctrl-C.",
+    )
+    tail.add_argument("call_sid")
+    tail.add_argument("--since", type=int, help="start after this seq (default: the beginning)")
+    tail.add_argument("--finals-only", action="store_true", help="leave out partials")
+    tail.add_argument(
+        "--json", action="store_true", help="one JSON object per event (its wire message) a line"
+    )
+    tail.set_defaults(func=cmd_tail)
 
     bots = sub.add_parser("bots", help="meeting bots").add_subparsers(dest="action", required=True)
     list_bots = bots.add_parser("list", parents=[data])

@@ -48,6 +48,7 @@ async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
     server.start()
     try:
         call_url = server.expect_line(rf"a live call:.*{URL}").group(1)
+        tail_command = server.expect_line(r"the same, readable: (.+)$").group(1)
         server.expect_line(r"the meeting, read-only:")
         read_only_url = server.expect_line(URL).group(1)
         server.expect_line(r"the meeting, read-write")
@@ -57,6 +58,18 @@ async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
         async with await open_url(call_url) as call:
             assert (await recv_json(call))["type"] == "connection_established"
             await _next_of(call, "transcript", MEETING_EVENT_WITHIN)
+
+        # The printed `scribeline tail` command, piped: a line of the call in plain text.
+        tail = await asyncio.create_subprocess_exec(
+            "bash", "-c", tail_command, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert tail.stdout is not None
+            line = await asyncio.wait_for(tail.stdout.readline(), MEETING_EVENT_WITHIN)
+            assert b": " in line and b"\x1b[" not in line, line
+        finally:
+            tail.kill()
+            await tail.wait()
 
         watcher = await open_url(read_only_url)
         async with watcher, await open_url(read_write_url) as speaker:

@@ -32,7 +32,12 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt ``attempt`` (the first retry is 1)."""
-        ceiling = min(self.maximum, self.initial * self.factor ** max(attempt - 1, 0))
+        ceiling = self.initial
+        for _ in range(max(attempt - 1, 0)):  # no power: factor ** 1024 overflows a float
+            if ceiling >= self.maximum or self.factor == 1:
+                break
+            ceiling *= self.factor
+        ceiling = min(ceiling, self.maximum)
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
     def exhausted(self, failures: int) -> bool:

@@ -84,7 +84,7 @@ class Rest:
         call_sid: str,
         content: str,
         *,
-        speaker: str | None = None,
+        speaker: str,
         is_final: bool = True,
         confidence: float | None = None,
         segment_start: float | None = None,

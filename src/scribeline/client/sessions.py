@@ -52,6 +52,12 @@ class _Refusable:
     def established(self) -> bool:
         return self._established
 
+    def connecting(self) -> None:
+        # A new connection: its refusal, if any, is its own (an error left over from
+        # the last one must not explain this one's close, nor be yielded as an event).
+        self._established = False
+        self._refusal = None
+
     def _error(self, message: dict[str, Any]) -> Iterable[ErrorEvent]:
         error = ErrorEvent(str(message.get("error", "")), str(message.get("message", "")), message)
         self._refusal = error  # if a 1008 close follows, this is why
@@ -222,6 +228,9 @@ class BotSession(Session[BotEvent]):
 
     def url(self) -> str:
         return self._url
+
+    def connecting(self) -> None:
+        self._established = False
 
     async def opened(self, ws: ClientConnection) -> None:
         self._established = True  # refusals here are close codes with a reason

@@ -49,6 +49,12 @@ class KeepAlive:
     ping_interval: float = 15.0
     stall_timeout: float = 40.0
 
+    def __post_init__(self) -> None:
+        # A stall timeout within the ping interval would drop every quiet connection
+        # before it was ever pinged.
+        if not 0 < self.ping_interval < self.stall_timeout:
+            raise ValueError("need 0 < ping_interval < stall_timeout")
+
 
 #: Ping after 15 s of silence; re-open after 40 s without a message.
 DEFAULT_KEEPALIVE = KeepAlive()
@@ -67,6 +73,10 @@ class Session(ABC, Generic[E]):
     @abstractmethod
     def url(self) -> str:
         """Where to connect now (a resumable format puts its position here)."""
+
+    def connecting(self) -> None:
+        """Called before each connection attempt: forget what the previous
+        connection established (the position to resume from stays)."""
 
     async def opened(self, ws: ClientConnection) -> None:
         """Called on each new connection before reading (subscriptions go here)."""
@@ -89,7 +99,12 @@ class Session(ABC, Generic[E]):
 
 
 class _Retry(Exception):
-    """This connection is lost; open another."""
+    """This connection is lost; open another. ``established``: whether the server
+    had accepted it (which resets the count of failed attempts)."""
+
+    def __init__(self, message: str, *, established: bool = False) -> None:
+        super().__init__(message)
+        self.established = established
 
 
 class Stream(Generic[E]):
@@ -115,8 +130,12 @@ class Stream(Generic[E]):
         self._ws: ClientConnection | None = None
         self._events: AsyncGenerator[E, None] | None = None
         self._rng = random.Random()
-        #: How many times the stream has reconnected after a lost connection.
+        self._closing = asyncio.Event()
+        self._iterating = False  # a task is inside __anext__
+        #: How many times an accepted connection was lost (each is followed by
+        #: reconnection attempts).
         self.reconnects = 0
+        self._connected = asyncio.Event()
 
     # -- the iterator ----------------------------------------------------------
 
@@ -126,7 +145,11 @@ class Stream(Generic[E]):
     async def __anext__(self) -> E:
         if self._events is None:
             self._events = self._run()
-        return await self._events.__anext__()
+        self._iterating = True
+        try:
+            return await self._events.__anext__()
+        finally:
+            self._iterating = False
 
     async def __aenter__(self) -> Stream[E]:
         return self
@@ -140,31 +163,53 @@ class Stream(Generic[E]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection and stop the stream."""
-        if self._events is not None:
+        """Close the connection and stop the stream (also from another task than
+        the one iterating: its ``async for`` then ends)."""
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+        if self._events is not None and not self._iterating:
             await self._events.aclose()
-        if self._ws is not None:
-            await self._ws.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now (it may still be refused)."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Wait until a connection is open (e.g. before :meth:`send`). Only while
+        another task iterates the stream: iterating is what connects."""
+        await self._connected.wait()
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send a message on the current connection; ``ConnectionError`` while there
         is none (before the first event, or while reconnecting)."""
-        if self._ws is None:
+        ws = self._ws
+        if ws is None:
             raise ConnectionError("the stream is not connected")
-        await self._ws.send(orjson.dumps(message).decode())
+        try:
+            await ws.send(orjson.dumps(message).decode())
+        except ConnectionClosed as exc:
+            raise ConnectionError(f"the stream's connection is lost ({exc})") from exc
 
     # -- the loop --------------------------------------------------------------
 
     async def _run(self) -> AsyncGenerator[E, None]:
         failures = 0
-        while True:
+        while not self._closing.is_set():
+            self._session.connecting()
             try:
                 ws = await self._connect()
             except _Retry as exc:
                 failures += 1
                 await self._wait(failures, exc)
                 continue
+            if self._closing.is_set():  # closed while connecting
+                await ws.close()
+                return
             self._ws = ws
+            self._connected.set()
             try:
                 async for event in self._read(ws):
                     failures = 0
@@ -173,19 +218,27 @@ class Stream(Generic[E]):
             except End:
                 return
             except _Retry as exc:
-                failures = 0 if self._session.established() else failures + 1
-                self.reconnects += 1
-                await self._wait(max(failures, 1), exc)
+                lost = exc
             finally:
                 self._ws = None
+                self._connected.clear()
                 await ws.close()
+            if self._closing.is_set():
+                return
+            failures = 0 if lost.established else failures + 1
+            self.reconnects += 1
+            await self._wait(max(failures, 1), lost)
 
     async def _wait(self, failures: int, cause: Exception) -> None:
+        if self._closing.is_set():
+            return  # closed by its owner: nothing to give up on
         if self._backoff.exhausted(failures):
             raise ReconnectFailed(f"gave up after {failures} failed attempts: {cause}") from cause
         delay = self._backoff.delay(failures, self._rng)
         log.info("reconnecting in %.2f s (%s)", delay, cause)
-        await asyncio.sleep(delay)  # the backoff itself, not waiting for a condition
+        # The backoff itself; ``aclose`` cuts it short.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
 
     async def _connect(self) -> ClientConnection:
         try:
@@ -206,24 +259,40 @@ class Stream(Generic[E]):
         except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
             raise _Retry(str(exc) or type(exc).__name__) from exc
 
+    def _lost(self, exc: ConnectionClosed) -> _Retry:
+        """The server closed or the connection dropped: let the session decide
+        (``End``, ``StreamRefused``), else the retry to raise."""
+        established = self._session.established()
+        code = exc.rcvd.code if exc.rcvd is not None else None
+        if self._closing.is_set():
+            raise End()  # we closed it ourselves
+        self._session.closed(code, exc.rcvd.reason if exc.rcvd is not None else "")
+        return _Retry(f"connection closed ({code or 'abnormally'})", established=established)
+
     async def _read(self, ws: ClientConnection) -> AsyncGenerator[E, None]:
         session = self._session
-        await session.opened(ws)
+        with contextlib.suppress(ConnectionClosed):
+            # Closed already: reading below delivers what came before the close, then
+            # reports the close itself.
+            await session.opened(ws)
         last = time.monotonic()
         interval, stall = self._keepalive.ping_interval, self._keepalive.stall_timeout
         while True:
+            silence = time.monotonic() - last
+            if silence >= stall:
+                # Nothing to say goodbye to: drop it rather than wait for a close.
+                ws.transport.abort()
+                raise _Retry(
+                    "no message within the stall timeout", established=session.established()
+                )
             try:
-                raw = await asyncio.wait_for(ws.recv(), min(interval, stall))
+                raw = await asyncio.wait_for(ws.recv(), min(interval, stall - silence))
             except TimeoutError:
-                if time.monotonic() - last >= stall:
-                    raise _Retry("no message within the stall timeout") from None
-                if session.app_ping is not None:
+                if session.app_ping is not None and time.monotonic() - last < stall:
                     await self._send_quietly(ws, session.app_ping)
                 continue
             except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd is not None else None
-                session.closed(code, exc.rcvd.reason if exc.rcvd is not None else "")
-                raise _Retry(f"connection closed ({code or 'abnormally'})") from None
+                raise self._lost(exc) from None
             last = time.monotonic()
             try:
                 message = orjson.loads(raw)

@@ -33,17 +33,20 @@ class Client:
     """
 
     def __init__(self, base_url: str, **options: Any) -> None:
+        # First, so that bad options raise before a loop and a thread exist to leak.
+        self._async = AsyncClient(base_url, **options)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="scribeline-client", daemon=True
         )
         self._thread.start()
-        self._async = AsyncClient(base_url, **options)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):  # not a REST method (and no recursion before __init__ ran)
+            raise AttributeError(name)
         method = getattr(self._async, name)
         if not inspect.iscoroutinefunction(method):
             raise AttributeError(name)
@@ -61,7 +64,8 @@ class Client:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(stream.aclose())
+            if not self._loop.is_closed():  # else the client was closed first
+                self._run(stream.aclose())
 
     def live_transcript(
         self, call_sid: str, since: int | None = None, *, finals_only: bool = False

@@ -10,6 +10,7 @@ import asyncio
 import random
 import shlex
 import sys
+from pathlib import Path
 
 from scribeline.auth import Principal, new_api_key
 from scribeline.demo.sink import ServiceSink
@@ -97,6 +98,8 @@ async def start_demo(running: Running) -> None:
     )
     # So the printed command finds the call (or go on if the simulation has failed).
     await asyncio.wait([pinned_created, calls], return_when=asyncio.FIRST_COMPLETED)
+    scribeline = shlex.quote(str(Path(sys.executable).with_name("scribeline")))
+    tail = f"SCRIBELINE_API_KEY={key} {scribeline} tail {pinned} --server {running.base_url}"
     watch_call = shlex.quote(f"{ws_base}/live-transcript/{pinned}?token={key}")
     watch_campaign = shlex.quote(f"{ws_base}/ws/campaigns/{first.id}/progress?token={key}")
     watch_events = shlex.quote(f"{ws_base}/v1/events?token={key}")
@@ -106,6 +109,7 @@ async def start_demo(running: Running) -> None:
         f"  Health:             {running.base_url}/readyz\n"
         "  Paste into another terminal to watch:\n"
         f"    a live call:        {client} {watch_call}\n"
+        f"    the same, readable: {tail}\n"
         f"    the campaign:       {client} {watch_campaign}\n"
         f"    everything (then type "
         '{"action":"subscribe","topic":"transcription","filter":"*"}):\n'
