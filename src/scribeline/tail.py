@@ -95,18 +95,6 @@ def status_text(status: str) -> Text:
     return Text(f"— status: {status}", style="dim")
 
 
-def _segment(event: TranscriptEvent) -> Segment:
-    return Segment(
-        event.segment_id,
-        event.speaker,
-        event.content,
-        event.is_final,
-        event.segment_start,
-        event.segment_end,
-        event.seq,
-    )
-
-
 class Output:
     """Where events go. The base shows each status change once; the snapshot a
     stream opens with only when ``snapshot`` is set (tailing from the start,
@@ -173,7 +161,7 @@ class PlainOutput(Output):
 
     def transcript(self, event: TranscriptEvent) -> None:
         if event.is_final:
-            self.line(segment_text(_segment(event), self._colors))
+            self.line(segment_text(Segment.of(event), self._colors))
 
     def line(self, text: Text) -> None:
         self._file.write(text.plain + "\n")

@@ -21,6 +21,19 @@ class Segment:
     end: float | None
     seq: int
 
+    @classmethod
+    def of(cls, event: TranscriptEvent) -> Segment:
+        """The segment as this transcript event states it."""
+        return cls(
+            event.segment_id,
+            event.speaker,
+            event.content,
+            event.is_final,
+            event.segment_start,
+            event.segment_end,
+            event.seq,
+        )
+
 
 class TranscriptView:
     """The current transcript of a call, built from its transcript events.
@@ -51,15 +64,7 @@ class TranscriptView:
 
     def apply(self, event: TranscriptEvent) -> Segment | None:
         """Take a transcript event; the segment it changed (None: nothing changed)."""
-        segment = Segment(
-            event.segment_id,
-            event.speaker,
-            event.content,
-            event.is_final,
-            event.segment_start,
-            event.segment_end,
-            event.seq,
-        )
+        segment = Segment.of(event)
         if event.segment_id is None:
             self._segments.append(segment)
             return segment
