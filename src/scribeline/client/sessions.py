@@ -4,13 +4,12 @@ are events, and when a stream is over (PROTOCOL.md sections 1 to 4)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import orjson
 from websockets.asyncio.client import ClientConnection
 
-from scribeline.client.errors import StreamRefused
 from scribeline.client.events import (
     BotEvent,
     CampaignCompleted,
@@ -22,7 +21,7 @@ from scribeline.client.events import (
     parse_call_message,
     parse_campaign_message,
 )
-from scribeline.client.stream import End, Session
+from scribeline.client.stream import Session
 
 __all__ = [
     "BotSession",
@@ -40,45 +39,31 @@ OrgEvent = CallEvent | CampaignEvent | BotEvent
 
 _PING = orjson.dumps({"type": "ping"})
 
+E = TypeVar("E")
 
-class _Refusable:
+
+class _Refusable(Session[E]):
     """The pattern of sections 1 to 3: a refusal is an ``error`` message before the
     stream is established, then close 1008."""
 
-    def __init__(self) -> None:
-        self._established = False
-        self._refusal: ErrorEvent | None = None
-
-    def established(self) -> bool:
-        return self._established
+    _refusal: ErrorEvent | None = None
 
     def connecting(self) -> None:
         # A new connection: its refusal, if any, is its own (an error left over from
         # the last one must not explain this one's close, nor be yielded as an event).
-        self._established = False
+        super().connecting()
         self._refusal = None
+
+    def refusal(self) -> ErrorEvent | None:
+        return self._refusal
 
     def _error(self, message: dict[str, Any]) -> Iterable[ErrorEvent]:
         error = ErrorEvent(str(message.get("error", "")), str(message.get("message", "")), message)
         self._refusal = error  # if a 1008 close follows, this is why
         return (error,) if self._established else ()
 
-    def _closed(self, code: int | None, reason: str) -> None:
-        if code == 1008:
-            error = self._refusal
-            raise StreamRefused(
-                error.code if error else reason or "refused",
-                error.message if error else "The server refused the stream",
-                code,
-            )
-        if code == 1000:
-            raise End()
-        if code in (1002, 1003, 1007, 1009, 1010):
-            raise StreamRefused(reason or "protocol_error", "The connection failed", code)
-        self._established = False  # reconnect
 
-
-class LiveTranscriptSession(_Refusable, Session[CallEvent]):
+class LiveTranscriptSession(_Refusable[CallEvent]):
     """``/live-transcript/{call_sid}``, resumed with ``since`` (and ``epoch``), so
     across reconnections every stored event is yielded once, in seq order.
 
@@ -133,11 +118,8 @@ class LiveTranscriptSession(_Refusable, Session[CallEvent]):
             return ()
         return (event,)
 
-    def closed(self, code: int | None, reason: str) -> None:
-        self._closed(code, reason)
 
-
-class CampaignSession(_Refusable, Session[CampaignEvent]):
+class CampaignSession(_Refusable[CampaignEvent]):
     """``/ws/campaigns/{id}/progress``: live only. After a reconnection the server's
     ``progress`` snapshot brings the counters up to date; contact results that
     happened while disconnected are not replayed."""
@@ -162,11 +144,8 @@ class CampaignSession(_Refusable, Session[CampaignEvent]):
         event = parse_campaign_message(message)
         return () if event is None or isinstance(event, ErrorEvent) else (event,)
 
-    def closed(self, code: int | None, reason: str) -> None:
-        self._closed(code, reason)
 
-
-class EventsSession(_Refusable, Session[OrgEvent]):
+class EventsSession(_Refusable[OrgEvent]):
     """``/v1/events``: subscribes to ``topics`` with ``filter`` on every connection.
     Live only: events published while disconnected are not replayed."""
 
@@ -213,9 +192,6 @@ class EventsSession(_Refusable, Session[OrgEvent]):
         )
         return () if event is None else (event,)
 
-    def closed(self, code: int | None, reason: str) -> None:
-        self._closed(code, reason)
-
 
 class BotSession(Session[BotEvent]):
     """A meeting bot's ``websocket_url`` or ``websocket_read_only_url``: live only.
@@ -224,29 +200,15 @@ class BotSession(Session[BotEvent]):
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._established = False
 
     def url(self) -> str:
         return self._url
 
-    def connecting(self) -> None:
-        self._established = False
-
     async def opened(self, ws: ClientConnection) -> None:
         self._established = True  # refusals here are close codes with a reason
-
-    def established(self) -> bool:
-        return self._established
 
     def handle(self, message: dict[str, Any]) -> Iterable[BotEvent]:
         kind = message.get("type")
         if not isinstance(kind, str) or kind == "ping":
             return ()
         return (BotEvent(kind, dict(message.get("data") or {}), raw=message),)
-
-    def closed(self, code: int | None, reason: str) -> None:
-        if code == 1000:
-            raise End()
-        if code in (1002, 1003, 1007, 1008, 1009, 1010):
-            raise StreamRefused(reason or "refused", "The server refused the bot stream", code)
-        self._established = False

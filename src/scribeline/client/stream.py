@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from scribeline.client.backoff import DEFAULT_BACKOFF, Backoff
 from scribeline.client.errors import ReconnectFailed, StreamRefused
+from scribeline.client.events import ErrorEvent
 
 __all__ = ["DEFAULT_KEEPALIVE", "End", "KeepAlive", "Session", "Stream"]
 
@@ -69,6 +70,9 @@ class Session(ABC, Generic[E]):
 
     #: Sent after ``ping_interval`` seconds of silence (None: no application ping).
     app_ping: bytes | None = None
+    #: Whether the current connection has been accepted by the server (set by the
+    #: session when its format says so).
+    _established = False
 
     @abstractmethod
     def url(self) -> str:
@@ -77,6 +81,7 @@ class Session(ABC, Generic[E]):
     def connecting(self) -> None:
         """Called before each connection attempt: forget what the previous
         connection established (the position to resume from stays)."""
+        self._established = False
 
     async def opened(self, ws: ClientConnection) -> None:
         """Called on each new connection before reading (subscriptions go here)."""
@@ -85,17 +90,29 @@ class Session(ABC, Generic[E]):
     def handle(self, message: dict[str, Any]) -> Iterable[E]:
         """The events a message carries (usually none or one)."""
 
-    @abstractmethod
     def established(self) -> bool:
         """Whether the current connection has been accepted by the server."""
+        return self._established
+
+    def refusal(self) -> ErrorEvent | None:
+        """The error the server sent before refusing (None: it sent none)."""
+        return None
 
     def closed(self, code: int | None, reason: str) -> None:
         """The server closed: raise ``End`` if the stream is over, ``StreamRefused``
         if it refused us; return to reconnect."""
         if code == 1000:
             raise End()
+        if code == 1008:
+            error = self.refusal()
+            raise StreamRefused(
+                error.code if error else reason or "refused",
+                error.message if error else "The server refused the stream",
+                code,
+            )
         if code in _FINAL_CLOSES:
-            raise StreamRefused(reason or "refused", "The server closed the stream", code)
+            raise StreamRefused(reason or "protocol_error", "The connection failed", code)
+        self._established = False
 
 
 class _Retry(Exception):
