@@ -174,14 +174,7 @@ class Hub:
 
     async def attach_relay(self, channel: str, conn: Connection) -> None:
         """Write every message published on ``channel`` to ``conn`` as a text frame."""
-        relay = await self._current(self._relays, channel)
-        if relay is None:
-            relay = _Relay()
-            relay.subscribers.add(conn)
-            await self._open(self._relays, channel, relay)
-        else:
-            relay.subscribers.add(conn)
-            await self._joined(relay)
+        await self._enter(self._relays, channel, _Relay, lambda r: r.subscribers.add(conn))
 
     async def detach_relay(self, channel: str, conn: Connection) -> None:
         relay = self._relays.get(channel)
@@ -191,14 +184,11 @@ class Hub:
 
     async def attach_firehose(self, channel: str, conn: Connection, accept: Accept) -> None:
         """Deliver every event of ``channel`` that ``accept`` takes to ``conn``."""
-        firehose = await self._current(self._firehoses, channel)
-        if firehose is None:
-            firehose = _Firehose()
+
+        def add(firehose: _Firehose) -> None:
             firehose.subscribers[conn] = accept
-            await self._open(self._firehoses, channel, firehose)
-        else:
-            firehose.subscribers[conn] = accept
-            await self._joined(firehose)
+
+        await self._enter(self._firehoses, channel, _Firehose, add)
 
     async def detach_firehose(self, channel: str, conn: Connection) -> None:
         firehose = self._firehoses.get(channel)
@@ -210,16 +200,16 @@ class Hub:
         self, stream: str, conn: Connection, format_key: str, encoder: Encoder
     ) -> None:
         """Start holding ``stream``'s live events on ``conn`` (which is joining)."""
-        topic = await self._current(self._topics, stream)
         conn.joining = True
-        if topic is None:
-            topic = _Topic(stream)
-            self._add(topic, conn, format_key, encoder)
-            await self._open(self._topics, stream, topic, self._start_topic)
+        topic, opened = await self._enter(
+            self._topics,
+            stream,
+            lambda: _Topic(stream),
+            lambda t: self._add(t, conn, format_key, encoder),
+            self._start_topic,
+        )
+        if opened:
             self._release_held(topic)
-        else:
-            self._add(topic, conn, format_key, encoder)
-            await self._joined(topic)
 
     async def detach(self, stream: str, conn: Connection) -> None:
         """Stop delivering to ``conn``; the last one out unsubscribes."""
@@ -230,6 +220,26 @@ class Hub:
             await self._close_if_unused(self._topics, stream, topic)
 
     # -- one broker subscription per channel per process ----------------------
+
+    async def _enter(
+        self,
+        channels: dict[str, C],
+        name: str,
+        make: Callable[[], C],
+        add: Callable[[C], None],
+        start: Callable[[C], Awaitable[None]] | None = None,
+    ) -> tuple[C, bool]:
+        """Add a subscriber (``add``) to the channel ``name``, opening it with ``make``
+        and a broker subscription if there is none; whether it was opened here."""
+        channel = await self._current(channels, name)
+        if channel is None:
+            channel = make()
+            add(channel)
+            await self._open(channels, name, channel, start)
+            return channel, True
+        add(channel)
+        await self._joined(channel)
+        return channel, False
 
     @staticmethod
     async def _current(channels: dict[str, C], name: str) -> C | None:

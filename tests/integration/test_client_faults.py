@@ -226,26 +226,44 @@ class Producer:
 # --------------------------------------------------------------------------- scenario A
 
 
+async def _follow_under_drops(
+    server: ServerProcess,
+    tenant: Tenant,
+    relay: Relay,
+    *,
+    seed: int,
+    pace: float,
+    finals: int,
+    partials: int = 0,
+) -> tuple[str, list[Item], Producer, Stream[Any]]:
+    """A call produced straight to the server while a client follows it through the relay,
+    which drops its connections at random: (sid, what the client got, producer, stream)."""
+    sid = new_sid()
+    async with (
+        AsyncClient(server.base_url, api_key=tenant.rw) as direct,
+        AsyncClient(
+            relay.base_url, api_key=tenant.read, backoff=SHORT_BACKOFF, keepalive=KEEPALIVE
+        ) as proxied,
+    ):
+        await direct.create_call(sid)
+        producer = Producer(direct, sid, pace=pace)
+        stream = proxied.live_transcript(sid)
+        received = asyncio.create_task(follow(stream))
+        relay.drop_at_random(random.Random(seed), 0.1, 0.5)
+        await producer.run(finals, partials=partials)
+        got = await asyncio.wait_for(received, 30)
+    return sid, got, producer, stream
+
+
 async def test_random_drops_the_client_sees_the_stored_stream_exactly(
     server: ServerProcess, tenant_a: Tenant, relay_to: Callable[..., Awaitable[Relay]]
 ) -> None:
     """With the relay dropping the client's connections at random while 300 finals and some
     statuses are appended, the client's events equal the stored stream exactly."""
     relay = await relay_to()
-    sid = new_sid()
-    async with (
-        AsyncClient(server.base_url, api_key=tenant_a.rw) as direct,
-        AsyncClient(
-            relay.base_url, api_key=tenant_a.read, backoff=SHORT_BACKOFF, keepalive=KEEPALIVE
-        ) as proxied,
-    ):
-        await direct.create_call(sid)
-        producer = Producer(direct, sid, pace=0.015)
-        stream = proxied.live_transcript(sid)
-        received = asyncio.create_task(follow(stream))
-        relay.drop_at_random(random.Random(20260119), 0.1, 0.5)
-        await producer.run(300)
-        got = await asyncio.wait_for(received, 30)
+    sid, got, producer, stream = await _follow_under_drops(
+        server, tenant_a, relay, seed=20260119, pace=0.015, finals=300
+    )
     stored = await stored_stream(server.base_url, tenant_a.rw, sid)
     assert got == stored
     assert [seq for seq, _, _ in got] == list(range(1, len(got) + 1)), "no seq skipped"
@@ -260,20 +278,9 @@ async def test_random_drops_with_partials_every_final_and_status_once_in_order(
     """With interim results too, under random drops every final and status arrives exactly once
     and in order, seqs strictly increase, and each event is what was stored at its seq."""
     relay = await relay_to()
-    sid = new_sid()
-    async with (
-        AsyncClient(server.base_url, api_key=tenant_a.rw) as direct,
-        AsyncClient(
-            relay.base_url, api_key=tenant_a.read, backoff=SHORT_BACKOFF, keepalive=KEEPALIVE
-        ) as proxied,
-    ):
-        await direct.create_call(sid)
-        producer = Producer(direct, sid, pace=0.02)
-        stream = proxied.live_transcript(sid)
-        received = asyncio.create_task(follow(stream))
-        relay.drop_at_random(random.Random(7), 0.1, 0.5)
-        await producer.run(150, partials=2)
-        got = await asyncio.wait_for(received, 30)
+    sid, got, producer, stream = await _follow_under_drops(
+        server, tenant_a, relay, seed=7, pace=0.02, finals=150, partials=2
+    )
     seqs = [seq for seq, _, _ in got]
     assert seqs == sorted(set(seqs)), "strictly increasing"
     assert all(producer.acked.get(seq) == i for i, seq in zip(got, seqs, strict=True) if seq > 1)
