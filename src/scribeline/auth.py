@@ -102,8 +102,12 @@ class Principal:
     def restricted(self) -> bool:
         return self.call_sid is not None or self.campaign_id is not None or self.bot_id is not None
 
+    def has(self, scope: str) -> bool:
+        """Whether the credential grants ``scope`` (``admin`` grants every scope)."""
+        return scopes_within(frozenset({scope}), self.scopes)
+
     def require(self, scope: str) -> None:
-        if scope not in self.scopes and "admin" not in self.scopes:
+        if not self.has(scope):
             raise Forbidden(f"This credential lacks the '{scope}' scope")
 
     def allow_call(self, call_sid: str) -> None:

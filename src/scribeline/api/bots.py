@@ -47,7 +47,7 @@ def capability_urls(
     base = f"{ws_base}/v1/bots/{bot.public_id}"
     now = time.time()
     ttl = int(services.settings.bot_token_ttl)
-    writer = "write" in principal.scopes or "admin" in principal.scopes
+    writer = principal.has("write")
 
     def url(path: str, role: str) -> str:
         token = services.auth.mint_capability(
