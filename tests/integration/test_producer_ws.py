@@ -199,5 +199,5 @@ async def test_a_long_pipeline_is_fully_acked_in_order(
             ack = await recv_json(producer, within=30)
             assert ack.get("type") == "ack" and ack["seq"] == i + 2 and ack["ref"] == i, ack
         await sender
-    segments = (await api_a.get_call(sid))["transcript"]
+    segments = await api_a.final_transcript(sid)
     assert len(segments) == total and segments[-1]["content"] == f"p{total - 1}"

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from scribeline.api.params import path_id
 from scribeline.api.rest import authorize_org, json_response, read_json
 from scribeline.domain import Assistant
 from scribeline.errors import NotFound
@@ -45,14 +46,12 @@ async def list_assistants(request: web.Request) -> web.Response:
 @routes.patch("/v1/assistants/{assistant_id}")
 async def update_assistant(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "write")
-    raw = request.match_info["assistant_id"]
+    assistant_id = path_id(request, "assistant_id", "Assistant")
     body = UpdateAssistant.model_validate(await read_json(request))
-    assistant = None
-    if raw.isdigit() and len(raw) <= 18:
-        assistant = await services.storage.update_assistant(
-            principal.org_id, int(raw), body.transcription_enabled
-        )
+    assistant = await services.storage.update_assistant(
+        principal.org_id, assistant_id, body.transcription_enabled
+    )
     if assistant is None:
-        raise NotFound(f"Assistant {raw} not found")
+        raise NotFound(f"Assistant {assistant_id} not found")
     services.calls.forget_assistant(assistant.id)
     return json_response(assistant_json(assistant))

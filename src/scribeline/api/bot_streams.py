@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
-from scribeline.auth import Credentials, extract_credentials
+from scribeline.auth import Credentials, websocket_credentials
 from scribeline.connection import Connection
 from scribeline.domain import Bot, BotStatus
 from scribeline.errors import (
@@ -35,6 +35,7 @@ from scribeline.errors import (
 )
 from scribeline.events import BotEventType, NewEvent
 from scribeline.ingest.bot_models import EVENT_MODELS, event_data
+from scribeline.ingest.models import parse_ref
 from scribeline.protocols import meeting_bot as proto
 from scribeline.protocols.common import decode_object
 from scribeline.protocols.frames import text_frame
@@ -64,7 +65,7 @@ async def _refuse(conn: Connection, exc: BaseException) -> None:
 async def bot_subscriber(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     s = services.settings
-    credentials = extract_credentials(request)
+    credentials = websocket_credentials(request)
     conn = await open_websocket(
         request,
         services,
@@ -121,8 +122,7 @@ async def _join(
     if bot.ended:
         await detach_stream(services, conn, bot.stream)
         return None, role
-    conn.last_seq = head.seq
-    conn.go_live()
+    conn.go_live(head.seq)
     return bot, role
 
 
@@ -163,7 +163,7 @@ def _out_of_order(kind: str, started: bool) -> Conflict | None:
 
 async def bot_producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    credentials = extract_credentials(request)
+    credentials = websocket_credentials(request)
     conn = await open_websocket(
         request, services, credentials, services.settings.producer_messages_per_second, pace=True
     )
@@ -210,14 +210,13 @@ async def _serve_producer(services: Services, conn: Connection, bot: Bot) -> Non
             bot = await services.bots.get(bot.org_id, bot.public_id)
             if bot.ended:
                 raise BotEnded(f"Bot {bot.public_id} has ended")
-            conn.last_seq = head.seq
-            conn.go_live()
+            conn.go_live(head.seq)
             started = bot.status == BotStatus.RECORDING
             while (message := await conn.next_message()) is not None:
                 ref = None
                 try:
                     body = decode_object(message.text())
-                    ref = body.pop("ref", None)
+                    ref = parse_ref(body.pop("ref", None))
                     kind, data = _validate(body)
                 except InvalidMessage as exc:
                     conn.send(_error(exc, ref))

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from scribeline.api.params import query_int
 from scribeline.api.rest import authorize_org, json_response, read_json
 from scribeline.api.state import Services
 from scribeline.auth import Principal
@@ -108,10 +109,9 @@ async def list_bots(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in set(BotStatus):
         raise InvalidRequest(f"status must be one of {', '.join(BotStatus)}")
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIST}")
-    bots = await services.storage.list_bots(principal.org_id, status, int(raw))
+    limit = query_int(request, "limit", 50, 1, MAX_LIST)
+    assert limit is not None
+    bots = await services.storage.list_bots(principal.org_id, status, limit)
     return json_response({"bots": [bot_json(b) for b in bots]})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
@@ -20,8 +21,8 @@ from pydantic import ValidationError
 
 from scribeline.api.state import SERVICES
 from scribeline.api.websocket import authorize_call, open_websocket, report
-from scribeline.auth import extract_credentials
-from scribeline.connection import Connection
+from scribeline.auth import websocket_credentials
+from scribeline.connection import Connection, Inbound
 from scribeline.domain import Call
 from scribeline.errors import (
     CloseCode,
@@ -30,12 +31,14 @@ from scribeline.errors import (
 )
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
-from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch
+from scribeline.ingest.models import Ref, SetStatus, Transcript, TranscriptBatch, parse_ref
 from scribeline.protocols.common import decode_json
 
 __all__ = ["producer"]
 
-_Pending = tuple[Any, "asyncio.Future[list[StoredEvent]]", bool]
+log = logging.getLogger(__name__)
+
+_Pending = tuple["Ref | None", "asyncio.Future[list[StoredEvent]]", bool]
 
 
 def _error(error: ScribelineError, ref: Any = None) -> bytes:
@@ -45,11 +48,16 @@ def _error(error: ScribelineError, ref: Any = None) -> bytes:
     return orjson.dumps(body)
 
 
-def _parse(calls: CallService, call: Call, text: str, max_batch: int) -> _Pending:
-    """Validate one message and start its append; returns (ref, task, is_batch)."""
-    message = decode_json(text)
+def _parse(calls: CallService, call: Call, inbound: Inbound, max_batch: int) -> _Pending:
+    """Validate one message and start its append: ``(ref, append, is_batch)``.
+
+    A refused message gets an already failed append, so that its error keeps
+    its place among the acks, with its ``ref`` when the ref itself is valid.
+    """
     loop = asyncio.get_running_loop()
+    ref: Ref | None = None
     try:
+        message = decode_json(inbound.text())
         if isinstance(message, list):
             if len(message) > max_batch:
                 raise InvalidMessage(f"A batch holds at most {max_batch} transcripts")
@@ -57,7 +65,7 @@ def _parse(calls: CallService, call: Call, text: str, max_batch: int) -> _Pendin
             return None, loop.create_task(calls.append_transcripts(call, items)), True
         if not isinstance(message, dict):
             raise InvalidMessage("Expected a JSON object or array")
-        ref = message.pop("ref", None)
+        ref = parse_ref(message.pop("ref", None))
         kind = message.pop("type", "transcript")
         if kind == "status":
             status = SetStatus.model_validate(message)
@@ -68,7 +76,12 @@ def _parse(calls: CallService, call: Call, text: str, max_batch: int) -> _Pendin
         item = Transcript.model_validate(message)
         return ref, loop.create_task(calls.append_transcripts(call, [item])), False
     except ValidationError as exc:
-        raise InvalidMessage(_describe(exc)) from None
+        error = InvalidMessage(_describe(exc))
+    except InvalidMessage as exc:
+        error = exc
+    failed: asyncio.Future[list[StoredEvent]] = loop.create_future()
+    failed.set_exception(error)
+    return ref, failed, False
 
 
 async def _one(coro: Coroutine[Any, Any, StoredEvent]) -> list[StoredEvent]:
@@ -84,7 +97,7 @@ def _describe(exc: ValidationError) -> str:
 async def producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call_sid = request.match_info["call_sid"]
-    credentials = extract_credentials(request)
+    credentials = websocket_credentials(request)
     conn = await open_websocket(
         request, services, credentials, services.settings.producer_messages_per_second, pace=True
     )
@@ -98,19 +111,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
     acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
     try:
         while (message := await conn.next_message()) is not None:
-            try:
-                pending = _parse(
-                    services.calls, call, message.text(), services.settings.max_batch_items
-                )
-            except InvalidMessage as exc:
-                # In order with the acks of earlier messages.
-                failed: asyncio.Future[list[StoredEvent]] = (
-                    asyncio.get_running_loop().create_future()
-                )
-                failed.set_exception(exc)
-                await acks.put((None, failed, False))
-                continue
-            await acks.put(pending)
+            await acks.put(_parse(services.calls, call, message, services.settings.max_batch_items))
         await acks.put(None)
         await acker
     except Exception as exc:
@@ -128,16 +129,24 @@ async def _acknowledge(conn: Connection, acks: asyncio.Queue[_Pending | None]) -
     """Send each message's ack (or error) in the order the messages came."""
     while (item := await acks.get()) is not None:
         ref, task, is_batch = item
+        # Nothing may end this loop but the end of the queue: a producer waits for
+        # an answer to every message, and one left unanswered is sent again.
         try:
             stored = await task
+            conn.send(_ack(stored, ref, is_batch))
         except ScribelineError as exc:
             conn.send(_error(exc, ref))
-            continue
-        ack: dict[str, Any] = {"type": "ack"}
-        if is_batch:
-            ack["seqs"] = [e.seq for e in stored]
-        else:
-            ack["seq"] = stored[0].seq
-        if ref is not None:
-            ack["ref"] = ref
-        conn.send(orjson.dumps(ack))
+        except Exception:
+            log.exception("an append from a producer WebSocket failed")
+            conn.send(_error(ScribelineError("Internal server error"), ref))
+
+
+def _ack(stored: list[StoredEvent], ref: Ref | None, is_batch: bool) -> bytes:
+    ack: dict[str, Any] = {"type": "ack"}
+    if is_batch:
+        ack["seqs"] = [e.seq for e in stored]
+    else:
+        ack["seq"] = stored[0].seq
+    if ref is not None:
+        ack["ref"] = ref
+    return orjson.dumps(ack)

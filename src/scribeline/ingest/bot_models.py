@@ -1,13 +1,15 @@
 """Validated shapes of the meeting-bot API: creating a bot, and each event its
-producer sends (PROTOCOL.md section 4). Unknown fields are refused."""
+producer sends (PROTOCOL.md section 4). Unknown fields are refused and types
+are strict, as for every request model (``ingest.models.STRICT``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints, model_validator
+from pydantic import AnyUrl, BaseModel, Field, UrlConstraints, model_validator
 
 from scribeline.events import BotEventType
+from scribeline.ingest.models import STRICT
 from scribeline.protocols.meeting_bot import MAX_CHAT_CHARS
 
 __all__ = ["EVENT_MODELS", "BotEventData", "CreateBot", "event_data"]
@@ -18,7 +20,7 @@ MeetingUrl = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
 
 class CreateBot(_Strict):

@@ -1,30 +1,54 @@
 """Validated shapes of ingest requests (PROTOCOL.md section 6).
 
 Unknown fields are refused so that a misspelt field is an error, not a
-silently dropped value.
+silently dropped value. Types are strict: ``"yes"`` is not ``true`` and
+``"5"`` is not ``5`` (an integer is accepted where a number is expected).
+Ids are positive and fit in 64 bits; numbers are finite. Free-form JSON
+(a status update's ``metadata``) is bounded in depth and size, so that
+everything accepted can also be stored and sent on.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 
+from scribeline.errors import InvalidMessage
 from scribeline.events import CallStatus
+from scribeline.numbers import MAX_INT64
 
 __all__ = [
     "CALL_SID_PATTERN",
+    "MAX_JSON_DEPTH",
+    "MAX_METADATA_BYTES",
+    "MAX_REF_BYTES",
+    "MAX_REF_DEPTH",
+    "STRICT",
     "ContactBatch",
     "CreateAssistant",
     "CreateCall",
     "CreateCampaign",
+    "Id",
+    "Metadata",
     "NewContact",
     "Outcome",
+    "Ref",
     "SetStatus",
     "Transcript",
     "TranscriptBatch",
     "UpdateAssistant",
+    "bounded_json",
+    "parse_ref",
     "valid_call_sid",
 ]
 
@@ -37,19 +61,90 @@ def valid_call_sid(sid: str) -> bool:
     return _SID.fullmatch(sid) is not None
 
 
+#: Nesting of objects and arrays allowed in free-form JSON.
+MAX_JSON_DEPTH = 16
+#: Encoded size allowed for a status update's metadata.
+MAX_METADATA_BYTES = 16 * 1024
+
+#: The configuration of every request model.
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+#: A database id: positive, and what a signed 64-bit column holds.
+Id = Annotated[int, Field(ge=1, le=MAX_INT64)]
+
+
+def bounded_json(value: Any, max_depth: int, max_bytes: int) -> Any:
+    """``value`` if it nests at most ``max_depth`` levels and encodes to at most
+    ``max_bytes``; else ``ValueError`` (a 422 or an ``invalid_message``)."""
+    level = [value]
+    for _ in range(max_depth + 1):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            break
+    else:
+        raise ValueError(f"nests more than {max_depth} levels deep")
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        raise ValueError("is not JSON that can be stored") from None
+    if size > max_bytes:
+        raise ValueError(f"is {size} bytes encoded; at most {max_bytes} are allowed")
+    return value
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    return bounded_json(value, MAX_JSON_DEPTH, MAX_METADATA_BYTES)  # type: ignore[no-any-return]
+
+
+#: A status update's free-form metadata.
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+
+#: Nesting and encoded size allowed for a producer's ``ref``.
+MAX_REF_DEPTH = 4
+MAX_REF_BYTES = 256
+
+#: A producer's correlation id, echoed in its ack or error: any JSON value
+#: within the bounds above (a string or a number in practice).
+Ref = Any
+
+
+def parse_ref(value: Any) -> Ref:
+    """A producer message's ``ref``, checked against the bounds; ``InvalidMessage``
+    if it is too large or too deep to be echoed."""
+    kind = type(value)
+    if value is None or kind is bool or kind is float:
+        return value
+    if (kind is str and len(value) <= _SHORT_REF) or (kind is int and -_I64 <= value < _U64):
+        return value  # the usual refs, which cannot be too large
+    try:
+        return bounded_json(value, MAX_REF_DEPTH, MAX_REF_BYTES)
+    except ValueError as exc:
+        raise InvalidMessage(f"ref {exc}") from None
+
+
+#: A string this short encodes within MAX_REF_BYTES even if every character is escaped.
+_SHORT_REF = (MAX_REF_BYTES - 2) // 6
+_I64, _U64 = 2**63, 2**64  # what orjson encodes
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
 
 class CreateCall(_Strict):
     call_sid: str = Field(pattern=CALL_SID_PATTERN)
-    assistant_id: int | None = Field(None, ge=1)
+    assistant_id: Id | None = None
     to_phone_number: str | None = Field(None, max_length=32)
     customer_phone_number: str | None = Field(None, max_length=32)
     call_type: Literal["inbound", "outbound", "web"] | None = "inbound"
     status: Literal["queued", "ringing", "in-progress"] = "in-progress"
     #: A contact of a running campaign this call is placed to.
-    campaign_contact_id: int | None = Field(None, ge=1)
+    campaign_contact_id: Id | None = None
 
 
 class Transcript(_Strict):
@@ -86,7 +181,7 @@ class UpdateAssistant(_Strict):
 
 class CreateCampaign(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    assistant_id: int | None = Field(None, ge=1)
+    assistant_id: Id | None = None
 
 
 class NewContact(_Strict):
@@ -105,5 +200,6 @@ class Outcome(_Strict):
 
 
 class SetStatus(_Strict):
-    status: CallStatus
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    # An enum takes its values from JSON; strict mode would want the enum itself.
+    status: CallStatus = Field(strict=False)
+    metadata: Metadata = Field(default_factory=dict)
