@@ -4,7 +4,9 @@ Writes are functions of a connection, queued to a single writer thread. The
 thread takes every write waiting in the queue, runs each inside its own
 SAVEPOINT of one transaction (so one failing write does not undo the others),
 commits once and only then resolves the callers' futures, in submission
-order. One fsync thus covers every append that arrived while the previous
+order. A write that breaks the transaction itself makes the batch run again
+one write at a time, so a failure only ever fails its own caller; the thread
+survives every error. One fsync thus covers every append that arrived while the previous
 commit was in progress; durability is per commit (``synchronous=FULL``).
 
 Reads never wait for the writer (WAL). Bounded point reads (a key, a call,
@@ -17,6 +19,8 @@ connection, so they never stall the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -29,6 +33,8 @@ from typing import Any, TypeVar
 __all__ = ["SqliteDatabase", "connect"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: Most writes taken into one transaction.
 MAX_BATCH = 1024
@@ -49,7 +55,7 @@ class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     result: Any = None
-    error: BaseException | None = field(default=None)
+    error: Exception | None = field(default=None)
 
 
 class SqliteDatabase:
@@ -71,6 +77,9 @@ class SqliteDatabase:
         self._loop = asyncio.get_running_loop()
         self._loop_conn = connect(self._path)
         self._loop_conn.execute("PRAGMA query_only=ON")
+        self._start_writer()
+
+    def _start_writer(self) -> None:
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
         self._writer.start()
 
@@ -78,6 +87,11 @@ class SqliteDatabase:
         """Run ``fn`` in a write transaction; return once it is committed."""
         if self._closed or self._loop is None:
             raise RuntimeError("database is not running")
+        if self._writer is None or not self._writer.is_alive():
+            # Never expected (the loop survives every error), but a dead writer
+            # would leave every later write waiting forever.
+            log.error("the database writer thread had stopped; starting a new one")
+            self._start_writer()
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(fn, future))
         return await future
@@ -118,62 +132,103 @@ class SqliteDatabase:
         return fn(conn)
 
     def _write_loop(self) -> None:
-        conn = connect(self._path)
-        try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        job = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stopping = True
-                        break
-                    batch.append(job)
-                self._commit(conn, batch)
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(_resolve, batch)
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            for job in batch:
-                job.error = exc
-            return
-        single = len(batch) == 1
-        for job in batch:
-            if single:
+        # Nothing here may end the thread: a write that fails fails only its own
+        # callers, and a connection that breaks is replaced for the next batch.
+        conn: sqlite3.Connection | None = None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH:
                 try:
-                    job.result = job.fn(conn)
-                except BaseException as exc:
-                    job.error = exc
-                continue
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                batch.append(job)
+            try:
+                if conn is None:
+                    conn = connect(self._path)
+                _commit(conn, batch)
+            except BaseException as exc:
+                log.exception("the database writer lost its connection; reopening it")
+                for job in batch:
+                    job.result, job.error = None, _failure(exc)
+                _discard(conn)
+                conn = None
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                self._loop.call_soon_threadsafe(_resolve, batch)
+        _discard(conn)
+
+
+def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    """Run a batch in one transaction, each job in its own SAVEPOINT, one COMMIT.
+
+    If the transaction itself breaks (a job that ends it, an error that makes
+    SQLite roll it back, a failed commit), it is rolled back and every job is
+    run again alone, so that only the job at fault fails.
+    """
+    if len(batch) == 1:
+        _run_alone(conn, batch[0])
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in batch:
             conn.execute("SAVEPOINT job")
             try:
                 job.result = job.fn(conn)
             except BaseException as exc:
-                job.error = exc
+                job.error = _failure(exc)
                 conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        _rollback(conn)
+        for job in batch:
+            job.result, job.error = None, None
+            _run_alone(conn, job)
+
+
+def _run_alone(conn: sqlite3.Connection, job: _Job) -> None:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            if single and batch[0].error is not None:
-                conn.execute("ROLLBACK")
-            else:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in batch:
-                job.error = exc
+            job.result = job.fn(conn)
+        except BaseException as exc:
+            job.error = _failure(exc)
+            _rollback(conn)
+            return
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        job.result, job.error = None, exc
+        _rollback(conn)
+
+
+def _failure(exc: BaseException) -> Exception:
+    """What a caller is told: an interrupt of the writer thread is not the
+    caller's interrupt (a KeyboardInterrupt in a future would stop its loop)."""
+    if isinstance(exc, Exception):
+        return exc
+    return RuntimeError(f"the write was interrupted ({type(exc).__name__})")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("rolling back a failed transaction failed", exc_info=True)
+
+
+def _discard(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
 
 def _resolve(batch: list[_Job]) -> None:
