@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 
-from scribeline.errors import CloseCode, InvalidMessage, RateLimited
+from scribeline.errors import CloseCode, InvalidMessage, RateLimited, SlowConsumer
 from scribeline.protocols.frames import PING_FRAME, text_frame
 
 __all__ = ["Connection", "Inbound", "Registry", "TokenBucket"]
@@ -145,7 +145,7 @@ class Connection:
         self.transport.write(frame)
         if self.transport.get_write_buffer_size() > self.limit:
             log.info("closing slow consumer (%d bytes queued)", self.limit)
-            self.close_soon(CloseCode.TRY_AGAIN_LATER)
+            self.close_soon(CloseCode.TRY_AGAIN_LATER, SlowConsumer.code)
 
     def send(self, payload: bytes) -> None:
         """Send one JSON text message."""
@@ -183,7 +183,7 @@ class Connection:
             self.pending.append((seq, frame, closes))
             self.pending_bytes += len(frame)
             if self.pending_bytes > self.limit:
-                self.close_soon(CloseCode.TRY_AGAIN_LATER)
+                self.close_soon(CloseCode.TRY_AGAIN_LATER, SlowConsumer.code)
             return
         if seq <= self.last_seq:
             return
@@ -192,8 +192,15 @@ class Connection:
         if closes:
             self.close_soon(CloseCode.NORMAL)
 
-    def go_live(self) -> None:
-        """Send the events held while joining that history did not include."""
+    def go_live(self, covered: int) -> None:
+        """Send the events held while joining that come after ``covered``.
+
+        ``covered`` is the last seq the join accounts for: sent as history,
+        skipped as replaced, or before the position the client resumed from.
+        Every join states it, so a held event at or below it (one the broker
+        delivered late) can never go out a second time.
+        """
+        self.last_seq = max(self.last_seq, covered)
         pending, self.pending, self.pending_bytes = self.pending, [], 0
         self.joining = False
         for seq, frame, closes in pending:

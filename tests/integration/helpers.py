@@ -124,7 +124,8 @@ class ServerProcess:
         return env
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The server creates its data directory itself (mode 0700).
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [
@@ -401,10 +402,24 @@ class Api:
         return seq
 
     async def get_call(self, sid: str) -> dict[str, Any]:
+        """The call with the first page of its final transcript."""
         resp = await self.request("GET", f"/v1/calls/{sid}")
         assert resp.status == 200, f"get call: {resp.status} {resp.text}"
         assert isinstance(resp.body, dict)
         return resp.body
+
+    async def final_transcript(self, sid: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every final of the call, following ``next_cursor`` page by page."""
+        segments: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+            resp = await self.request("GET", f"/v1/calls/{sid}{query}")
+            assert resp.status == 200, f"get call: {resp.status} {resp.text}"
+            segments += resp.body["transcript"]
+            cursor = resp.body["next_cursor"]
+            if cursor is None:
+                return segments
 
 
 # --------------------------------------------------------------------------- WebSocket

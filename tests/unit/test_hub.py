@@ -7,11 +7,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from scribeline import history
 from scribeline.broker import pack
 from scribeline.broker.memory import MemoryBroker
+from scribeline.errors import RateLimited
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
 from scribeline.hub import Hub
 from scribeline.protocols.frames import text_frame
+from scribeline.recovery import SegmentEntry, segment_entry, start_after
 from scribeline.storage.base import EventLog
 
 STREAM = "call:1"
@@ -41,6 +44,10 @@ class ListLog(EventLog):
     async def head(self, stream: str) -> Position:
         return Position(len(self.events), "e")
 
+    async def transcript_segments(self, stream: str, after: int, upto: int) -> list[SegmentEntry]:
+        entries = (segment_entry(e) for e in self.events if after < e.seq <= upto)
+        return [e for e in entries if e is not None]
+
     async def ping(self) -> None:
         return None
 
@@ -57,6 +64,8 @@ class RecordingConnection:
         self.pending: list[tuple[int, bytes, bool]] = []
         self.sent: list[int] = []
         self.closed_with: int | None = None
+        self.closing = False
+        self.history: list[bytes] = []
 
     def offer(self, seq: int, frame: bytes, closes: bool) -> None:
         if self.joining:
@@ -68,7 +77,11 @@ class RecordingConnection:
             if closes:
                 self.close_soon(1000)
 
-    def go_live(self) -> None:
+    async def write_paced(self, frame: bytes) -> None:
+        self.history.append(frame)
+
+    def go_live(self, covered: int) -> None:
+        self.last_seq = max(self.last_seq, covered)
         pending, self.pending = self.pending, []
         self.joining = False
         for item in pending:
@@ -88,7 +101,7 @@ async def _hub(head: int) -> tuple[Hub, ListLog, MemoryBroker]:
 
 async def _live(hub: Hub, conn: RecordingConnection) -> None:
     await hub.attach(STREAM, conn, "f", lambda e: b"{}")  # type: ignore[arg-type]
-    conn.go_live()
+    conn.go_live(0)
 
 
 async def test_in_order_events_pass_straight_through() -> None:
@@ -147,9 +160,36 @@ async def test_events_during_join_are_held_then_merged_without_duplicates() -> N
     await broker.publish(STREAM, pack(_event(3)))
     await broker.publish(STREAM, pack(_event(4)))
     assert conn.sent == []
-    conn.sent, conn.last_seq = [1, 2, 3], 3  # history read after attach reached seq 3
-    conn.go_live()
+    conn.sent = [1, 2, 3]  # history read after attach reached seq 3
+    conn.go_live(3)
     assert conn.sent == [1, 2, 3, 4]
+
+
+async def test_a_resumed_join_never_resends_an_event_the_broker_delivers_late() -> None:
+    """A client resuming with since=N whose history after N is empty does not get N
+    again when the broker delivers N only after the join (any broker that is not
+    in-process): the join's resume point counts as covered."""
+    hub, log, broker = await _hub(head=4)
+    other = RecordingConnection()
+    await _live(hub, other)  # the stream's topic is open and has passed seq 4
+    log.events.append(_event(5))  # stored; the broker has not delivered it yet
+    conn = RecordingConnection()
+    await hub.attach(STREAM, conn, "f", lambda e: b"{}")  # type: ignore[arg-type]
+    position = await log.head(STREAM)
+    start = start_after(5, None, position)
+    covered, ended = await history.replay(
+        log,
+        conn,  # type: ignore[arg-type]
+        STREAM,
+        start,
+        position.seq,
+        lambda e: b"{}",
+    )
+    assert (start, covered, ended, conn.history) == (5, 5, False, [])
+    conn.go_live(covered)
+    await broker.publish(STREAM, pack(_event(5)))  # the late delivery
+    assert other.sent == [5]
+    assert conn.sent == []
 
 
 async def test_closing_event_closes_subscribers_normally() -> None:
@@ -191,7 +231,7 @@ async def test_each_event_is_encoded_once_per_format(subscribers: int) -> None:
     for _ in range(subscribers):
         conn = RecordingConnection()
         await hub.attach(STREAM, conn, "f", encoder)  # type: ignore[arg-type]
-        conn.go_live()
+        conn.go_live(0)
     log.events.append(_event(1))
     await broker.publish(STREAM, pack(_event(1)))
     assert calls == [1]
@@ -209,7 +249,8 @@ class WritingConnection(RecordingConnection):
 
 
 async def test_the_firehose_is_one_subscription_per_organization() -> None:
-    """An org subscriber sees events of 100 calls through one broker subscription."""
+    """An org subscriber sees events of 100 calls through one broker subscription;
+    each event is encoded once, and only for the subscribers whose filters match."""
     encoded: list[int] = []
 
     def encode(event: StoredEvent, meta: dict[str, object]) -> bytes:
@@ -220,23 +261,57 @@ async def test_the_firehose_is_one_subscription_per_organization() -> None:
     broker = MemoryBroker()
     hub = Hub(broker, log, encode)
     await broker.start(hub.deliver)
-    everything, one_call = WritingConnection(), WritingConnection()
-    await hub.attach_firehose("org:1", everything, lambda kind, meta: True)  # type: ignore[arg-type]
-    await hub.attach_firehose(
-        "org:1",
-        one_call,  # type: ignore[arg-type]
-        lambda kind, meta: meta.get("call_sid") == "CA7",
-    )
+    everything, one_call, statuses = WritingConnection(), WritingConnection(), WritingConnection()
+    await hub.subscribe_firehose("org:1", everything, "transcription", "*")  # type: ignore[arg-type]
+    await hub.subscribe_firehose("org:1", one_call, "transcription", "CA7")  # type: ignore[arg-type]
+    await hub.subscribe_firehose("org:1", one_call, "transcription", "*")  # type: ignore[arg-type]
+    await hub.subscribe_firehose("org:1", statuses, "call_status", "*")  # type: ignore[arg-type]
     for n in range(100):
         event = StoredEvent(f"call:{n}", 1, EventType.TRANSCRIPT, 0, {})
-        await broker.publish("org:1", pack(event, {"call_sid": f"CA{n}"}))
+        await broker.publish("org:1", pack(event, {"call_sid": f"CA{n}", "assistant_id": 1}))
     await broker.publish("org:2", pack(_event(1), {"call_sid": "CA7"}))  # another org
     assert hub.topics == 1
-    assert len(everything.frames) == 100 and len(one_call.frames) == 1
+    assert len(everything.frames) == 100 and len(one_call.frames) == 100  # once each, not twice
+    assert statuses.frames == []
     assert len(encoded) == 100  # once per event, not once per subscriber
-    await hub.detach_firehose("org:1", everything)  # type: ignore[arg-type]
-    await hub.detach_firehose("org:1", one_call)  # type: ignore[arg-type]
+    await hub.unsubscribe_firehose("org:1", one_call, "transcription", "*")  # type: ignore[arg-type]
+    await broker.publish("org:1", pack(_event(2), {"call_sid": "CA7", "assistant_id": 1}))
+    await broker.publish("org:1", pack(_event(3), {"call_sid": "CA8", "assistant_id": 1}))
+    assert len(one_call.frames) == 101 and len(everything.frames) == 102
+    for conn in (everything, one_call, statuses):
+        await hub.detach_firehose("org:1", conn)  # type: ignore[arg-type]
     assert hub.topics == 0
+
+
+async def test_firehose_subscriptions_are_bounded_per_connection_and_organization() -> None:
+    """Past either bound a subscription is refused with rate_limited; a slot freed by
+    an unsubscribe or a departing connection can be taken again."""
+    hub = Hub(
+        MemoryBroker(),
+        ListLog(0),
+        lambda event, meta: b"{}",
+        subscriptions_per_connection=3,
+        subscriptions_per_organization=5,
+    )
+    first, second = WritingConnection(), WritingConnection()
+    for sid in ("CA1", "CA2", "CA3"):
+        await hub.subscribe_firehose("org:1", first, "transcription", sid)  # type: ignore[arg-type]
+    with pytest.raises(RateLimited, match="per connection"):
+        await hub.subscribe_firehose("org:1", first, "transcription", "CA4")  # type: ignore[arg-type]
+    await hub.subscribe_firehose("org:1", first, "transcription", "CA1")  # type: ignore[arg-type]
+    for sid in ("CA5", "CA6"):
+        await hub.subscribe_firehose("org:1", second, "call_status", sid)  # type: ignore[arg-type]
+    with pytest.raises(RateLimited, match="per organization"):
+        await hub.subscribe_firehose("org:1", second, "call_status", "CA7")  # type: ignore[arg-type]
+    await hub.subscribe_firehose("org:2", second, "call_status", "CA7")  # type: ignore[arg-type]
+    await hub.unsubscribe_firehose("org:1", first, "transcription", "CA1")  # type: ignore[arg-type]
+    await hub.subscribe_firehose("org:1", second, "call_status", "CA7")  # type: ignore[arg-type]
+    third = WritingConnection()
+    with pytest.raises(RateLimited, match="per organization"):
+        await hub.subscribe_firehose("org:1", third, "call_status", "*")  # type: ignore[arg-type]
+    await hub.detach_firehose("org:1", first)  # type: ignore[arg-type]
+    for topic in ("call_status", "transcription"):
+        await hub.subscribe_firehose("org:1", third, topic, "*")  # type: ignore[arg-type]
 
 
 async def test_a_relay_passes_messages_on_in_order_through_one_subscription() -> None:

@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from scribeline.api.params import path_id, query_int
 from scribeline.api.rest import authorize, authorize_org, json_response, read_json
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
-from scribeline.auth import extract_credentials
+from scribeline.auth import websocket_credentials
 from scribeline.connection import Connection
 from scribeline.domain import Campaign, CampaignStatus, Contact
 from scribeline.errors import (
@@ -22,6 +23,7 @@ from scribeline.errors import (
 )
 from scribeline.events import EventType, format_ms, now_ms
 from scribeline.ingest.models import ContactBatch, CreateCampaign, NewContact, Outcome
+from scribeline.numbers import parse_int
 from scribeline.protocols import campaign_progress as proto
 from scribeline.protocols.frames import text_frame
 
@@ -30,6 +32,10 @@ __all__ = ["campaign_progress", "routes"]
 routes = web.RouteTableDef()
 
 FORMAT = "campaign-progress"
+
+#: Contacts in one page of ``GET /v1/campaigns/{id}/contacts``: by default and at most.
+DEFAULT_CONTACT_PAGE = 500
+MAX_CONTACT_PAGE = 1000
 
 
 def campaign_json(campaign: Campaign, counters: dict[str, Any]) -> dict[str, Any]:
@@ -57,16 +63,9 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     }
 
 
-def _campaign_id(request: web.Request) -> int:
-    raw = request.match_info["campaign_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"Campaign {raw} not found")
-    return int(raw)
-
-
 async def _campaign(request: web.Request, scope: str) -> tuple[Services, Campaign]:
     services, principal = await authorize(request, scope)
-    campaign_id = _campaign_id(request)
+    campaign_id = path_id(request, "campaign_id", "Campaign")
     principal.allow_campaign(campaign_id)
     return services, await services.campaigns.get(principal.org_id, campaign_id)
 
@@ -120,9 +119,20 @@ async def add_contacts(request: web.Request) -> web.Response:
 
 @routes.get("/v1/campaigns/{campaign_id}/contacts")
 async def list_contacts(request: web.Request) -> web.Response:
+    """One page of the campaign's contacts (``limit``, ``cursor``), in id order."""
     services, campaign = await _campaign(request, "read")
-    contacts = await services.storage.list_contacts(campaign.id)
-    return json_response({"contacts": [contact_json(c) for c in contacts]})
+    limit = query_int(request, "limit", DEFAULT_CONTACT_PAGE, 1, MAX_CONTACT_PAGE)
+    after = query_int(request, "cursor", 0)
+    assert limit is not None and after is not None
+    contacts = await services.storage.list_contacts(campaign.id, after, limit + 1)
+    more = len(contacts) > limit
+    contacts = contacts[:limit]
+    return json_response(
+        {
+            "contacts": [contact_json(c) for c in contacts],
+            "next_cursor": str(contacts[-1].id) if more else None,
+        }
+    )
 
 
 @routes.post("/v1/campaigns/{campaign_id}/start")
@@ -134,12 +144,10 @@ async def start_campaign(request: web.Request) -> web.Response:
 @routes.post("/v1/campaigns/{campaign_id}/contacts/{contact_id}/outcome")
 async def record_outcome(request: web.Request) -> web.Response:
     services, campaign = await _campaign(request, "write")
-    raw = request.match_info["contact_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"Contact {raw} not found")
+    contact_id = path_id(request, "contact_id", "Contact")
     body = Outcome.model_validate(await read_json(request))
     contact = await services.campaigns.record_outcome(
-        campaign, int(raw), body.outcome, body.duration, body.call_sid, body.error
+        campaign, contact_id, body.outcome, body.duration, body.call_sid, body.error
     )
     return json_response(contact_json(contact))
 
@@ -147,9 +155,10 @@ async def record_outcome(request: web.Request) -> web.Response:
 async def campaign_progress(request: web.Request) -> web.StreamResponse:
     """The campaign's live progress: snapshot, contact results, coalesced progress."""
     services = request.app[SERVICES]
-    raw_id = request.match_info["campaign_id"]
-    campaign_id = int(raw_id) if raw_id.isdigit() and len(raw_id) <= 18 else 0
-    credentials = extract_credentials(request)
+    # 0 (no campaign has it) for an id that cannot exist: refused as not found
+    # after authentication, like any other missing campaign.
+    campaign_id = parse_int(request.match_info["campaign_id"], 1) or 0
+    credentials = websocket_credentials(request)
     conn = await open_websocket(request, services, credentials)
     render_error = partial(_render_error, campaign_id)
     try:
@@ -200,8 +209,7 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
     except BaseException:
         await detach_stream(services, conn, stream)
         raise
-    conn.last_seq = head.seq
-    conn.go_live()
+    conn.go_live(head.seq)
     return stream
 
 

@@ -6,6 +6,8 @@ from functools import partial
 
 from aiohttp import web
 
+from scribeline import history
+from scribeline.api.params import query_int
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import (
     attach_stream,
@@ -14,19 +16,13 @@ from scribeline.api.websocket import (
     open_websocket,
     report,
 )
-from scribeline.auth import extract_credentials
+from scribeline.auth import websocket_credentials
 from scribeline.connection import Connection
-from scribeline.errors import (
-    CloseCode,
-    InvalidMessage,
-    InvalidRequest,
-    ScribelineError,
-)
+from scribeline.errors import CloseCode, InvalidMessage, ScribelineError
 from scribeline.events import TERMINAL_STATUSES, now_ms
 from scribeline.ingest.calls import CallService
 from scribeline.protocols import live_transcript as proto
-from scribeline.protocols.frames import text_frame
-from scribeline.recovery import history_view, start_after
+from scribeline.recovery import start_after
 
 __all__ = ["live_transcript"]
 
@@ -34,18 +30,13 @@ FORMAT = "live-transcript"
 
 
 def _since(request: web.Request) -> int | None:
-    raw = request.query.get("since")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise InvalidRequest("since must be a non-negative integer")
-    return int(raw)
+    return query_int(request, "since", None)
 
 
 async def live_transcript(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call_sid = request.match_info["call_sid"]
-    credentials = extract_credentials(request)
+    credentials = websocket_credentials(request)
     conn = await open_websocket(request, services, credentials)
     try:
         org_id, stream = await _join(request, services, conn, call_sid, credentials.token)
@@ -81,23 +72,20 @@ async def _join(
     encoder = partial(proto.encode_event, call_sid)
     await attach_stream(services, conn, stream, FORMAT, encoder, "call")
     try:
+        # Read after attaching: history up to this head, live events after it.
         position = await services.storage.head(stream)
         start = start_after(since, request.query.get("epoch"), position)
         now = now_ms()
-        conn.send(proto.encode_connected(call_sid, now, position.epoch))
+        conn.send(proto.encode_connected(call_sid, now, position.epoch, start))
         conn.send(proto.encode_status_snapshot(call, now))
-        history = await services.storage.read(stream, after=start)
-        for event in history_view(history):
-            await conn.write_paced(text_frame(proto.encode_event(call_sid, event)))
+        covered, ended = await history.replay(
+            services.storage, conn, stream, start, position.seq, encoder
+        )
     except BaseException:
         await detach_stream(services, conn, stream)
         raise
-    if history:
-        conn.last_seq = history[-1].seq
-        if history[-1].closes:
-            conn.close_soon(CloseCode.NORMAL)
-    conn.go_live()
-    if call.status in TERMINAL_STATUSES:
+    conn.go_live(covered)
+    if ended or call.status in TERMINAL_STATUSES:
         # Everything of an ended call is in storage, so history was all of it.
         conn.close_soon(CloseCode.NORMAL)
     return principal.org_id, stream

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from scribeline import history
+from scribeline.api.params import query_int
 from scribeline.api.state import SERVICES, Services
-from scribeline.auth import Principal, extract_credentials
+from scribeline.auth import Principal, rest_credentials
 from scribeline.domain import Call
-from scribeline.errors import InvalidJson, InvalidRequest
-from scribeline.events import CallStatus, EventType, format_ms
+from scribeline.errors import InvalidJson, InvalidRequest, RequestTimeout
+from scribeline.events import CallStatus, format_ms
 from scribeline.ingest.models import CreateCall, SetStatus, Transcript, TranscriptBatch
-from scribeline.recovery import history_view
 
 __all__ = ["authorize", "authorize_org", "call_json", "json_response", "read_json", "routes"]
 
 routes = web.RouteTableDef()
 
 MAX_PAGE = 200
+#: Final transcripts in one page of ``GET /v1/calls/{sid}``: by default, at most,
+#: and about how many bytes of them (a page always holds at least one).
+DEFAULT_TRANSCRIPT_PAGE = 500
+MAX_TRANSCRIPT_PAGE = 1000
+MAX_TRANSCRIPT_PAGE_BYTES = 1024 * 1024
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -42,7 +49,7 @@ def call_json(call: Call) -> dict[str, Any]:
 async def authorize(request: web.Request, scope: str) -> tuple[Services, Principal]:
     """The credential's principal, which must have ``scope``."""
     services = request.app[SERVICES]
-    credentials = extract_credentials(request)
+    credentials = rest_credentials(request)
     principal = await services.auth.authenticate(credentials.token)
     principal.require(scope)
     return services, principal
@@ -66,7 +73,14 @@ async def _call(request: web.Request, scope: str) -> tuple[Services, Call]:
 async def read_json(request: web.Request, empty: Any = None) -> Any:
     """The JSON body (bounded by the server's body limit); ``empty`` stands in for
     an empty body where the endpoint allows one."""
-    raw = await request.read()  # bounded by client_max_size (413 beyond)
+    if request.content.is_eof():  # all there already (most bodies): no timer needed
+        raw = await request.read()  # bounded by client_max_size (413 beyond)
+    else:
+        try:
+            async with asyncio.timeout(request.app[SERVICES].settings.http_body_timeout):
+                raw = await request.read()
+        except TimeoutError:
+            raise RequestTimeout("The request body did not arrive in time") from None
     if empty is not None and not raw.strip():
         return empty
     try:
@@ -88,12 +102,11 @@ async def list_calls(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "read")
     status = request.query.get("status")
     if status is not None and status not in CallStatus.__members__.values():
-        raise InvalidRequest(f"Unknown status {status!r}")
-    raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+        raise InvalidRequest(f"Unknown status {status[:64]!r}")
+    limit = query_int(request, "limit", 50, 1, MAX_PAGE)
+    assert limit is not None
     page = await services.storage.list_calls(
-        principal.org_id, status, int(raw_limit), request.query.get("cursor")
+        principal.org_id, status, limit, request.query.get("cursor")
     )
     return json_response(
         {"calls": [call_json(c) for c in page.calls], "next_cursor": page.next_cursor}
@@ -102,14 +115,18 @@ async def list_calls(request: web.Request) -> web.Response:
 
 @routes.get("/v1/calls/{call_sid}")
 async def get_call(request: web.Request) -> web.Response:
+    """The call and one page of its final transcript (``limit``, ``cursor``)."""
     services, call = await _call(request, "read")
-    events = await services.storage.read(call.stream)
-    transcript = [
-        {**e.data, "seq": e.seq, "created_at": format_ms(e.ts)}
-        for e in history_view(events)
-        if e.type == EventType.TRANSCRIPT and e.data.get("is_final")
-    ]
-    return json_response({**call_json(call), "transcript": transcript})
+    limit = query_int(request, "limit", DEFAULT_TRANSCRIPT_PAGE, 1, MAX_TRANSCRIPT_PAGE)
+    after = query_int(request, "cursor", 0)
+    assert limit is not None and after is not None
+    head = await services.storage.head(call.stream)
+    page = await history.finals_page(
+        services.storage, call.stream, after, head.seq, limit, MAX_TRANSCRIPT_PAGE_BYTES
+    )
+    transcript = [{**e.data, "seq": e.seq, "created_at": format_ms(e.ts)} for e in page.events]
+    next_cursor = None if page.next_after is None else str(page.next_after)
+    return json_response({**call_json(call), "transcript": transcript, "next_cursor": next_cursor})
 
 
 @routes.post("/v1/calls/{call_sid}/transcripts")

@@ -53,7 +53,10 @@ def decode_client(text: str | bytes) -> ClientCommand:
     return command
 
 
-def encode_connected(call_sid: str, now: int, epoch: str) -> bytes:
+def encode_connected(call_sid: str, now: int, epoch: str, since: int) -> bytes:
+    """The greeting. Additions: ``epoch``, and ``since``, the seq after which this
+    connection's history starts (0 when the server replays from the start,
+    whatever the client asked for: its position belongs to a reset store)."""
     return orjson.dumps(
         {
             "type": "connection_established",
@@ -61,6 +64,7 @@ def encode_connected(call_sid: str, now: int, epoch: str) -> bytes:
             "timestamp": format_ms(now),
             "message": "Connected to live transcript stream",
             "epoch": epoch,
+            "since": since,
         }
     )
 

@@ -11,6 +11,9 @@
 * ``read`` returns stored events with ``seq > after`` in seq order.
 * ``head`` is the last assigned seq and the stream's epoch (``Position(0, "")``
   for a stream that has no events yet).
+* ``transcript_segments`` indexes a range's transcripts by segment, so that a
+  long history can be filtered (``recovery.HistoryFilter``) and sent in pages
+  without holding it all in memory.
 
 ``Catalog`` holds the organizations, keys, assistants and calls. Creating a
 call appends its initial status event in the same transaction, and the call's
@@ -34,6 +37,7 @@ from scribeline.domain import (
     Organization,
 )
 from scribeline.events import NewEvent, Position, StoredEvent
+from scribeline.recovery import SegmentEntry
 
 __all__ = ["BotStore", "CampaignStore", "Catalog", "EventLog", "Storage"]
 
@@ -56,8 +60,14 @@ class EventLog(ABC):
         """The stream's last seq and epoch."""
 
     @abstractmethod
+    async def transcript_segments(self, stream: str, after: int, upto: int) -> list[SegmentEntry]:
+        """``(seq, segment_id, is_final)`` of every transcript in ``(after, upto]``
+        that has a segment id, in seq order. Runs off the event loop: the range
+        may be a whole long call."""
+
+    @abstractmethod
     async def ping(self) -> None:
-        """Raise if the store cannot be reached."""
+        """Raise unless a durable write completes now (readiness)."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -73,6 +83,10 @@ class Catalog(ABC):
 
     @abstractmethod
     async def get_org(self, name: str) -> Organization | None: ...
+
+    @abstractmethod
+    async def list_orgs(self) -> list[Organization]:
+        """Every organization, oldest first (for operators)."""
 
     @abstractmethod
     async def add_api_key(
@@ -113,11 +127,14 @@ class Catalog(ABC):
     ) -> Assistant | None: ...
 
     @abstractmethod
-    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
+    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, list[StoredEvent]]:
         """Insert a call (``call.id`` is ignored) and append its first event.
 
         A call linked to a campaign contact moves that contact, which must be
-        pending in a running campaign of the organization, to in progress.
+        pending in a running campaign of the organization, to in progress and
+        appends its ``contact_update`` to the campaign's stream, in the same
+        transaction. Returns the call and its events: the call's first event,
+        then any campaign events.
         """
 
     @abstractmethod
@@ -157,7 +174,10 @@ class CampaignStore(ABC):
         """Add pending contacts (phone number, name) unless the campaign has completed."""
 
     @abstractmethod
-    async def list_contacts(self, campaign_id: int) -> list[Contact]: ...
+    async def list_contacts(
+        self, campaign_id: int, after: int = 0, limit: int | None = None
+    ) -> list[Contact]:
+        """The campaign's contacts with ids above ``after``, in id order."""
 
     @abstractmethod
     async def start_campaign(self, campaign_id: int) -> Campaign:
@@ -175,9 +195,9 @@ class CampaignStore(ABC):
     ) -> tuple[Contact, list[StoredEvent]]:
         """Complete a pending or in-progress contact of a running campaign.
 
-        Appends ``contact_completed`` (with the counters after it) and, when no
-        contact is left pending or in progress, a last ``progress`` and
-        ``campaign_completed``, which ends the campaign's stream.
+        Appends ``contact_update`` and ``contact_completed`` (with the counters
+        after it) and, when no contact is left pending or in progress, a last
+        ``progress`` and ``campaign_completed``, which ends the campaign's stream.
         """
 
     @abstractmethod

@@ -10,6 +10,9 @@ from typing import Any
 from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
 from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
 from scribeline.events import NewEvent, Position, StoredEvent, now_ms
+from scribeline.files import private_dir, private_file
+from scribeline.numbers import parse_int
+from scribeline.recovery import SegmentEntry
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
 from scribeline.storage.sqlite_bots import SqliteBots
@@ -19,7 +22,7 @@ from scribeline.storage.sqlite_campaigns import (
     take_contact,
 )
 from scribeline.storage.sqlite_db import SqliteDatabase
-from scribeline.storage.sqlite_log import append_events, read_events
+from scribeline.storage.sqlite_log import append_events, read_events, read_segments
 
 __all__ = ["SqliteStorage"]
 
@@ -64,7 +67,8 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
     async def start(self) -> None:
         """Create the data directory, migrate the schema and start the threads."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path.parent)
+        private_file(self._path)
         migrate.upgrade(f"sqlite:///{self._path}")
         self._db.start()
 
@@ -96,8 +100,22 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
         return self._db.read_now(run)
 
+    async def transcript_segments(self, stream: str, after: int, upto: int) -> list[SegmentEntry]:
+        if upto <= after:
+            return []
+        return await self._db.read(lambda conn: read_segments(conn, stream, after, upto))
+
     async def ping(self) -> None:
-        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        # A real, durable write through the writer thread: readiness means that
+        # appends complete, not only that the file can be read.
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO health (id, checked_at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                (now_ms(),),
+            )
+
+        await self._db.write(run)
 
     async def close(self) -> None:
         await self._db.close()
@@ -134,6 +152,13 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
                 "SELECT id, name, created_at FROM organizations WHERE name = ?", (name,)
             ).fetchone()
             return None if row is None else Organization(*row)
+
+        return self._db.read_now(run)
+
+    async def list_orgs(self) -> list[Organization]:
+        def run(conn: sqlite3.Connection) -> list[Organization]:
+            rows = conn.execute("SELECT id, name, created_at FROM organizations ORDER BY id")
+            return [Organization(*row) for row in rows.fetchall()]
 
         return self._db.read_now(run)
 
@@ -186,8 +211,9 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
     async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
-            where = "id = ?" if id_or_prefix.isdigit() else "prefix = ?"
-            args: list[Any] = [int(id_or_prefix) if id_or_prefix.isdigit() else id_or_prefix]
+            key_id = parse_int(id_or_prefix, 1)
+            where = "id = ?" if key_id is not None else "prefix = ?"
+            args: list[Any] = [id_or_prefix if key_id is None else key_id]
             if org_id is not None:
                 where += " AND org_id = ?"
                 args.append(org_id)
@@ -268,11 +294,12 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
         except StreamClosed:
             raise CallEnded(f"Call {call.call_sid} has ended") from None
 
-    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, StoredEvent]:
-        def run(conn: sqlite3.Connection) -> tuple[Call, StoredEvent]:
+    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, list[StoredEvent]]:
+        def run(conn: sqlite3.Connection) -> tuple[Call, list[StoredEvent]]:
             campaign_id = None
+            campaign_events: list[StoredEvent] = []
             if call.campaign_contact_id is not None:
-                campaign_id = take_contact(conn, call)
+                campaign_id, campaign_events = take_contact(conn, call)
             try:
                 cur = conn.execute(
                     "INSERT INTO calls (org_id, assistant_id, call_sid, status, to_phone_number,"
@@ -299,8 +326,7 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
                 f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (cur.lastrowid,)
             ).fetchone()
             created = _call(row)
-            (event,) = append_events(conn, created.stream, [initial])
-            return created, event
+            return created, append_events(conn, created.stream, [initial]) + campaign_events
 
         return await self._db.write(run)
 
@@ -317,9 +343,9 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
     async def list_calls(
         self, org_id: int | None, status: str | None, limit: int, cursor: str | None
     ) -> CallPage:
-        if cursor is not None and not cursor.isdigit():
+        before = None if cursor is None else parse_int(cursor, 1)
+        if cursor is not None and before is None:
             raise InvalidRequest("Invalid cursor")
-        before = int(cursor) if cursor is not None else None
 
         def run(conn: sqlite3.Connection) -> CallPage:
             clauses: list[str] = ["1 = 1"]

@@ -13,7 +13,7 @@ from scribeline.domain import BotStatus
 from scribeline.errors import StreamClosed
 from scribeline.events import TERMINAL_STATUSES, BotEventType, EventType, NewEvent, StoredEvent
 
-__all__ = ["append_events", "project", "read_events"]
+__all__ = ["append_events", "project", "read_events", "read_segments"]
 
 
 def append_events(
@@ -55,6 +55,21 @@ def read_events(
         (stream, after, -1 if limit is None else limit),
     ).fetchall()
     return [StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows]
+
+
+def read_segments(
+    conn: sqlite3.Connection, stream: str, after: int, upto: int
+) -> list[tuple[int, str, bool]]:
+    # JSON is read by SQLite itself (no Python object per event). ``data`` is a
+    # BLOB: cast it, since SQLite 3.45+ would take a BLOB for JSONB.
+    rows = conn.execute(
+        "SELECT seq, json_extract(CAST(data AS TEXT), '$.segment_id') AS segment,"
+        " json_extract(CAST(data AS TEXT), '$.is_final')"
+        " FROM events WHERE stream = ? AND seq > ? AND seq <= ? AND type = ?"
+        " AND segment IS NOT NULL ORDER BY seq",
+        (stream, after, upto, EventType.TRANSCRIPT),
+    ).fetchall()
+    return [(seq, str(segment), bool(final)) for seq, segment, final in rows]
 
 
 def project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
