@@ -26,10 +26,12 @@ from scribeline.broker import Broker, unpack, unpack_with_meta
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode
 from scribeline.events import StoredEvent
+from scribeline.protocols import org_events
 from scribeline.protocols.frames import text_frame
 from scribeline.storage import EventLog
+from scribeline.subscriptions import SubscriptionIndex
 
-__all__ = ["Accept", "Encoder", "FirehoseEncoder", "Hub"]
+__all__ = ["Encoder", "FirehoseEncoder", "Hub"]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,6 @@ Encoder = Callable[[StoredEvent], bytes | None]
 
 #: Renders an organization event from its routing metadata (None: not shown).
 FirehoseEncoder = Callable[[StoredEvent, dict[str, Any]], bytes | None]
-
-#: Whether a firehose subscriber wants an event: (event type, routing metadata).
-Accept = Callable[[str, dict[str, Any]], bool]
 
 #: Out-of-order events a topic holds while it reads a gap from storage.
 MAX_HELD = 10_000
@@ -91,32 +90,37 @@ class _Topic(_Channel):
 
 
 class _Firehose(_Channel):
-    """All events of one organization, to subscribers that each filter them.
+    """All events of one organization, to the subscribers whose filters match.
 
-    Unsequenced: events of different streams interleave; each stream's events
-    keep their order (the broker keeps per-channel order).
+    Subscriptions are indexed by topic and filter key, so an event costs a few
+    dictionary look-ups plus one write per subscriber that wants it, however
+    many filters match nothing. Unsequenced: events of different streams
+    interleave; each stream's events keep their order (the broker keeps
+    per-channel order).
     """
 
-    __slots__ = ("subscribers",)
+    __slots__ = ("index",)
 
-    def __init__(self) -> None:
+    def __init__(self, per_connection: int, per_channel: int) -> None:
         super().__init__()
-        self.subscribers: dict[Connection, Accept] = {}
+        self.index: SubscriptionIndex[Connection] = SubscriptionIndex(per_connection, per_channel)
 
     def __len__(self) -> int:
-        return len(self.subscribers)
+        return len(self.index)
 
     def dispatch(self, encode: FirehoseEncoder, payload: bytes) -> None:
         event, meta = unpack_with_meta(payload)
-        frame: bytes | None = None
-        for conn, accept in list(self.subscribers.items()):
-            if not accept(event.type, meta):
-                continue
-            if frame is None:
-                rendered = encode(event, meta)
-                if rendered is None:
-                    return
-                frame = text_frame(rendered)  # encoded once, for the first taker
+        topic = org_events.topic_of(event.type, meta)
+        if topic is None:
+            return
+        subscribers = self.index.match(topic, org_events.match_keys(meta))
+        if not subscribers:
+            return
+        rendered = encode(event, meta)
+        if rendered is None:
+            return
+        frame = text_frame(rendered)  # encoded once for every subscriber
+        for conn in tuple(subscribers):
             conn.write(frame)
 
 
@@ -142,8 +146,15 @@ class Hub:
     """Maps streams to the local connections that follow them."""
 
     def __init__(
-        self, broker: Broker, storage: EventLog, firehose_encoder: FirehoseEncoder
+        self,
+        broker: Broker,
+        storage: EventLog,
+        firehose_encoder: FirehoseEncoder,
+        *,
+        subscriptions_per_connection: int = 100,
+        subscriptions_per_organization: int = 10_000,
     ) -> None:
+        self._firehose_limits = (subscriptions_per_connection, subscriptions_per_organization)
         self._broker = broker
         self._storage = storage
         self._topics: dict[str, _Topic] = {}
@@ -165,7 +176,7 @@ class Hub:
             return
         firehose = self._firehoses.get(channel)
         if firehose is not None:
-            if firehose.subscribers:
+            if len(firehose):
                 firehose.dispatch(self._encode_firehose, payload)
             return
         relay = self._relays.get(channel)
@@ -182,18 +193,32 @@ class Hub:
             relay.subscribers.discard(conn)
             await self._close_if_unused(self._relays, channel, relay)
 
-    async def attach_firehose(self, channel: str, conn: Connection, accept: Accept) -> None:
-        """Deliver every event of ``channel`` that ``accept`` takes to ``conn``."""
+    async def subscribe_firehose(
+        self, channel: str, conn: Connection, topic: str, filter_: str
+    ) -> None:
+        """Deliver ``channel``'s events of ``topic`` that pass ``filter_`` to ``conn``;
+        ``RateLimited`` past the per-connection or per-channel bound."""
+        key = org_events.filter_key(filter_)
+        await self._enter(
+            self._firehoses,
+            channel,
+            lambda: _Firehose(*self._firehose_limits),
+            lambda f: f.index.add(conn, topic, key),
+        )
 
-        def add(firehose: _Firehose) -> None:
-            firehose.subscribers[conn] = accept
-
-        await self._enter(self._firehoses, channel, _Firehose, add)
-
-    async def detach_firehose(self, channel: str, conn: Connection) -> None:
+    async def unsubscribe_firehose(
+        self, channel: str, conn: Connection, topic: str, filter_: str
+    ) -> None:
         firehose = self._firehoses.get(channel)
         if firehose is not None:
-            firehose.subscribers.pop(conn, None)
+            firehose.index.remove(conn, topic, org_events.filter_key(filter_))
+            await self._close_if_unused(self._firehoses, channel, firehose)
+
+    async def detach_firehose(self, channel: str, conn: Connection) -> None:
+        """Remove every subscription ``conn`` holds on ``channel``."""
+        firehose = self._firehoses.get(channel)
+        if firehose is not None:
+            firehose.index.drop(conn)
             await self._close_if_unused(self._firehoses, channel, firehose)
 
     async def attach(

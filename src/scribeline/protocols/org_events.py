@@ -29,6 +29,8 @@ __all__ = [
     "encode_error",
     "encode_event",
     "encode_pong",
+    "filter_key",
+    "match_keys",
     "matches",
     "topic_of",
 ]
@@ -38,6 +40,7 @@ TOPICS = frozenset({"transcription", "call_status", "campaign", "meeting"})
 _TOPIC_OF: dict[str, str] = {
     EventType.TRANSCRIPT: "transcription",
     EventType.CALL_STATUS: "call_status",
+    EventType.CONTACT_UPDATE: "campaign",
     EventType.CONTACT_COMPLETED: "campaign",
     EventType.PROGRESS: "campaign",
     EventType.CAMPAIGN_COMPLETED: "campaign",
@@ -86,13 +89,31 @@ def topic_of(event_type: str, meta: dict[str, Any]) -> str | None:
     return _TOPIC_OF.get(event_type)
 
 
+def filter_key(filter_: str) -> str:
+    """The index key of a (valid) filter: ``*``, ``assistant:<id>``, or ``id:`` and a
+    call SID or bot id. The prefix keeps a call SID that happens to look like
+    ``assistant:7`` (``:`` is valid in a SID) from being taken for an assistant."""
+    if filter_ == "*" or filter_.startswith("assistant:"):
+        return filter_
+    return "id:" + filter_
+
+
+def match_keys(meta: dict[str, Any]) -> tuple[str, ...]:
+    """The keys of the filters an event with this routing metadata passes."""
+    keys = ["*"]
+    assistant = meta.get("assistant_id")
+    if assistant is not None:
+        keys.append(f"assistant:{assistant}")
+    for name in ("call_sid", "bot_id"):
+        value = meta.get(name)
+        if value is not None:
+            keys.append(f"id:{value}")
+    return tuple(keys)
+
+
 def matches(filter_: str, meta: dict[str, Any]) -> bool:
     """Whether an event with this routing metadata passes the filter."""
-    if filter_ == "*":
-        return True
-    if filter_.startswith("assistant:"):
-        return str(meta.get("assistant_id")) == filter_[10:]
-    return meta.get("call_sid") == filter_ or meta.get("bot_id") == filter_
+    return filter_key(filter_) in match_keys(meta)
 
 
 def encode_event(event: StoredEvent, meta: dict[str, Any]) -> bytes | None:
