@@ -25,7 +25,7 @@ from aiohttp import hdrs, web
 
 from scribeline import tokens
 from scribeline.domain import ApiKey
-from scribeline.errors import AuthenticationFailed, Forbidden
+from scribeline.errors import AuthenticationFailed, Forbidden, InvalidRequest
 from scribeline.storage import Catalog
 
 __all__ = [
@@ -34,12 +34,13 @@ __all__ = [
     "Authenticator",
     "Credentials",
     "Principal",
-    "extract_credentials",
     "hash_key",
     "is_api_key",
     "new_api_key",
     "parse_scopes",
+    "rest_credentials",
     "scopes_within",
+    "websocket_credentials",
 ]
 
 KEY_PREFIX = "scl_"
@@ -141,8 +142,27 @@ class Credentials:
     subprotocol: str | None = None
 
 
-def extract_credentials(request: web.Request) -> Credentials:
-    """The token from ``?token=``, ``Authorization: Bearer`` or the subprotocol."""
+def rest_credentials(request: web.Request) -> Credentials:
+    """A REST request's token, from ``Authorization: Bearer`` only.
+
+    A credential in a URL ends up in proxy logs, browser history and Referer
+    headers, so REST refuses ``?token=`` outright rather than ignore it
+    (WebSocket clients in browsers cannot set headers; REST clients can).
+    """
+    if "token" in request.query:
+        raise InvalidRequest(
+            "Credentials are not accepted in the query string on REST endpoints;"
+            " send Authorization: Bearer <token>"
+        )
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return Credentials(value.strip())
+    return Credentials(None)
+
+
+def websocket_credentials(request: web.Request) -> Credentials:
+    """A WebSocket upgrade's token: from ``?token=``, ``Authorization: Bearer`` or
+    the ``burki-token-`` subprotocol."""
     offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "")
     subprotocol = None
     for proto in (p.strip() for p in offered.split(",")):

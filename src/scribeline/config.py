@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     producer_max_in_flight: int = Field(1024, ge=1)
     #: Seconds to wait for in-flight work when stopping.
     shutdown_timeout: float = Field(10.0, gt=0)
+    #: Seconds a client has to send a request's headers: from connecting, or
+    #: from the first byte of the next request on a kept-alive connection.
+    http_header_timeout: float = Field(10.0, gt=0)
+    #: Seconds a kept-alive HTTP connection may stay idle between requests.
+    http_keepalive_timeout: float = Field(60.0, gt=0)
+    #: Seconds a client has to send a request's body.
+    http_body_timeout: float = Field(30.0, gt=0)
+    #: Seconds ``/readyz`` waits for a durable storage write and the broker.
+    readiness_timeout: float = Field(2.0, gt=0)
 
     #: HS256 secret for access tokens; empty: generated into the data directory on
     #: first start (every node of a deployment must share one).
@@ -57,6 +66,9 @@ class Settings(BaseSettings):
 
     #: Topic subscriptions one event-stream connection may hold.
     max_subscriptions_per_connection: int = Field(100, ge=1)
+    #: Topic subscriptions all event-stream connections of one organization may
+    #: hold on one server process.
+    max_subscriptions_per_organization: int = Field(10_000, ge=1)
     #: Least seconds between two ``progress`` events of one campaign.
     campaign_progress_interval: float = Field(1.0, ge=0)
 

@@ -26,6 +26,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "Replaced",
+    "RequestTimeout",
     "ScribelineError",
     "SlowConsumer",
     "StreamClosed",
@@ -39,6 +40,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     INVALID_DATA = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
@@ -131,6 +133,14 @@ class InvalidRequest(ScribelineError):
     http_status = 422
     close_code = CloseCode.POLICY_VIOLATION
     keeps_connection = True
+
+
+class RequestTimeout(ScribelineError):
+    """The client did not send its request body in time."""
+
+    code = "request_timeout"
+    http_status = 408
+    close_code = CloseCode.POLICY_VIOLATION
 
 
 class PayloadTooLarge(ScribelineError):

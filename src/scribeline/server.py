@@ -11,14 +11,15 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from scribeline import logs
 from scribeline.api.app import AccessLogger, create_app
+from scribeline.api.http import Runner
 from scribeline.api.state import Services
 from scribeline.auth import Authenticator
 from scribeline.broker import open_broker
@@ -45,7 +46,13 @@ async def build_services(settings: Settings) -> Services:
     secret = load_or_create_secret(settings)  # first: a bad secret stops start-up cleanly
     storage = await open_storage(settings.database_url, settings.data_dir)
     broker = open_broker(settings.broker_url)
-    hub = Hub(broker, storage, org_events.encode_event)
+    hub = Hub(
+        broker,
+        storage,
+        org_events.encode_event,
+        subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        subscriptions_per_organization=settings.max_subscriptions_per_organization,
+    )
     await broker.start(hub.deliver)
     registry = Registry(settings.ping_interval, settings.ping_timeout)
     publisher = Publisher(broker)
@@ -76,8 +83,10 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
     """Serve until SIGTERM or SIGINT."""
     services = await build_services(settings)
     app = create_app(services)
-    runner = web.AppRunner(
+    runner = Runner(
         app,
+        header_timeout=settings.http_header_timeout,
+        keepalive_timeout=settings.http_keepalive_timeout,
         access_log_class=AccessLogger,
         access_log=logging.getLogger("scribeline.access") if settings.access_log else None,
         handle_signals=False,
@@ -85,7 +94,14 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # The address is taken or not ours: release what start-up opened (the
+        # storage writer first of all) before the error reaches the command.
+        await runner.cleanup()
+        await _close_services(services)
+        raise
     host, port = runner.addresses[0][:2]
     base_url = f"http://{host}:{port}"
     services.registry.start()
@@ -115,22 +131,21 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await hook
     await runner.cleanup()  # closes listeners, runs on_shutdown (1001), drains handlers
+    await _close_services(services)
+    log.info("stopped")
+
+
+async def _close_services(services: Services) -> None:
     await services.campaigns.close()
     await services.bots.close()
     await services.hub.close()
     await services.broker.close()
     await services.storage.close()
-    log.info("stopped")
 
 
 def run(settings: Settings, on_started: StartHook | None = None) -> int:
     """Run :func:`serve` on uvloop; the process exit status."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_level)
     import uvloop
 
     uvloop.run(serve(settings, on_started))

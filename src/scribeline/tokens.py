@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from scribeline.errors import AuthenticationFailed
+from scribeline.files import private_dir
 from scribeline.ingest.models import valid_call_sid
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ def load_or_create_secret(settings: Settings) -> str:
     if settings.token_secret:
         _check(settings.token_secret, "SCRIBELINE_TOKEN_SECRET")
         return settings.token_secret
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     path = settings.data_dir / SECRET_FILE
     if not path.exists():
         tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")

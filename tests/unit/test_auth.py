@@ -7,7 +7,7 @@ import re
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from scribeline.auth import Principal, extract_credentials, hash_key, new_api_key, parse_scopes
+from scribeline.auth import Principal, hash_key, new_api_key, parse_scopes, websocket_credentials
 from scribeline.errors import Forbidden
 
 
@@ -45,17 +45,17 @@ def test_admin_implies_every_scope_and_others_are_checked() -> None:
 
 def test_token_from_query_header_or_subprotocol() -> None:
     """Each of the three documented ways yields the token; the subprotocol is kept to echo."""
-    q = extract_credentials(make_mocked_request("GET", "/live-transcript/CA1?token=scl_a"))
+    q = websocket_credentials(make_mocked_request("GET", "/live-transcript/CA1?token=scl_a"))
     assert q.token == "scl_a" and q.subprotocol is None
-    h = extract_credentials(
+    h = websocket_credentials(
         make_mocked_request("GET", "/x", headers={"Authorization": "Bearer scl_b"})
     )
     assert h.token == "scl_b"
-    s = extract_credentials(
+    s = websocket_credentials(
         make_mocked_request(
             "GET", "/x", headers={"Sec-WebSocket-Protocol": "chat, burki-token-scl_c"}
         )
     )
     assert s.token == "scl_c" and s.subprotocol == "burki-token-scl_c"
-    none = extract_credentials(make_mocked_request("GET", "/x"))
+    none = websocket_credentials(make_mocked_request("GET", "/x"))
     assert none.token is None

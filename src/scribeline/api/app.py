@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
@@ -14,14 +15,19 @@ from pydantic import ValidationError
 from scribeline.api import assistants, bots, campaigns, rest, tokens
 from scribeline.api.bot_streams import bot_producer, bot_subscriber
 from scribeline.api.events import event_stream
+from scribeline.api.http import SERVER_NAME
 from scribeline.api.live import live_transcript
 from scribeline.api.producer import producer
 from scribeline.api.state import SERVICES, Services
-from scribeline.errors import CloseCode, ScribelineError
+from scribeline.errors import CloseCode, RequestTimeout, ScribelineError
 
 __all__ = ["AccessLogger", "create_app"]
 
 log = logging.getLogger(__name__)
+
+
+#: Headers of aiohttp's own HTTP errors that the JSON error keeps.
+_KEPT_HEADERS = (hdrs.ALLOW,)
 
 
 def _error_body(code: str, message: str, **extra: Any) -> bytes:
@@ -38,7 +44,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ScribelineError as exc:
-        return _json_error(exc.http_status, orjson.dumps(exc.to_dict()))
+        response = _json_error(exc.http_status, orjson.dumps(exc.to_dict()))
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of the body may never come
+        return response
     except ValidationError as exc:
         details = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
@@ -53,7 +62,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        return _json_error(exc.status, _error_body(code, exc.reason))
+        response = _json_error(exc.status, _error_body(code, exc.reason))
+        for name in _KEPT_HEADERS:  # 405 must say what is allowed (RFC 9110 15.5.6)
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return _json_error(500, _error_body("internal_error", "Internal server error"))
@@ -64,12 +77,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when a durable write and the broker both answer within the timeout."""
     services = request.app[SERVICES]
     checks: dict[str, str] = {}
     for name, probe in (("storage", services.storage.ping), ("broker", services.broker.ping)):
         try:
-            await probe()
+            async with asyncio.timeout(services.settings.readiness_timeout):
+                await probe()
             checks[name] = "ok"
+        except TimeoutError:
+            checks[name] = "unavailable: timed out"
         except Exception as exc:
             checks[name] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
@@ -91,6 +108,10 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             time * 1000,
         )
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[hdrs.SERVER] = SERVER_NAME  # not aiohttp's, which names versions
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -116,5 +137,6 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(assistants.routes)
     app.router.add_routes(tokens.routes)
     app.router.add_routes(bots.routes)
+    app.on_response_prepare.append(_server_header)
     app.on_shutdown.append(_close_streams)
     return app

@@ -6,14 +6,14 @@ import time
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from scribeline.api.rest import json_response, read_json
 from scribeline.api.state import SERVICES
-from scribeline.auth import extract_credentials, is_api_key
+from scribeline.auth import is_api_key, rest_credentials
 from scribeline.errors import Forbidden
 from scribeline.events import format_ms
-from scribeline.ingest.models import CALL_SID_PATTERN
+from scribeline.ingest.models import CALL_SID_PATTERN, STRICT, Id
 
 __all__ = ["TokenRequest", "routes"]
 
@@ -35,12 +35,12 @@ class TokenRequest(BaseModel):
     Validate with ``context={"max_ttl": seconds}`` to bound ``expires_in``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     scopes: list[Scope] = Field(default_factory=_read_only, min_length=1)
-    expires_in: int | None = Field(None, strict=True, ge=1)
+    expires_in: int | None = Field(None, ge=1)
     call_sid: str | None = Field(None, pattern=CALL_SID_PATTERN)
-    campaign_id: int | None = Field(None, strict=True, ge=1)
+    campaign_id: Id | None = None
 
     @field_validator("expires_in")
     @classmethod
@@ -61,7 +61,7 @@ class TokenRequest(BaseModel):
 async def create_token(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     settings = services.settings
-    token = extract_credentials(request).token
+    token = rest_credentials(request).token
     principal = await services.auth.authenticate(token)
     if token is None or not is_api_key(token):
         raise Forbidden("Access tokens are minted with an API key, not with an access token")

@@ -114,8 +114,9 @@ async def report(
     """Tell the client about ``exc``; close unless the error leaves the connection usable.
 
     A ``refusal`` (an error while opening the stream) always closes, with the
-    error's close code. Internal errors are logged here and reach the client
-    only as a generic message.
+    error's close code and its code (``not_found``...) as the close reason, for
+    clients that only see the close. Internal errors are logged here and reach
+    the client only as a generic message.
     """
     if conn.closing or isinstance(exc, ConnectionError):
         return  # nobody left to tell (a peer that went away is routine, not an error)
@@ -125,4 +126,4 @@ async def report(
     with contextlib.suppress(ConnectionError):
         conn.send(render(exc))
     if refusal or not exc.keeps_connection:
-        await conn.close(close_code_for(exc))
+        await conn.close(close_code_for(exc), exc.code)
