@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "LATEST_CONTACT",
     "OUTCOMES",
     "REALTIME_MODEL",
     "ApiKey",
@@ -141,6 +142,18 @@ class Contact:
     duration: float | None
     error: str | None
 
+    def update_data(self) -> dict[str, Any]:
+        """The ``contact_update`` payload: the contact as it is after a status change."""
+        return {
+            "contact_id": self.id,
+            "phone_number": self.phone_number,
+            "name": self.name,
+            "status": self.status,
+            "call_sid": self.call_sid,
+            "duration": self.duration,
+            "error": self.error,
+        }
+
     def completed_data(self) -> dict[str, Any]:
         """The ``contact_completed`` payload (PROTOCOL.md section 2)."""
         return {
@@ -154,9 +167,18 @@ class Contact:
         }
 
 
+#: The key of the latest contact change in a ``progress`` event's data.
+LATEST_CONTACT = "latest_contact"
+
+
 @dataclass(frozen=True, slots=True)
 class Counters:
-    """A campaign's contact counts, computed by storage in one transaction."""
+    """A campaign's contact counts, computed by storage in one transaction.
+
+    ``latest_contact`` is the latest contact change (the payload of the
+    campaign's latest ``contact_update``) where the reader asked for it:
+    progress events and the stream's snapshot carry it, REST does not.
+    """
 
     total: int
     pending: int
@@ -165,6 +187,7 @@ class Counters:
     failed: int
     skipped: int
     total_duration: float
+    latest_contact: dict[str, Any] | None = None
 
     @property
     def completed(self) -> int:
@@ -176,8 +199,12 @@ class Counters:
         return self.total > 0 and self.pending == 0 and self.in_progress == 0
 
     def progress(self) -> dict[str, Any]:
-        """The ``progress`` counters; success_rate is successful / completed x 100."""
+        """The ``progress`` counters; success_rate is successful / completed x 100.
+
+        Plus ``latest_contact`` when it is known.
+        """
         completed = self.completed
+        latest = {} if self.latest_contact is None else {LATEST_CONTACT: self.latest_contact}
         return {
             "total_contacts": self.total,
             "completed_contacts": completed,
@@ -188,7 +215,7 @@ class Counters:
             "in_progress_contacts": self.in_progress,
             "success_rate": round(self.successful / completed * 100, 1) if completed else 0.0,
             "completion_percentage": round(completed / self.total * 100, 1) if self.total else 0.0,
-        }
+        } | latest
 
     def summary(self) -> dict[str, Any]:
         """The ``campaign_completed`` payload."""

@@ -32,6 +32,7 @@ class EventType(StrEnum):
 
     TRANSCRIPT = "transcript"
     CALL_STATUS = "call_status"
+    CONTACT_UPDATE = "contact_update"
     CONTACT_COMPLETED = "contact_completed"
     PROGRESS = "progress"
     CAMPAIGN_COMPLETED = "campaign_completed"

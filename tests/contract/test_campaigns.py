@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -61,24 +62,40 @@ async def test_counters_follow_every_change(storage: Storage) -> None:
 async def test_each_outcome_event_carries_its_counters_and_the_last_completes(
     storage: Storage,
 ) -> None:
-    """contact_completed events carry counters; the last outcome appends campaign_completed."""
+    """An outcome appends contact_update then contact_completed (with counters); the last one
+    also appends a progress that names that contact, and campaign_completed."""
     campaign, ids = await _running(storage, 2)
     _, first = await storage.record_outcome(campaign.id, ids[0], "success", 5.0, None, None)
-    assert [e.type for e in first] == [EventType.CONTACT_COMPLETED]
-    assert first[0].data["counters"]["completed_contacts"] == 1
-    _, last = await storage.record_outcome(campaign.id, ids[1], "failed", 2.0, None, None)
+    assert [e.type for e in first] == [EventType.CONTACT_UPDATE, EventType.CONTACT_COMPLETED]
+    assert first[0].data == {
+        "contact_id": ids[0],
+        "phone_number": "+15550000",
+        "name": None,
+        "status": "success",
+        "call_sid": None,
+        "duration": 5.0,
+        "error": None,
+    }
+    assert first[1].data["counters"]["completed_contacts"] == 1
+    assert [e.seq for e in first] == [1, 2]
+    _, last = await storage.record_outcome(campaign.id, ids[1], "failed", 2.0, None, "busy")
     assert [e.type for e in last] == [
+        EventType.CONTACT_UPDATE,
         EventType.CONTACT_COMPLETED,
         EventType.PROGRESS,
         EventType.CAMPAIGN_COMPLETED,
     ]
-    assert last[1].data["completion_percentage"] == 100.0
-    assert last[2].closes and last[2].data["total_duration"] == 7.0
+    assert last[0].data["status"] == "failed" and last[0].data["error"] == "busy"
+    assert last[2].data["completion_percentage"] == 100.0
+    assert last[2].data["latest_contact"] == last[0].data
+    assert last[3].closes and last[3].data["total_duration"] == 7.0
+    assert "latest_contact" not in last[3].data
     assert await storage.append_progress(campaign.id) is None  # the stream has ended
 
 
 async def test_concurrent_outcomes_complete_the_campaign_exactly_once(storage: Storage) -> None:
-    """50 outcomes recorded at once: 50 contact events, one campaign_completed, sane counters."""
+    """50 outcomes recorded at once: 50 contact_update events each right before its
+    contact_completed, one campaign_completed, sane counters."""
     campaign, ids = await _running(storage, 50)
     results = await asyncio.gather(
         *(
@@ -88,13 +105,19 @@ async def test_concurrent_outcomes_complete_the_campaign_exactly_once(storage: S
     )
     events = [e for _, evs in results for e in evs]
     assert sum(e.type == EventType.CONTACT_COMPLETED for e in events) == 50
+    assert sum(e.type == EventType.CONTACT_UPDATE for e in events) == 50
     assert sum(e.type == EventType.CAMPAIGN_COMPLETED for e in events) == 1
     for event in events:
         if event.type == EventType.CONTACT_COMPLETED:
             c = event.data["counters"]
             assert c["pending_contacts"] + c["completed_contacts"] == c["total_contacts"] == 50
     stored = await storage.read(campaign.stream)
-    assert [e.seq for e in stored] == list(range(1, 53))  # 50 contacts, progress, completion
+    # Two events per contact, then the last progress and the completion.
+    assert [e.seq for e in stored] == list(range(1, 103))
+    for update, completed in itertools.pairwise(stored[:100]):
+        if update.type == EventType.CONTACT_UPDATE:
+            assert completed.type == EventType.CONTACT_COMPLETED
+            assert completed.data["contact_id"] == update.data["contact_id"]
     assert [e.type for e in stored[-2:]] == [EventType.PROGRESS, EventType.CAMPAIGN_COMPLETED]
     done = await storage.get_campaign(campaign.org_id, campaign.id)
     assert done is not None and done.status == "completed"
@@ -122,11 +145,20 @@ async def test_lifecycle_rules(storage: Storage) -> None:
 
 
 async def test_a_linked_call_takes_and_completes_its_contact(storage: Storage) -> None:
-    """Creating a linked call marks the contact in progress; its terminal status completes it."""
+    """Creating a linked call marks the contact in progress and returns the call's first event
+    and the contact's contact_update; its terminal status completes the contact."""
     campaign, ids = await _running(storage, 2)
     draft = _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[0])
-    call, _ = await storage.create_call(draft, _status("in-progress"))
+    call, created = await storage.create_call(draft, _status("in-progress"))
     assert call.campaign_id == campaign.id
+    assert [(e.stream, e.seq, e.type) for e in created] == [
+        (call.stream, 1, EventType.CALL_STATUS),
+        (campaign.stream, 1, EventType.CONTACT_UPDATE),
+    ]
+    taken = created[1].data
+    assert taken["contact_id"] == ids[0] and taken["status"] == "in_progress"
+    assert taken["call_sid"] == "CA1" and taken["duration"] is None
+    assert await storage.read(campaign.stream) == [created[1]]
     assert (await storage.counters(campaign.id)).in_progress == 1
     with pytest.raises(Conflict):  # the contact is taken
         await storage.create_call(
@@ -134,8 +166,60 @@ async def test_a_linked_call_takes_and_completes_its_contact(storage: Storage) -
             _status("in-progress"),
         )
     events = await storage.set_call_status(call, _status("no-answer"))
-    assert [e.type for e in events] == [EventType.CALL_STATUS, EventType.CONTACT_COMPLETED]
-    assert events[1].data["outcome"] == "failed" and events[1].data["call_sid"] == "CA1"
+    assert [e.type for e in events] == [
+        EventType.CALL_STATUS,
+        EventType.CONTACT_UPDATE,
+        EventType.CONTACT_COMPLETED,
+    ]
+    assert [e.stream for e in events[1:]] == [campaign.stream] * 2
+    assert events[1].data["status"] == "failed" and events[1].data["call_sid"] == "CA1"
+    assert isinstance(events[1].data["duration"], float) and events[1].data["duration"] >= 0
+    assert events[2].data["outcome"] == "failed" and events[2].data["call_sid"] == "CA1"
+
+
+async def test_a_refused_linked_call_changes_nothing(storage: Storage) -> None:
+    """A linked call whose SID already exists is refused after taking its contact: the
+    contact stays pending and no contact_update is stored (one transaction)."""
+    campaign, ids = await _running(storage, 2)
+    await storage.create_call(
+        _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[0]), _status("in-progress")
+    )
+    head = await storage.head(campaign.stream)
+    with pytest.raises(Conflict):
+        await storage.create_call(
+            _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[1]),
+            _status("in-progress"),
+        )
+    assert await storage.head(campaign.stream) == head
+    assert [c.status for c in await storage.list_contacts(campaign.id)] == [
+        "in_progress",
+        "pending",
+    ]
+
+
+async def test_progress_carries_the_latest_contact_change(storage: Storage) -> None:
+    """Progress events and the stream's snapshot carry the latest contact_update's payload
+    (none before the first change); the counters REST shows do not."""
+    campaign, ids = await _running(storage, 3)
+    progress = await storage.append_progress(campaign.id)
+    assert progress is not None and "latest_contact" not in progress.data
+    _, snapshot = await storage.campaign_snapshot(campaign.id)
+    assert snapshot.latest_contact is None
+
+    draft = _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[0])
+    _, (_, taken) = await storage.create_call(draft, _status("in-progress"))
+    progress = await storage.append_progress(campaign.id)
+    assert progress is not None and progress.data["latest_contact"] == taken.data
+    assert progress.data["in_progress_contacts"] == 1
+
+    _, events = await storage.record_outcome(campaign.id, ids[2], "skipped", None, None, "later")
+    progress = await storage.append_progress(campaign.id)
+    assert progress is not None and progress.data["latest_contact"] == events[0].data
+    assert progress.data["latest_contact"]["status"] == "skipped"
+    head, snapshot = await storage.campaign_snapshot(campaign.id)
+    assert head.seq == progress.seq and snapshot.latest_contact == events[0].data
+    assert snapshot.progress() == progress.data
+    assert "latest_contact" not in (await storage.counters(campaign.id)).progress()
 
 
 async def test_an_explicit_outcome_is_not_overwritten_by_the_call_ending(storage: Storage) -> None:
@@ -143,7 +227,11 @@ async def test_an_explicit_outcome_is_not_overwritten_by_the_call_ending(storage
     campaign, ids = await _running(storage, 2)
     draft = _linked(campaign.org_id, campaign.assistant_id, "CA1", ids[0])
     call, _ = await storage.create_call(draft, _status("in-progress"))
-    await storage.record_outcome(campaign.id, ids[0], "failed", None, None, "wrong person")
+    _, recorded = await storage.record_outcome(
+        campaign.id, ids[0], "failed", None, None, "wrong person"
+    )
+    assert recorded[0].type == EventType.CONTACT_UPDATE
+    assert recorded[0].data["status"] == "failed" and recorded[0].data["call_sid"] == "CA1"
     events = await storage.set_call_status(call, _status("completed"))
     assert [e.type for e in events] == [EventType.CALL_STATUS]
     (contact, *_) = await storage.list_contacts(campaign.id)

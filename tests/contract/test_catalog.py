@@ -29,6 +29,13 @@ async def test_organizations_are_unique_and_get_a_default_assistant(storage: Sto
     assert await storage.get_org("acme") == org
 
 
+async def test_list_orgs_lists_every_organization_oldest_first(storage: Storage) -> None:
+    """list_orgs is empty on a new store, then holds each organization once, by id."""
+    assert await storage.list_orgs() == []
+    created = [await storage.create_org(name) for name in ("zeta", "acme", "mid")]
+    assert await storage.list_orgs() == created
+
+
 async def test_keys_are_found_by_hash_and_revocable(storage: Storage) -> None:
     """A key is found by its hash only; revoking it marks it inactive."""
     org = await storage.create_org("acme")
@@ -51,7 +58,7 @@ async def test_call_sids_are_scoped_to_the_organization(storage: Storage) -> Non
     aa = await storage.get_assistant(a.id, None)
     bb = await storage.get_assistant(b.id, None)
     assert aa is not None and bb is not None
-    call_a, first = await storage.create_call(draft(a.id, aa.id, "CA1"), status("in-progress"))
+    call_a, (first,) = await storage.create_call(draft(a.id, aa.id, "CA1"), status("in-progress"))
     await storage.create_call(draft(b.id, bb.id, "CA1"), status("in-progress"))
     assert first.seq == 1 and first.stream == call_a.stream
     with pytest.raises(Conflict):

@@ -214,6 +214,37 @@ def check_ratio(value: Any, part: int, whole: int) -> None:
     assert round(value, 1) == value, f"{value} has more than one decimal"
 
 
+#: Contact statuses that the SDK-facing top level of contact_update spells differently.
+SDK_STATUS = {"success": "completed"}
+
+
+def check_contact_updates(msgs: list[dict[str, Any]]) -> None:
+    """Every contact_update is consistent, an outcome's comes right before its
+    contact_completed, and each progress names the latest contact_update before it."""
+    latest: dict[str, Any] | None = None
+    for msg, after in zip(msgs, [*msgs[1:], None], strict=True):
+        if msg["type"] == "contact_update":
+            data = msg["data"]
+            assert msg["contact_id"] == data["contact_id"], msg
+            assert msg["phone_number"] == data["phone_number"], msg
+            assert msg["status"] == SDK_STATUS.get(data["status"], data["status"]), msg
+            assert msg["call_sid"] == data["call_sid"], msg
+            assert msg["error_message"] == data["error"], msg
+            duration = data["duration"]
+            assert msg["call_duration"] == (None if duration is None else int(duration + 0.5))
+            if data["status"] in ("success", "failed", "skipped"):
+                assert after is not None and after["type"] == "contact_completed", (msg, after)
+                assert after["data"]["contact_id"] == data["contact_id"], (msg, after)
+            latest = data
+        elif msg["type"] == "progress":
+            assert msg["data"].get("latest_contact") == latest, msg
+            if latest is not None:
+                assert msg["contact_id"] == latest["contact_id"], msg
+                assert msg["contact_phone"] == latest["phone_number"], msg
+                assert msg["contact_status"] == SDK_STATUS.get(latest["status"], latest["status"])
+                assert msg["contact_error"] == latest["error"], msg
+
+
 def parse_ts(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -416,9 +447,15 @@ async def test_fifty_contacts_driven_concurrently(
     msgs += rest
     assert code == 1000, f"the stream must close 1000 after campaign_completed, got {code}"
 
-    assert {m["type"] for m in msgs} <= {"progress", "contact_completed", "campaign_completed"}
+    assert {m["type"] for m in msgs} <= {
+        "progress",
+        "contact_update",
+        "contact_completed",
+        "campaign_completed",
+    }
     assert [m["type"] for m in msgs].count("campaign_completed") == 1
     assert msgs[-1]["type"] == "campaign_completed", msgs[-1]
+    check_contact_updates(msgs)
 
     # Progress: consistent, never going back, and agreeing with the contacts completed so far.
     last = snapshot["data"]
@@ -443,6 +480,14 @@ async def test_fifty_contacts_driven_concurrently(
 
     completed_msgs = [m for m in msgs if m["type"] == "contact_completed"]
     assert len(completed_msgs) == 50
+    updates: dict[int, list[str]] = {}
+    for msg in msgs:
+        if msg["type"] == "contact_update":
+            updates.setdefault(msg["contact_id"], []).append(msg["status"])
+    for i, contact in by_index.items():
+        final = SDK_STATUS.get(expected_outcome(i), expected_outcome(i))
+        wanted = ["in_progress", final] if i in sids else [final]
+        assert updates[contact["id"]] == wanted, (i, updates[contact["id"]])
     by_contact = {m["data"]["contact_id"]: m["data"] for m in completed_msgs}
     assert set(by_contact) == {c["id"] for c in contacts}, "one contact_completed per contact"
     for i, contact in by_index.items():
@@ -569,6 +614,13 @@ async def test_linked_call_completes_its_contact(
     async with ws:
         call = await api_a.create_call(sid1, campaign_contact_id=c1, call_type="outbound")
         assert call["call_sid"] == sid1
+        taken = (await read_until(ws, lambda m: m["type"] == "contact_update"))[-1]
+        assert (taken["contact_id"], taken["status"], taken["call_sid"]) == (
+            c1,
+            "in_progress",
+            sid1,
+        ), taken
+        assert taken["call_duration"] is None and taken["data"]["status"] == "in_progress"
         stored = await contacts_of(api_a, cid)
         assert stored[c1]["status"] == "in_progress" and stored[c1]["call_sid"] == sid1
         resp = await api_a.request("POST", "/v1/calls", json_body=call_body(refused, c1))
@@ -576,7 +628,11 @@ async def test_linked_call_completes_its_contact(
         assert (await api_a.request("GET", f"/v1/calls/{refused}")).status == 404
 
         await api_a.post_status(sid1, "completed")
-        done = (await read_until(ws, is_contact_completed))[-1]["data"]
+        got = await read_until(ws, is_contact_completed)
+        (ended,) = [m for m in got if m["type"] == "contact_update"]
+        assert (ended["contact_id"], ended["status"], ended["call_sid"]) == (c1, "completed", sid1)
+        assert isinstance(ended["call_duration"], int), ended
+        done = got[-1]["data"]
         assert done["contact_id"] == c1 and done["outcome"] == "success", done
         assert done["call_sid"] == sid1 and done["phone_number"] == phone(0), done
         assert isinstance(done["duration"], int | float) and done["duration"] >= 0, done
@@ -676,13 +732,23 @@ async def test_completed_campaign_and_ping(
         await set_outcome(fast_api, cid, contact["id"], "success", duration=12.5)
         live, code = await collect_until_closed(ws)
     assert code == 1000
+    check_contact_updates(live)
     live = [m for m in live if m["type"] != "progress"]
-    assert [m["type"] for m in live] == ["contact_completed", "campaign_completed"], live
+    assert [m["type"] for m in live] == [
+        "contact_update",
+        "contact_completed",
+        "campaign_completed",
+    ], live
+    assert live[0]["status"] == "completed" and live[0]["call_duration"] == 13, live[0]
     summary = live[-1]["data"]
     assert summary["total_contacts"] == 1 and summary["completed_contacts"] == 1
     assert summary["successful_contacts"] == 1 and summary["failed_contacts"] == 0
     assert summary["success_rate"] == 100.0
     assert summary["total_duration"] == pytest.approx(12.5)
+    # Mirrored at the top level for the Burki SDK, total_duration in whole seconds.
+    top = {k: live[-1][k] for k in ("total_contacts", "completed_contacts", "failed_contacts")}
+    assert top == {"total_contacts": 1, "completed_contacts": 1, "failed_contacts": 0}
+    assert live[-1]["success_rate"] == 100.0 and live[-1]["total_duration"] == 13
 
     for _ in range(2):  # the answer does not change for later visitors
         ws, snapshot = await open_progress(fast_server, cid, fast_tenant.read)
@@ -691,10 +757,17 @@ async def test_completed_campaign_and_ping(
             assert snapshot["data"]["pending_contacts"] == 0
             assert snapshot["data"]["completion_percentage"] == 100.0
             assert snapshot["data"]["success_rate"] == 100.0
+            # The snapshot names the latest contact change too.
+            assert snapshot["data"]["latest_contact"] == live[0]["data"]
+            assert (snapshot["contact_id"], snapshot["contact_status"]) == (
+                contact["id"],
+                "completed",
+            )
             completed = await recv_json(ws)
             assert completed["type"] == "campaign_completed", completed
             assert completed["campaign_id"] == cid
             assert completed["data"] == summary
+            assert completed["total_duration"] == 13
             assert await expect_close(ws) == 1000
 
 
@@ -714,3 +787,30 @@ async def test_progress_stream_refusals(
     assert bogus["error"] == "not_found", bogus
     nobody, _ = await expect_refusal(server, f"/ws/campaigns/{campaign['id']}/progress", None)
     assert nobody["error"] == "authentication_failed", nobody
+
+
+async def test_contacts_are_listed_in_bounded_pages(api_a: Api) -> None:
+    """A campaign's contacts come in pages of at most ``limit`` (1,000 at most),
+    in id order, continued by ``next_cursor`` until it is null."""
+    campaign = await create_campaign(api_a)
+    added = await add_contacts(
+        api_a, campaign["id"], [{"phone_number": phone(i)} for i in range(5)]
+    )
+    seen: list[int] = []
+    cursor = ""
+    pages = 0
+    while True:
+        resp = await api_a.request(
+            "GET", f"/v1/campaigns/{campaign['id']}/contacts?limit=2{cursor}"
+        )
+        assert resp.status == 200, resp.text
+        assert len(resp.body["contacts"]) <= 2
+        seen += [c["id"] for c in resp.body["contacts"]]
+        pages += 1
+        if resp.body["next_cursor"] is None:
+            break
+        cursor = f"&cursor={resp.body['next_cursor']}"
+    assert seen == [c["id"] for c in added] and pages == 3
+    for query in ("limit=0", "limit=1001", "limit=²", "cursor=-1"):
+        resp = await api_a.request("GET", f"/v1/campaigns/{campaign['id']}/contacts?{query}")
+        assert_error(resp, 422, "invalid_request")

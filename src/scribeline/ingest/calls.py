@@ -115,10 +115,14 @@ class CallService:
             campaign_contact_id=body.campaign_contact_id,
         )
         initial = _status_event(draft, body.status, {}, ts)
-        call, event = await self._storage.create_call(draft, initial)
-        await self._publisher.publish(org_id, [event], call_meta(call))
-        if call.campaign_id is not None:
-            self._campaigns.changed(await self._campaigns.get(org_id, call.campaign_id))
+        call, stored = await self._storage.create_call(draft, initial)
+        # The call's first event, then the contact_update of a linked contact,
+        # which goes through the campaign service (it schedules the progress).
+        (first, *campaign_events) = stored
+        await self._publisher.publish(org_id, [first], call_meta(call))
+        if call.campaign_id is not None and campaign_events:
+            campaign = await self._campaigns.get(org_id, call.campaign_id)
+            await self._campaigns.published(campaign, campaign_events)
         return call
 
     async def append_transcripts(

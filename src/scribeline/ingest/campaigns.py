@@ -5,6 +5,12 @@ Progress is coalesced where changes happen: after a contact changes, a
 none was appended in the last ``interval`` seconds, else once the interval
 has passed. Progress events are stored like every other event, so every
 subscriber and every node sees the same ones.
+
+Contact changes arrive here already stored (storage appends each contact's
+``contact_update``, and ``contact_completed`` for an outcome, in the
+transaction of the change): ``published`` publishes them, from outcomes
+recorded here and from linked calls (the calls service), and schedules the
+progress that follows.
 """
 
 from __future__ import annotations

@@ -3,13 +3,18 @@
 Every change to a contact computes the campaign's counters with one query in
 the same transaction and stores them with the event it appends, so each
 event carries a consistent snapshot, and a restarted server or another node
-reports the same numbers.
+reports the same numbers. Every contact status change appends a
+``contact_update`` in its transaction; the latest one is the "latest contact"
+that progress events carry.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from scribeline.domain import (
     OUTCOMES,
@@ -25,7 +30,13 @@ from scribeline.events import EventType, NewEvent, Position, StoredEvent, now_ms
 from scribeline.storage.sqlite_db import SqliteDatabase
 from scribeline.storage.sqlite_log import append_events
 
-__all__ = ["SqliteCampaigns", "complete_linked_contact", "counters_in", "take_contact"]
+__all__ = [
+    "SqliteCampaigns",
+    "complete_linked_contact",
+    "counters_in",
+    "latest_contact_in",
+    "take_contact",
+]
 
 _CAMPAIGN_COLUMNS = "id, org_id, assistant_id, name, status, created_at, started_at, completed_at"
 _CONTACT_COLUMNS = "id, campaign_id, phone_number, name, status, call_sid, duration, error"
@@ -61,6 +72,30 @@ def counters_in(conn: sqlite3.Connection, campaign_id: int) -> Counters:
     )
 
 
+def latest_contact_in(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any] | None:
+    """The payload of the campaign's latest ``contact_update`` (None before the first).
+
+    Read backwards along the stream's primary key: every contact change
+    appends one, so it is usually a few events from the end. (Known limit: a
+    campaign whose contacts have not changed since they were added, or that
+    predates ``contact_update``, is scanned to its start; that is at most a
+    few events per contact.)
+    """
+    row = conn.execute(
+        "SELECT data FROM events WHERE stream = ? AND type = ? ORDER BY seq DESC LIMIT 1",
+        (f"campaign:{campaign_id}", EventType.CONTACT_UPDATE),
+    ).fetchone()
+    if row is None:
+        return None
+    latest: dict[str, Any] = orjson.loads(row[0])
+    return latest
+
+
+def _with_latest(conn: sqlite3.Connection, campaign_id: int) -> Counters:
+    counters = counters_in(conn, campaign_id)
+    return replace(counters, latest_contact=latest_contact_in(conn, campaign_id))
+
+
 def _running(conn: sqlite3.Connection, campaign_id: int) -> None:
     row = conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
     if row is None:
@@ -69,41 +104,50 @@ def _running(conn: sqlite3.Connection, campaign_id: int) -> None:
         raise Conflict(f"Campaign {campaign_id} is {row[0]}, not running")
 
 
-def take_contact(conn: sqlite3.Connection, call: Call) -> int:
+def take_contact(conn: sqlite3.Connection, call: Call) -> tuple[int, list[StoredEvent]]:
     """A call is placed to a contact: pending -> in progress (in the call's transaction).
 
-    Returns the contact's campaign.
+    Returns the contact's campaign and the ``contact_update`` appended to its stream.
     """
+    contact_id = call.campaign_contact_id
+    assert contact_id is not None
     row = conn.execute(
         "SELECT c.status, c.campaign_id, k.org_id FROM campaign_contacts c"
         " JOIN campaigns k ON k.id = c.campaign_id WHERE c.id = ?",
-        (call.campaign_contact_id,),
+        (contact_id,),
     ).fetchone()
     if row is None or row[2] != call.org_id:
-        raise NotFound(f"Campaign contact {call.campaign_contact_id} not found")
+        raise NotFound(f"Campaign contact {contact_id} not found")
     _running(conn, row[1])
     if row[0] != ContactStatus.PENDING:
-        raise Conflict(f"Campaign contact {call.campaign_contact_id} is {row[0]}, not pending")
+        raise Conflict(f"Campaign contact {contact_id} is {row[0]}, not pending")
     conn.execute(
         "UPDATE campaign_contacts SET status = ?, call_sid = ?, updated_at = ? WHERE id = ?",
-        (ContactStatus.IN_PROGRESS, call.call_sid, now_ms(), call.campaign_contact_id),
+        (ContactStatus.IN_PROGRESS, call.call_sid, now_ms(), contact_id),
     )
-    return int(row[1])
+    contact = _contact_by_id(conn, contact_id)
+    campaign_id = int(row[1])
+    update = NewEvent(EventType.CONTACT_UPDATE, contact.update_data(), ts=call.started_at)
+    return campaign_id, append_events(conn, f"campaign:{campaign_id}", [update])
 
 
 def _complete(
     conn: sqlite3.Connection, campaign_id: int, contact: Contact, ts: int
 ) -> list[StoredEvent]:
-    """Events after a contact got its outcome: contact_completed, maybe campaign_completed."""
+    """Events after a contact got its outcome: contact_update, contact_completed, and
+    maybe the last progress and campaign_completed."""
+    update = contact.update_data()
     counters = counters_in(conn, campaign_id)
     events = [
+        NewEvent(EventType.CONTACT_UPDATE, update, ts=ts),
         NewEvent(
             EventType.CONTACT_COMPLETED,
             {**contact.completed_data(), "counters": counters.progress()},
             ts=ts,
-        )
+        ),
     ]
     if counters.done:
+        counters = replace(counters, latest_contact=update)
         conn.execute(
             "UPDATE campaigns SET status = ?, completed_at = ? WHERE id = ?",
             (CampaignStatus.COMPLETED, ts, campaign_id),
@@ -130,6 +174,10 @@ def _set_outcome(
         " call_sid = coalesce(?, call_sid), error = ?, updated_at = ? WHERE id = ?",
         (outcome, duration, call_sid, error, now_ms(), contact_id),
     )
+    return _contact_by_id(conn, contact_id)
+
+
+def _contact_by_id(conn: sqlite3.Connection, contact_id: int) -> Contact:
     row = conn.execute(
         f"SELECT {_CONTACT_COLUMNS} FROM campaign_contacts WHERE id = ?", (contact_id,)
     ).fetchone()
@@ -228,12 +276,14 @@ class SqliteCampaigns:
 
         return await self._db.write(run)
 
-    async def list_contacts(self, campaign_id: int) -> list[Contact]:
+    async def list_contacts(
+        self, campaign_id: int, after: int = 0, limit: int | None = None
+    ) -> list[Contact]:
         def run(conn: sqlite3.Connection) -> list[Contact]:
             rows = conn.execute(
-                f"SELECT {_CONTACT_COLUMNS} FROM campaign_contacts WHERE campaign_id = ?"
-                " ORDER BY id",
-                (campaign_id,),
+                f"SELECT {_CONTACT_COLUMNS} FROM campaign_contacts"
+                " WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (campaign_id, after, -1 if limit is None else limit),
             ).fetchall()
             return [_contact(r) for r in rows]
 
@@ -306,7 +356,7 @@ class SqliteCampaigns:
                 row = conn.execute(
                     "SELECT head, epoch FROM streams WHERE stream = ?", (f"campaign:{campaign_id}",)
                 ).fetchone()
-                counters = counters_in(conn, campaign_id)
+                counters = _with_latest(conn, campaign_id)
             finally:
                 conn.execute("COMMIT")
             return (Position(0, "") if row is None else Position(row[0], row[1])), counters
@@ -315,7 +365,7 @@ class SqliteCampaigns:
 
     async def append_progress(self, campaign_id: int) -> StoredEvent | None:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
-            event = NewEvent(EventType.PROGRESS, counters_in(conn, campaign_id).progress())
+            event = NewEvent(EventType.PROGRESS, _with_latest(conn, campaign_id).progress())
             try:
                 (stored,) = append_events(conn, f"campaign:{campaign_id}", [event])
             except StreamClosed:
