@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
-DATA   ?= ./data
+# `make run PORT=9000` or `SCRIBELINE_PORT=9000 make run` (likewise HOST or
+# SCRIBELINE_HOST, DATA or SCRIBELINE_DATA_DIR): the flags below win over the
+# server's own SCRIBELINE_* settings, so they must start from them.
+HOST   ?= $(or $(SCRIBELINE_HOST),127.0.0.1)
+PORT   ?= $(or $(SCRIBELINE_PORT),8000)
+DATA   ?= $(or $(SCRIBELINE_DATA_DIR),./data)
 
 .PHONY: install run test lint typecheck bench clean
 

@@ -86,7 +86,7 @@ class Server:
         return done.stdout
 
     def start(self, timeout: float = 30.0) -> None:
-        self._admin("orgs", "create", "bench")
+        self._admin("orgs", "create", "bench", "--init")
         out = self._admin("keys", "create", "--org", "bench", "--scopes", "read,write")
         self.key = out.strip().splitlines()[-1].strip()
         raise_nofile()  # the server inherits this process's open-files limit

@@ -1,244 +1,134 @@
 """The ``scribeline`` command: run the server, administer organizations and keys,
 and follow calls.
 
-Administrative commands open the data directory's database directly, so they
-work with or without a running server. ``tail`` and ``calls list`` with a key
-talk to a server instead and need only the base install: server-only modules
-are imported inside the commands that use them, never at module level.
+Administrative commands (:mod:`scribeline.cli_admin`) open the data directory's
+database directly, so they work with or without a running server. ``tail``,
+and ``calls list`` and ``campaigns list`` with a key, talk to a server instead
+and need only the base install: server-only modules are imported inside the
+commands that use them, never at module level.
+
+Whatever a user must fix is one line on stderr (``scribeline: ...``), exit 2,
+no traceback: a bad setting, a missing data directory, a busy port, a command
+that needs the server's dependencies on a client-only install.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import errno
+import functools
+import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeAlias
 
-from scribeline.cli_remote import (
-    DEFAULT_SERVER,
-    bad_server,
-    calls_over_rest,
-    cmd_tail,
-    credential,
-    print_call,
-    server_url,
+from scribeline.cli_admin import (
+    cmd_bots_list,
+    cmd_calls_list,
+    cmd_campaigns_list,
+    cmd_keys_create,
+    cmd_keys_list,
+    cmd_keys_revoke,
+    cmd_orgs_create,
+    cmd_orgs_list,
 )
+from scribeline.cli_data import location, settings, with_storage
+from scribeline.cli_remote import DEFAULT_SERVER, CliError, cmd_tail, server_url
 from scribeline.cli_remote import fail as _fail
-from scribeline.events import format_ms
-
-if TYPE_CHECKING:
-    from scribeline.config import Settings
 
 __all__ = ["main"]
 
-T = TypeVar("T")
+#: Top-level modules of the ``server`` extra: a command that imports one of them on
+#: a client-only install says how to install it.
+SERVER_MODULES = frozenset(
+    {"aiohttp", "uvloop", "pydantic_settings", "sqlalchemy", "alembic", "jwt"}
+)
+
+#: What binding a listening socket fails with when the address is the problem.
+_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    from scribeline.config import Settings
-
-    overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    return Settings(**overrides)
-
-
-def _with_storage(args: argparse.Namespace, action: Callable[[Any], Awaitable[T]]) -> T:
-    from scribeline.storage import open_storage
-
-    settings = _settings(args)
-
-    async def run() -> T:
-        storage = await open_storage(settings.database_url, settings.data_dir)
-        try:
-            return await action(storage)
-        finally:
-            await storage.close()
-
-    return asyncio.run(run())
+def _serve_error(exc: OSError, host: str, port: int) -> str | None:
+    """One line for an ``OSError`` out of the server's start, or None for one that
+    is a bug (and keeps its traceback)."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host}:{port}: unknown host ({exc.strerror})"
+    if exc.errno in _BIND_ERRORS and exc.filename is None:
+        problem = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            problem = "the port is in use (is a server already running?)"
+        return (
+            f"cannot listen on {host}:{port}: {problem}; choose another with --port"
+            " or SCRIBELINE_PORT (--host or SCRIBELINE_HOST for the address)"
+        )
+    if exc.filename is not None:
+        return f"cannot use {exc.filename}: {exc.strerror or exc}"
+    return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from scribeline import server
     from scribeline.tokens import TokenSecretError
 
-    settings = _settings(args)
-    try:
-        if args.demo:
-            from scribeline.demo.runner import start_demo
+    config = settings(args)
+    hook = None
+    if args.demo:
+        from scribeline.demo.runner import start_demo
 
-            return server.run(settings, start_demo)
-        return server.run(settings)
+        hook = functools.partial(start_demo, data_dir=config.data_dir.resolve())
+    try:
+        return server.run(config, hook)
     except TokenSecretError as exc:
         return _fail(str(exc))
-
-
-def cmd_orgs_create(args: argparse.Namespace) -> int:
-    from scribeline.errors import Conflict
-
-    try:
-        org = _with_storage(args, lambda s: s.create_org(args.name))
-    except Conflict as exc:
-        return _fail(exc.message)
-    print(f"Created organization {org.name} (id {org.id})")
-    return 0
-
-
-async def _org_id(storage: Any, name: str) -> int:
-    from scribeline.errors import NotFound
-
-    org = await storage.get_org(name)
-    if org is None:
-        raise NotFound(f"No organization named {name!r}")
-    return int(org.id)
-
-
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from scribeline.auth import new_api_key, parse_scopes
-    from scribeline.errors import NotFound
-
-    try:
-        scopes = parse_scopes(args.scopes)
-    except ValueError as exc:
-        return _fail(str(exc))
-    key, prefix, digest = new_api_key()
-
-    async def create(storage: Any) -> Any:
-        return await storage.add_api_key(
-            await _org_id(storage, args.org), prefix, digest, scopes, args.name
-        )
-
-    try:
-        record = _with_storage(args, create)
-    except NotFound as exc:
-        return _fail(exc.message)
-    print(
-        f"Created key {record.prefix}… (id {record.id}) for {args.org}, scopes "
-        f"{','.join(sorted(scopes))}. It is shown once; store it now:"
-    )
-    print(key)
-    return 0
-
-
-def cmd_keys_list(args: argparse.Namespace) -> int:
-    from scribeline.errors import NotFound
-
-    async def run(storage: Any) -> Any:
-        return await storage.list_api_keys(await _org_id(storage, args.org))
-
-    try:
-        keys = _with_storage(args, run)
-    except NotFound as exc:
-        return _fail(exc.message)
-    for k in keys:
-        state = f"revoked {format_ms(k.revoked_at)}" if k.revoked_at else "active"
-        print(f"{k.id}\t{k.prefix}…\t{','.join(sorted(k.scopes))}\t{state}\t{k.name}")
-    return 0
-
-
-def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    async def run(storage: Any) -> Any:
-        org_id = await _org_id(storage, args.org) if args.org else None
-        return await storage.revoke_api_key(org_id, args.key.removesuffix("…"))
-
-    key = _with_storage(args, run)
-    if key is None:
-        return _fail(f"no key {args.key!r}")
-    print(f"Revoked key {key.prefix}… (id {key.id})")
-    return 0
-
-
-def cmd_calls_list(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        return _fail("--limit must be at least 1")
-    # A key lists its organization's calls over REST; --data-dir or --org (without
-    # --key) asks for the data directory even when a key is in the environment.
-    if args.key or (args.data_dir is None and args.org is None):
-        key, token = credential(args)
-        if key or token:
-            if args.org:
-                return _fail("--org reads the data directory; a key lists its own organization")
-            if problem := bad_server(server_url(args)):
-                return _fail(problem)
-            return calls_over_rest(args, key, token)
-
-    async def run(storage: Any) -> Any:
-        org_id = await _org_id(storage, args.org) if args.org else None
-        status = "in-progress" if args.active else None
-        return await storage.list_calls(org_id, status, args.limit, None)
-
-    page = _with_storage(args, run)
-    for call in page.calls:
-        print_call(
-            call.call_sid, call.status, format_ms(call.started_at), call.customer_phone_number
-        )
-    return 0
-
-
-def cmd_bots_list(args: argparse.Namespace) -> int:
-    from scribeline.errors import NotFound
-
-    async def run(storage: Any) -> Any:
-        return await storage.list_bots(await _org_id(storage, args.org), None, args.limit)
-
-    try:
-        bots = _with_storage(args, run)
-    except NotFound as exc:
-        return _fail(exc.message)
-    for bot in bots:
-        print(f"{bot.public_id}\t{bot.status}\t{format_ms(bot.created_at)}\t{bot.bot_name}")
-    return 0
+    except OSError as exc:
+        message = _serve_error(exc, config.host, config.port)
+        if message is None:
+            raise
+        return _fail(message)
 
 
 def _producer_url(args: argparse.Namespace) -> str:
     """The bot's producer URL, with a token minted from the data directory's secret."""
     import time
 
-    from scribeline.errors import BotEnded
     from scribeline.tokens import load_or_create_secret, mint_capability
 
-    settings = _settings(args)
-
-    async def find(storage: Any) -> Any:
-        return await storage.get_bot(None, args.bot_id)
-
-    bot = _with_storage(args, find)
+    config = settings(args)
+    bot = with_storage(args, lambda storage: storage.get_bot(None, args.bot_id))
     if bot is None:
-        raise LookupError(f"no bot {args.bot_id!r} in {settings.data_dir}")
+        raise CliError(f"no bot {args.bot_id!r} in the {location(config)}")
     if bot.ended:
-        raise BotEnded(f"bot {bot.public_id} has already {bot.status}")
+        raise CliError(f"bot {bot.public_id} has already {bot.status}")
     token = mint_capability(
-        load_or_create_secret(settings),
+        load_or_create_secret(config),
         org_id=bot.org_id,
         key_id=bot.key_id,
         bot_id=bot.public_id,
         role="producer",
-        ttl_seconds=int(settings.bot_token_ttl),
+        ttl_seconds=int(config.bot_token_ttl),
         now=time.time(),
     )
-    server = args.server.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    base = server_url(args).rstrip("/")
+    server = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     return f"{server}/v1/bots/{bot.public_id}/producer?token={token}"
 
 
 def cmd_bots_simulate(args: argparse.Namespace) -> int:
-    import logging
     import signal
 
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+    from scribeline import logs
+    from scribeline.client.errors import redact_url
     from scribeline.demo.bot import run_bot
-    from scribeline.errors import BotEnded
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logs.configure("INFO", "%(levelname)s %(message)s")
     if not args.speed > 0:
-        return _fail("--speed must be positive")
-    try:
-        url = args.producer_url or _producer_url(args)
-    except (LookupError, BotEnded) as exc:
-        return _fail(str(exc))
+        raise CliError("--speed must be positive")
+    if args.producer_url is None and args.bot_id is None:
+        raise CliError("name the bot (BOT_ID) or give its --producer-url")
+    url = args.producer_url or _producer_url(args)
 
     async def run() -> str:
         stop = asyncio.Event()
@@ -250,17 +140,27 @@ def cmd_bots_simulate(args: argparse.Namespace) -> int:
     try:
         reason = asyncio.run(run())
     except (OSError, ConnectionClosed, InvalidStatus) as exc:
-        return _fail(f"the bot lost its connection: {exc}")
+        return _fail(f"the bot's connection to {redact_url(url)} failed: {exc}")
     print(f"The simulated bot left the meeting ({reason.replace('_', ' ')}).")
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parents() -> tuple[argparse.ArgumentParser, ...]:
+    """The shared options: ``(data, net, remote)``."""
     data = argparse.ArgumentParser(add_help=False)
-    data.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data directory (default $SCRIBELINE_DATA_DIR, else ./data: under the folder"
+        " you run this in)",
+    )
     net = argparse.ArgumentParser(add_help=False)
-    net.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    net.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    net.add_argument(
+        "--host", help="address to listen on (default $SCRIBELINE_HOST, else 127.0.0.1)"
+    )
+    net.add_argument(
+        "--port", type=int, help="port (default $SCRIBELINE_PORT, else 8000; 0 picks a free one)"
+    )
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument(
         "--server", help=f"the server (default $SCRIBELINE_URL, else {DEFAULT_SERVER})"
@@ -270,24 +170,36 @@ def _parser() -> argparse.ArgumentParser:
         help="API key (default $SCRIBELINE_API_KEY; $SCRIBELINE_TOKEN for an access token)."
         " Prefer the environment: a command line is visible to other users",
     )
+    return data, net, remote
 
-    parser = argparse.ArgumentParser(
-        prog="scribeline",
-        description="Run the Scribeline server, administer organizations, keys and calls,"
-        " and follow live transcripts. Admin commands work with or without a running server.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
 
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _add_server(
+    sub: Subparsers, data: argparse.ArgumentParser, net: argparse.ArgumentParser
+) -> None:
     serve = sub.add_parser("serve", parents=[net, data], help="run the server")
     serve.add_argument("--demo", action="store_true", help="also run simulated calls")
     serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", parents=[net, data], help="serve with simulated live calls")
     demo.set_defaults(func=cmd_serve, demo=True)
 
+
+def _add_orgs_and_keys(sub: Subparsers, data: argparse.ArgumentParser) -> None:
     orgs = sub.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
-    create_org = orgs.add_parser("create", parents=[data])
+    create_org = orgs.add_parser("create", parents=[data], help="create an organization")
     create_org.add_argument("name")
+    create_org.add_argument(
+        "--init",
+        action="store_true",
+        help="create the data directory and its database if there is none (without it,"
+        " a missing one is refused)",
+    )
     create_org.set_defaults(func=cmd_orgs_create)
+    list_orgs = orgs.add_parser("list", parents=[data], help="list organizations: id, name")
+    list_orgs.set_defaults(func=cmd_orgs_list)
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     create_key = keys.add_parser("create", parents=[data])
@@ -303,37 +215,72 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--org", help="only within this organization")
     revoke.set_defaults(func=cmd_keys_revoke)
 
+
+_BY_KEY = (
+    " With a key (--key or $SCRIBELINE_API_KEY) it asks the server for the key's"
+    " organization's; without one, or with --data-dir or --org, it reads the data directory."
+)
+
+
+def _add_listings(
+    sub: Subparsers, data: argparse.ArgumentParser, remote: argparse.ArgumentParser
+) -> None:
     calls = sub.add_parser("calls", help="calls").add_subparsers(dest="action", required=True)
     list_calls = calls.add_parser(
         "list",
         parents=[data, remote],
         help="list calls, newest first",
-        description="List calls, newest first: SID, status, start, customer number. With a"
-        " key (--key or $SCRIBELINE_API_KEY) it asks the server for the key's organization's"
-        " calls; without one it reads the data directory.",
+        description="List calls, newest first: SID, status, start, customer number." + _BY_KEY,
     )
-    list_calls.add_argument("--active", action="store_true", help="only calls in progress")
+    list_calls.add_argument(
+        "--active", action="store_true", help="only calls in progress (answered, not ended)"
+    )
     list_calls.add_argument("--org", help="only this organization's calls (data directory)")
     list_calls.add_argument("--limit", type=int, default=50)
     list_calls.set_defaults(func=cmd_calls_list)
 
+    campaigns = sub.add_parser("campaigns", help="campaigns").add_subparsers(
+        dest="action", required=True
+    )
+    list_campaigns = campaigns.add_parser(
+        "list",
+        parents=[data, remote],
+        help="list campaigns, newest first",
+        description="List campaigns, newest first: id, status, contacts done, name. Watch"
+        " one at /ws/campaigns/<id>/progress." + _BY_KEY,
+    )
+    list_campaigns.add_argument("--active", action="store_true", help="only running campaigns")
+    list_campaigns.add_argument("--org", help="only this organization's (data directory)")
+    list_campaigns.add_argument("--limit", type=int, default=50)
+    list_campaigns.set_defaults(func=cmd_campaigns_list)
+
+
+def _add_tail(sub: Subparsers, remote: argparse.ArgumentParser) -> None:
     tail = sub.add_parser(
         "tail",
         parents=[remote],
         help="follow a call's live transcript",
         description="Print a call's live transcript until the call ends: finals with their"
         " speakers and status changes; on a terminal also the partials, rewritten in place."
-        " Reconnects on its own. Exits 0 when the call ends, 2 when the server refuses the"
-        " stream (or stays unreachable for about a minute), 130 on Ctrl-C.",
+        " Reconnects on its own, and says at once on stderr when it cannot reach the server."
+        " Exits 0 when the call ends, 2 when the server refuses the stream (or stays"
+        " unreachable for about a minute), 130 on Ctrl-C.",
     )
     tail.add_argument("call_sid")
-    tail.add_argument("--since", type=int, help="start after this seq (default: the beginning)")
+    tail.add_argument(
+        "--since",
+        type=int,
+        help="start after this seq (default: the beginning); past the call's last seq the"
+        " server replays the call from the beginning",
+    )
     tail.add_argument("--finals-only", action="store_true", help="leave out partials")
     tail.add_argument(
         "--json", action="store_true", help="one JSON object per event (its wire message) a line"
     )
     tail.set_defaults(func=cmd_tail)
 
+
+def _add_bots(sub: Subparsers, data: argparse.ArgumentParser) -> None:
     bots = sub.add_parser("bots", help="meeting bots").add_subparsers(dest="action", required=True)
     list_bots = bots.add_parser("list", parents=[data])
     list_bots.add_argument("--org", required=True)
@@ -348,19 +295,49 @@ def _parser() -> argparse.ArgumentParser:
         " on a stop action (or Ctrl-C). The producer token is minted from the data"
         " directory's secret unless --producer-url is given.",
     )
-    simulate.add_argument("bot_id")
+    simulate.add_argument("bot_id", nargs="?", help="the bot's id (not needed with --producer-url)")
     simulate.add_argument(
-        "--server", default="http://127.0.0.1:8000", help="the server (default %(default)s)"
+        "--server", help=f"the server (default $SCRIBELINE_URL, else {DEFAULT_SERVER})"
     )
-    simulate.add_argument("--producer-url", help="the bot's producer_url (skips the data dir)")
+    simulate.add_argument(
+        "--producer-url", help="the bot's producer_url (skips the bot id and the data dir)"
+    )
     simulate.add_argument("--name", default="Scribeline Notetaker", help="the bot's chat name")
     simulate.add_argument("--speed", type=float, default=1.0, help="play faster (2 = twice)")
     simulate.add_argument("--loop", action="store_true", help="repeat until stopped")
     simulate.set_defaults(func=cmd_bots_simulate)
+
+
+def _parser() -> argparse.ArgumentParser:
+    data, net, remote = _parents()
+    parser = argparse.ArgumentParser(
+        prog="scribeline",
+        description="Run the Scribeline server, administer organizations, keys and calls,"
+        " and follow live transcripts. Admin commands work with or without a running server,"
+        " on the data directory (--data-dir, $SCRIBELINE_DATA_DIR, else ./data).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_server(sub, data, net)
+    _add_orgs_and_keys(sub, data)
+    _add_listings(sub, data, remote)
+    _add_tail(sub, remote)
+    _add_bots(sub, data)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``scribeline`` command; its exit status."""
     args = _parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except CliError as exc:
+        return _fail(str(exc))
+    except ImportError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in SERVER_MODULES:
+            raise  # a bug, not an install without the server extra
+        return _fail(
+            f"`scribeline {args.command}` needs the server's dependencies ({missing} is not"
+            " installed): pip install 'scribeline[server]'"
+        )
     return result

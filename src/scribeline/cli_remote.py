@@ -1,4 +1,5 @@
-"""The commands that talk to a running server (``tail``, ``calls list`` with a key).
+"""The commands that talk to a running server (``tail``, ``calls list`` and
+``campaigns list`` with a key), and the one-line errors every command prints.
 
 They need only the base install: nothing here imports a server-only module.
 """
@@ -9,22 +10,35 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 __all__ = [
     "DEFAULT_SERVER",
+    "CliError",
     "bad_server",
     "calls_over_rest",
+    "campaigns_over_rest",
     "cmd_tail",
     "credential",
     "fail",
     "print_call",
+    "print_campaign",
     "server_url",
+    "wants_server",
 ]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 #: The largest page ``GET /v1/calls`` serves.
 REST_PAGE = 200
+
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """What the user must fix, said in one line: ``main`` prints it as
+    ``scribeline: <message>`` and exits 2, without a traceback."""
 
 
 def fail(message: str) -> int:
@@ -53,12 +67,45 @@ def credential(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return None, os.environ.get("SCRIBELINE_TOKEN") or None
 
 
+def wants_server(args: argparse.Namespace) -> tuple[str | None, str | None] | None:
+    """The credential to list with over REST, or None to read the data directory:
+    a key (``--key`` or the environment) asks the server, unless ``--data-dir`` or
+    ``--org`` (without ``--key``) asks for the data directory. Raises ``CliError``
+    for ``--org`` with a key, or a server that is not an http(s) URL."""
+    if not (args.key or (args.data_dir is None and args.org is None)):
+        return None
+    key, token = credential(args)
+    if not (key or token):
+        return None
+    if args.org:
+        raise CliError("--org reads the data directory; a key lists its own organization")
+    if problem := bad_server(server_url(args)):
+        raise CliError(problem)
+    return key, token
+
+
 def print_call(sid: str, status: str, started_at: str, customer: str | None) -> None:
     print(f"{sid}\t{status}\t{started_at}\t{customer or ''}")
 
 
+def print_campaign(campaign_id: int, status: str, done: int, total: int, name: str) -> None:
+    print(f"{campaign_id}\t{status}\t{done}/{total} done\t{name}")
+
+
+def _ask_server(request: Coroutine[Any, Any, T]) -> T:
+    """Run one REST exchange; a refusal or an unreachable server is a ``CliError``."""
+    from scribeline.client import ApiError, ConnectionFailedError
+
+    try:
+        return asyncio.run(request)
+    except ApiError as exc:
+        raise CliError(f"the server refused: {exc.status} {exc.code}: {exc.message}") from None
+    except ConnectionFailedError as exc:
+        raise CliError(str(exc)) from None
+
+
 def calls_over_rest(args: argparse.Namespace, key: str | None, token: str | None) -> int:
-    from scribeline.client import ApiError, AsyncClient, ConnectionFailedError
+    from scribeline.client import AsyncClient
 
     status = "in-progress" if args.active else None
 
@@ -75,17 +122,45 @@ def calls_over_rest(args: argparse.Namespace, key: str | None, token: str | None
                     break
         return calls
 
-    try:
-        calls = asyncio.run(run())
-    except ApiError as exc:
-        return fail(f"the server refused: {exc.status} {exc.code}: {exc.message}")
-    except ConnectionFailedError as exc:
-        return fail(str(exc))
+    calls = _ask_server(run())
     for call in calls:
         print_call(
             call["call_sid"], call["status"], call["started_at"], call["customer_phone_number"]
         )
+    if not calls:
+        _nothing("calls in progress" if args.active else "calls", args)
     return 0
+
+
+def campaigns_over_rest(args: argparse.Namespace, key: str | None, token: str | None) -> int:
+    """``campaigns list`` with a key: the organization's latest campaigns (the
+    server lists 200 at most), ``--active`` keeping the running ones."""
+    from scribeline.client import AsyncClient
+
+    async def run() -> list[dict[str, Any]]:
+        async with AsyncClient(server_url(args), api_key=key, token=token) as client:
+            return await client.list_campaigns()
+
+    campaigns = _ask_server(run())
+    if args.active:
+        campaigns = [c for c in campaigns if c["status"] == "running"]
+    for campaign in campaigns[: args.limit]:
+        progress = campaign["progress"]
+        print_campaign(
+            campaign["id"],
+            campaign["status"],
+            progress["completed_contacts"],
+            progress["total_contacts"],
+            campaign["name"],
+        )
+    if not campaigns:
+        _nothing("running campaigns" if args.active else "campaigns", args)
+    return 0
+
+
+def _nothing(what: str, args: argparse.Namespace) -> None:
+    """An empty list is not an error, but say where it came from (on stderr)."""
+    print(f"scribeline: no {what} at {server_url(args)}", file=sys.stderr)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

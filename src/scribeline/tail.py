@@ -9,6 +9,11 @@ and hands each event to one of three outputs:
 - :class:`TerminalOutput`: the same lines in colour, with the current partials
   rewritten in place below them (``rich.live``) and a dim note on reconnects.
 
+The SDK's warnings are tail's notes on stderr, one ``scribeline: ...`` line
+each: a server it cannot reach (at the first failed attempt, while it keeps
+retrying) and a ``--since`` beyond the call's last seq (the server replays the
+call from the start).
+
 Needs only the base install (the client SDK and ``rich``).
 """
 
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -31,10 +38,10 @@ from scribeline.client import (
     ErrorEvent,
     Segment,
     StatusEvent,
-    Stream,
     TranscriptEvent,
     TranscriptView,
 )
+from scribeline.client.stream import RetryNotice
 
 __all__ = [
     "JsonOutput",
@@ -55,9 +62,6 @@ PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "
 #: Give up after this many failed connection attempts in a row (about a minute
 #: of an unreachable server); a connection that opens resets the count.
 MAX_ATTEMPTS = 12
-
-#: How often the terminal output looks for a reconnection to note.
-RECONNECT_POLL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,24 +215,32 @@ class TerminalOutput(Output):
         self._live.update(Group(*partials), refresh=True)
 
 
-class _ReconnectNotes:
-    """Tells the output of each reconnection once: before the next event, or after
-    ``RECONNECT_POLL`` seconds without one (the SDK only counts them)."""
+class _StderrNotes(logging.Handler):
+    """Log records as ``scribeline: <message>`` lines on stderr. ``sys.stderr`` is
+    looked up for each line: rich's live display redirects it while it runs, and
+    so keeps the line above the partials it draws."""
 
-    def __init__(self, stream: Stream[CallEvent], output: Output) -> None:
-        self._stream = stream
-        self._output = output
-        self._noted = 0
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"scribeline: {record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
 
-    def check(self) -> None:
-        if self._stream.reconnects > self._noted:
-            self._noted = self._stream.reconnects
-            self._output.reconnecting()
 
-    async def watch(self) -> None:
-        while True:
-            await asyncio.sleep(RECONNECT_POLL)  # polling a counter, not awaiting an event
-            self.check()
+@contextlib.contextmanager
+def _sdk_warnings_on_stderr() -> Iterator[None]:
+    """The client SDK's warnings become tail's stderr notes (and nothing else
+    prints them twice) for the duration."""
+    logger = logging.getLogger("scribeline.client")
+    handler = _StderrNotes(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 async def follow(options: TailOptions, output: Output) -> None:
@@ -236,27 +248,27 @@ async def follow(options: TailOptions, output: Output) -> None:
 
     Raises the SDK's ``StreamRefused`` or ``ReconnectFailed``.
     """
+
+    def retrying(notice: RetryNotice) -> None:
+        if notice.lost:  # an open connection dropped (an unreachable server is a warning)
+            output.reconnecting()
+
     client = AsyncClient(
         options.server,
         api_key=options.api_key,
         token=options.token,
         backoff=Backoff(max_attempts=MAX_ATTEMPTS),
+        on_retry=retrying,
     )
     stream = client.live_transcript(
         options.call_sid, options.since, finals_only=options.finals_only
     )
-    notes = _ReconnectNotes(stream, output)
-    watcher = asyncio.create_task(notes.watch())
     output.start()
     try:
         async with client, stream:
             async for event in stream:
-                notes.check()
                 output.show(event)
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
         output.stop()
 
 
@@ -273,5 +285,6 @@ def run(options: TailOptions) -> int:
         output = TerminalOutput(Console(highlight=False), snapshot=snapshot)
     else:
         output = PlainOutput(sys.stdout, snapshot=snapshot)
-    asyncio.run(follow(options, output))
+    with _sdk_warnings_on_stderr():
+        asyncio.run(follow(options, output))
     return 0

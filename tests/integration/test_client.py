@@ -5,6 +5,7 @@ refusals that are not retried, and the blocking Client."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -127,6 +128,12 @@ async def test_calls_transcripts_status_and_lookups(client: AsyncClient) -> None
         (4, "Hi, I need help."),
         (5, "With my bill."),
     ]
+    first = await client.get_call(sid, limit=2)
+    assert [t["seq"] for t in first["transcript"]] == [3, 4] and first["next_cursor"]
+    rest = await client.get_call(sid, limit=2, cursor=first["next_cursor"])
+    assert [t["seq"] for t in rest["transcript"]] == [5] and rest["next_cursor"] is None
+    finals = await client.final_transcript(sid, page_size=1)
+    assert [t["seq"] for t in finals] == [3, 4, 5]
     assert await client.set_status(sid, "completed") == 6
     assert (await client.get_call(sid))["ended_at"] is not None
 
@@ -274,18 +281,26 @@ async def test_tokens(server: ServerProcess, client: AsyncClient) -> None:
         assert refused.value.code == "forbidden" and stream.reconnects == 0
 
 
-async def test_connection_failed_when_nothing_listens() -> None:
-    """REST raises ConnectionFailedError and a stream gives up with ReconnectFailed."""
-    base = f"http://127.0.0.1:{free_port()}"
-    async with AsyncClient(base, api_key="scl_x", timeout=2.0) as nobody:
-        with pytest.raises(ConnectionFailedError):
+async def test_connection_failed_when_nothing_listens(caplog: pytest.LogCaptureFixture) -> None:
+    """REST raises ConnectionFailedError and a stream gives up with ReconnectFailed, each
+    naming the address that failed; a bot URL's token shows in neither, nor in a log."""
+    caplog.set_level(logging.DEBUG, logger="scribeline.client")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    backoff = Backoff(initial=0.01, maximum=0.02, max_attempts=3)
+    async with AsyncClient(base, api_key="scl_x", timeout=2.0, backoff=backoff) as nobody:
+        with pytest.raises(ConnectionFailedError, match=f"cannot reach {base} "):
             await nobody.get_call("CA1")
-        stream = nobody.live_transcript(
-            "CA1", backoff=Backoff(initial=0.01, maximum=0.02, max_attempts=3)
-        )
-        with pytest.raises(ReconnectFailed):
+        stream = nobody.live_transcript("CA1")
+        with pytest.raises(ReconnectFailed, match=f"ws://127.0.0.1:{port}/live-transcript/CA1"):
             await collect(stream)
         assert stream.reconnects == 0, "no connection was ever open"
+        bot_url = f"ws://127.0.0.1:{port}/v1/bots/b1/subscribe?token=SECRET-TOKEN"
+        with pytest.raises(ReconnectFailed) as failed:
+            await collect(nobody.bot_stream(bot_url))
+    assert f"ws://127.0.0.1:{port}/v1/bots/b1/subscribe" in str(failed.value)
+    assert "SECRET-TOKEN" not in str(failed.value) and "SECRET-TOKEN" not in caplog.text
+    assert "scl_x" not in caplog.text
     with pytest.raises(ValueError):
         AsyncClient("127.0.0.1:8000")
     with pytest.raises(ValueError):

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from scribeline.client import (
     AsyncClient,
@@ -28,6 +30,7 @@ from scribeline.client import (
     Stream,
     TranscriptEvent,
 )
+from scribeline.client.stream import RetryNotice
 
 from .helpers import ServerProcess, Tenant, new_sid
 
@@ -458,6 +461,55 @@ async def test_accepted_connections_reset_the_failure_count() -> None:
     async with AsyncClient(f"http://127.0.0.1:{port}", backoff=backoff) as client:
         with pytest.raises(ReconnectFailed):
             await asyncio.wait_for(follow(client.live_transcript("CA1")), 10)
+
+
+async def test_an_unreachable_server_is_warned_of_at_once_and_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two outages (503s) around a dropped connection: the first failed attempt of each
+    logs one WARNING naming the address, before the stream waits to retry; the hook hears
+    of every retry, and the stream carries on to the end."""
+    caplog.set_level(logging.INFO, logger="scribeline.client")
+    connections = 0
+
+    def down_or_up(connection: ServerConnection, request: Request) -> Response | None:
+        nonlocal connections
+        connections += 1
+        return connection.respond(503, "down\n") if connections in (1, 2, 4, 5) else None
+
+    async def handler(ws: ServerConnection) -> None:
+        hello = {"type": "connection_established", "call_sid": "CA1", "epoch": "e"}
+        await ws.send(orjson.dumps(hello).decode())
+        await ws.send(orjson.dumps({"type": "call_status", "status": "in-progress"}).decode())
+        if connections == 3:
+            await ws.send(orjson.dumps({"type": "call_status", "seq": 1, "status": "x"}).decode())
+            await ws.close(1011)  # lost: a reconnection, not an unreachable server
+            return
+        status = {"type": "call_status", "seq": 2, "status": "completed"}
+        await ws.send(orjson.dumps(status).decode())
+        await ws.close(1000)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    heard: list[tuple[bool, int, int]] = []  # (lost, failures, warnings logged by then)
+
+    def on_retry(notice: RetryNotice) -> None:
+        heard.append((notice.lost, notice.failures, len(warnings())))
+        assert "token" not in notice.address
+
+    async with serve(handler, "127.0.0.1", 0, process_request=down_or_up) as fake:
+        port = fake.sockets[0].getsockname()[1]
+        backoff = Backoff(initial=0.01, maximum=0.02)
+        base = f"http://127.0.0.1:{port}"
+        async with AsyncClient(base, backoff=backoff, on_retry=on_retry) as client:
+            events = await asyncio.wait_for(follow(client.live_transcript("CA1")), 10)
+    assert events == [(1, "call_status", "x"), (2, "call_status", "completed")]
+    assert heard == [(False, 1, 1), (False, 2, 1), (True, 1, 1), (False, 1, 2), (False, 2, 2)]
+    first, second = warnings()
+    assert first == second, "each outage is told the same way"
+    assert first.startswith(f"cannot reach ws://127.0.0.1:{port}/live-transcript/CA1 ")
+    assert "HTTP 503" in first and first.endswith("retrying")
 
 
 async def test_a_stalled_connection_is_dropped_and_resumed_promptly(

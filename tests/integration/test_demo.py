@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,22 @@ async def _next_of(ws: ClientConnection, kind: str, within: float) -> dict[str, 
                 return msg
 
 
+async def _run(command: str) -> str:
+    """Run a printed shell command; its stdout (it must succeed)."""
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
     tmp_path: Path,
 ) -> None:
     """`scribeline demo` prints working commands: a live call streams transcripts, the
-    meeting streams bot events, echoes a chat action, and stops cleanly with the server."""
+    meeting streams bot events, echoes a chat action, the running campaign and the
+    organizations can be found (the banner's campaign ends), and it stops cleanly."""
     server = ServerProcess(data_dir=tmp_path / "data", command="demo")
     server.start()
     try:
@@ -53,7 +65,14 @@ async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
         read_only_url = server.expect_line(URL).group(1)
         server.expect_line(r"the meeting, read-write")
         read_write_url = server.expect_line(URL).group(1)
+        server.expect_line(r"find the running one")
+        campaigns_command = server.expect_line(r"^\s+(\S.* campaigns list --active .+)$").group(1)
+        orgs_command = server.expect_line(r"Organizations in this data directory: (.+)$").group(1)
         assert "/live-transcript/" in call_url and "/v1/bots/" in read_only_url
+
+        running = await _run(campaigns_command)
+        assert re.search(r"^\d+\trunning\t\d+/\d+ done\tRenewal reminders \d+$", running, re.M)
+        assert re.search(r"^\d+\tdemo\t", await _run(orgs_command), re.M)
 
         async with await open_url(call_url) as call:
             assert (await recv_json(call))["type"] == "connection_established"
@@ -96,7 +115,8 @@ async def test_bots_simulate_plays_a_meeting_and_obeys_actions(
     server: ServerProcess, api_a: Api
 ) -> None:
     """`scribeline bots simulate BOT_ID` joins, tracks three participants, speaks with
-    speaker names resolved after a few sentences, echoes chat and leaves on stop."""
+    speaker names resolved after a few sentences, echoes chat and leaves on stop; opening
+    the data directory prints no migration noise."""
     bot = await create_bot(api_a)
     watcher = await open_url(bot["websocket_read_only_url"])
     async with watcher, await open_url(bot["websocket_url"]) as speaker:
@@ -143,6 +163,7 @@ async def test_bots_simulate_plays_a_meeting_and_obeys_actions(
             out, err = await asyncio.wait_for(proc.communicate(), 30)
             assert proc.returncode == 0, err.decode()
             assert b"left the meeting" in out
+            assert b"alembic" not in err and b"Context impl" not in err, err.decode()
         finally:
             if proc.returncode is None:
                 proc.kill()

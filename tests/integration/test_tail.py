@@ -11,6 +11,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import struct
 import sys
 import termios
@@ -61,6 +62,22 @@ class Blocker(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Blocker())
 """
+
+
+def default_sigint() -> None:
+    """In the child before it runs: SIGINT at its default disposition, whatever this
+    process inherited (a suite launched with SIGINT ignored, as a shell does for a
+    background job, would otherwise hand that on, and Python then leaves Ctrl-C
+    ignored instead of raising KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -117,6 +134,7 @@ async def tail(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=cli_env(SCRIBELINE_API_KEY=key),
+        preexec_fn=default_sigint,  # one system call in the child: safe after fork
     )
     try:
         yield Tail(proc)
@@ -292,6 +310,34 @@ async def test_since_starts_after_the_given_seq(
     assert "First words." not in "\n".join(t.lines)
 
 
+async def test_since_beyond_the_call_prints_the_whole_call_once(
+    server: ServerProcess, tenant_a: Tenant, api_a: Api
+) -> None:
+    """--since past the call's last seq: the server replays the call from the start and
+    tail prints every stored event exactly once (not nothing), with a one-line note."""
+    sid = (await api_a.create_call())["call_sid"]
+    await api_a.post_transcript(sid, transcript("First words.", speaker="user"))
+    await api_a.post_transcript(sid, transcript("Second words.", speaker="assistant"))
+    await api_a.post_status(sid, "completed")
+    async with tail(server, tenant_a.read, sid, "--json", "--since", "999") as t:
+        code, stderr = await t.finish()
+    assert code == 0, stderr
+    messages = json_lines(t.lines)
+    assert [m.get("seq") for m in messages] == [None, 1, 2, 3, 4], messages
+    assert stderr.count("\n") == 1 and stderr.startswith(f"scribeline: call {sid}: seq 999 ")
+    assert "from the start" in stderr
+
+    async with tail(server, tenant_a.read, sid, "--since", "999") as t:
+        code, stderr = await t.finish()
+    assert code == 0, stderr
+    assert t.lines[-4:] == [
+        "— status: in-progress",
+        "user: First words.",
+        "assistant: Second words.",
+        "— status: completed",
+    ]
+
+
 # --------------------------------------------------------------------------- terminal
 
 
@@ -427,6 +473,37 @@ async def test_ctrl_c_exits_130_without_a_traceback(
         t.proc.send_signal(signal.SIGINT)
         code, stderr = await t.finish()
     assert (code, stderr) == (130, "")
+
+
+async def test_an_unreachable_server_is_said_at_once_while_tail_retries(
+    server: ServerProcess, tenant_a: Tenant
+) -> None:
+    """With nothing listening, tail says on stderr within seconds which address it cannot
+    reach and that it is retrying, once, and keeps running; the key is not printed."""
+    port = free_port()
+    async with tail(server, tenant_a.read, "CA1", url=f"http://127.0.0.1:{port}") as t:
+        assert t.proc.stderr is not None
+        line = (await asyncio.wait_for(t.proc.stderr.readline(), 5)).decode()
+        assert line.startswith(
+            f"scribeline: cannot reach ws://127.0.0.1:{port}/live-transcript/CA1 "
+        )
+        assert line.endswith("retrying\n") and tenant_a.read not in line
+        assert t.proc.returncode is None, "tail keeps trying"
+        t.proc.kill()
+        assert await t.proc.stderr.read() == b"", "said once, not once per attempt"
+
+
+@pytest.mark.parametrize("what", ["calls", "campaigns"])
+async def test_listing_from_an_unreachable_server_names_it(tenant_a: Tenant, what: str) -> None:
+    """calls list and campaigns list with a key fail at once with one line naming the
+    server's address."""
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = await run_cli(
+        "-m", "scribeline", what, "list", "--server", url, "--key", tenant_a.read
+    )
+    assert (code, out) == (2, ""), err
+    assert err.count("\n") == 1 and err.startswith(f"scribeline: cannot reach {url} "), err
+    assert tenant_a.read not in err
 
 
 # --------------------------------------------------------------------------- calls list

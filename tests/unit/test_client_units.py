@@ -3,6 +3,7 @@ logic, and the transcript view, driven without a server."""
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,7 +27,7 @@ from scribeline.client import (
     TranscriptEvent,
     TranscriptView,
 )
-from scribeline.client.errors import api_error
+from scribeline.client.errors import api_error, redact_url
 from scribeline.client.sessions import (
     BotSession,
     CampaignSession,
@@ -42,14 +43,17 @@ TS = "2026-01-19T12:00:05.123Z"
 # --------------------------------------------------------------------------- wire messages
 
 
-def established(epoch: str = "ep1") -> dict[str, Any]:
-    return {
+def established(epoch: str = "ep1", since: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {
         "type": "connection_established",
         "call_sid": SID,
         "timestamp": TS,
         "message": "Connected to live transcript stream",
         "epoch": epoch,
     }
+    if since is not None:
+        message["since"] = since
+    return message
 
 
 def snapshot(status: str = "in-progress") -> dict[str, Any]:
@@ -106,6 +110,29 @@ def live(since: int | None = None, finals_only: bool = False) -> LiveTranscriptS
 
 def query(session: LiveTranscriptSession) -> dict[str, list[str]]:
     return parse_qs(urlsplit(session.url()).query)
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("ws://h:1/v1/bots/b1/subscribe?token=SECRET", "ws://h:1/v1/bots/b1/subscribe"),
+        (
+            "wss://user:SECRET@example.com/live-transcript/CA1#x",
+            "wss://example.com/live-transcript/CA1",
+        ),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("ws://[::1]:9/x?since=3&token=SECRET", "ws://[::1]:9/x"),
+        ("ws://h:99999999/x?token=SECRET", "<unparsable URL>"),
+    ],
+)
+def test_redact_url_keeps_the_address_and_drops_credentials(url: str, shown: str) -> None:
+    """An address shown to a user keeps scheme, host, port and path, never a query,
+    fragment or user info (which may carry a token)."""
+    assert redact_url(url) == shown
+    assert "SECRET" not in redact_url(url)
 
 
 # --------------------------------------------------------------------------- backoff
@@ -273,6 +300,46 @@ def test_epoch_change_resets_the_position() -> None:
     same.connecting()
     feed(same, established("E1"))
     assert same.last_seq == 5, "the same epoch keeps the position"
+
+
+def test_a_since_beyond_the_stream_adopts_the_servers_replay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the server says it replays from the start (since 0) although we asked for
+    seq 999, every replayed event is yielded once, with one warning; later connections
+    resume from the adopted position."""
+    caplog.set_level(logging.WARNING, logger="scribeline.client")
+    session = live(since=999)
+    assert query(session) == {"since": ["999"]}
+    out = feed(
+        session,
+        established("E1", since=0),
+        snapshot("completed"),
+        status(1, "in-progress"),
+        transcript(2, "hello"),
+        status(3, "completed"),
+    )
+    assert [e.seq for e in out] == [None, 1, 2, 3]
+    assert session.last_seq == 3
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and SID in record.getMessage()
+    assert "999" in record.getMessage() and "from the start" in record.getMessage()
+    session.connecting()
+    assert feed(session, established("E1", since=3), transcript(3, "again")) == []
+    assert len(caplog.records) == 1, "a server that resumes where we are says nothing new"
+
+
+def test_the_servers_start_is_adopted_only_when_it_is_behind_us() -> None:
+    """A since at or past our position, or a malformed one, changes nothing; a since
+    below it (but not 0) resumes after it."""
+    session = live(since=5)
+    feed(session, established(since=5))
+    assert session.last_seq == 5
+    for odd in (True, "2", -1, None):
+        feed(session, {**established(), "since": odd})
+        assert session.last_seq == 5, odd
+    out = feed(session, established(since=2), transcript(3, "c"), transcript(6, "f"))
+    assert [e.seq for e in out] == [3, 6]
 
 
 def test_refusal_before_established_raises_with_the_servers_code() -> None:

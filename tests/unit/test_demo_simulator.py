@@ -18,8 +18,10 @@ from scribeline.demo.simulator import (
     new_call_sid,
     play_call,
     random_phone_number,
+    ring_out,
     run_simulation,
 )
+from scribeline.events import TERMINAL_STATUSES
 
 PUNCTUATION = ",.;:!?"
 
@@ -75,12 +77,26 @@ class CallRecord:
     customer_phone_number: str
     call_type: str
     created_at: float
+    #: The status the call was created in.
+    initial_status: str
     transcripts: list[Transcript] = field(default_factory=list)
+    #: Every later status change, stamped with virtual time.
     statuses: list[tuple[float, str]] = field(default_factory=list)
 
     @property
+    def status(self) -> str:
+        return self.statuses[-1][1] if self.statuses else self.initial_status
+
+    @property
     def ended_at(self) -> float | None:
-        return self.statuses[0][0] if self.statuses else None
+        return next((at for at, s in self.statuses if s in TERMINAL_STATUSES), None)
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    def endings(self) -> list[str]:
+        return [s for _, s in self.statuses if s in TERMINAL_STATUSES]
 
     def finals(self) -> list[Transcript]:
         return [t for t in self.transcripts if t.is_final]
@@ -107,6 +123,7 @@ class RecordingSink:
         self,
         call_sid: str,
         *,
+        status: str,
         to_phone_number: str,
         customer_phone_number: str,
         call_type: str,
@@ -114,7 +131,7 @@ class RecordingSink:
         assert call_sid not in self.calls, "call created twice"
         self.log.append(("create_call", call_sid))
         self.calls[call_sid] = CallRecord(
-            call_sid, to_phone_number, customer_phone_number, call_type, self._now()
+            call_sid, to_phone_number, customer_phone_number, call_type, self._now(), status
         )
 
     async def append_transcript(
@@ -130,7 +147,7 @@ class RecordingSink:
         segment_id: str,
     ) -> int:
         call = self.calls[call_sid]
-        assert not call.statuses, "transcript after the call ended"
+        assert call.status == "in-progress", f"transcript while the call is {call.status}"
         self.log.append(("append_transcript", call_sid))
         call.transcripts.append(
             Transcript(
@@ -147,8 +164,10 @@ class RecordingSink:
         return len(call.transcripts)
 
     async def set_status(self, call_sid: str, status: str) -> None:
+        call = self.calls[call_sid]
+        assert not call.ended, f"status {status!r} after the call ended"
         self.log.append(("set_status", call_sid))
-        self.calls[call_sid].statuses.append((self._now(), status))
+        call.statuses.append((self._now(), status))
 
     def ordinary(self, pinned: str | None = None) -> list[CallRecord]:
         return [call for sid, call in self.calls.items() if sid != pinned]
@@ -281,10 +300,57 @@ async def test_speakers_follow_the_dialogue_and_the_call_completes() -> None:
     assert [f.speaker for f in call.finals()] == [t.speaker for t in dialogue.turns]
     for results in call.segments().values():
         assert len({r.speaker for r in results}) == 1
-    assert [status for _, status in call.statuses] == ["completed"]
+    assert call.initial_status == "ringing"
+    assert [status for _, status in call.statuses] == ["in-progress", "completed"]
     assert sink.log[0][0] == "create_call" and sink.log[-1][0] == "set_status"
     assert call.call_type == dialogue.call_type
     assert call.to_phone_number != call.customer_phone_number
+
+
+async def test_a_call_rings_then_is_answered_before_anyone_speaks() -> None:
+    """A call is created ringing, becomes in-progress a few seconds later and only then
+    speaks; the ring time scales with speed."""
+    for speed in (1.0, 2.0):
+        clock = VirtualClock()
+        sink = RecordingSink(clock)
+        task = asyncio.create_task(
+            play_call(
+                sink, "CAtest", DIALOGUES[0], rng=random.Random(3), speed=speed, sleep=clock.sleep
+            )
+        )
+        await clock.run_until(task.done)
+        await task
+        record = sink.calls["CAtest"]
+        assert record.initial_status == "ringing"
+        (answered_at, answered), (_, ended) = record.statuses
+        assert (answered, ended) == ("in-progress", "completed")
+        assert 2.0 / speed <= answered_at - record.created_at <= 5.0 / speed
+        first_words = record.transcripts[0].segment_start
+        assert first_words >= answered_at - record.created_at, "nobody speaks while it rings"
+
+
+async def test_a_ring_out_stays_ringing_until_no_answer() -> None:
+    """ring_out creates a ringing call that never becomes in-progress nor speaks and ends
+    no-answer after ringing for a while (scaled by speed)."""
+    clock = VirtualClock()
+    sink = RecordingSink(clock)
+    task = asyncio.create_task(
+        ring_out(
+            sink,
+            "CAring",
+            rng=random.Random(2),
+            speed=2.0,
+            sleep=clock.sleep,
+            customer_phone_number="+14155550100",
+        )
+    )
+    await clock.run_until(task.done)
+    await task
+    record = sink.calls["CAring"]
+    assert (record.initial_status, record.statuses[0][1]) == ("ringing", "no-answer")
+    assert len(record.statuses) == 1 and record.transcripts == []
+    assert 8.0 / 2 <= record.statuses[0][0] <= 16.0 / 2
+    assert record.customer_phone_number == "+14155550100" and record.call_type == "outbound"
 
 
 # --- The simulation ---------------------------------------------------------------------------
@@ -298,7 +364,7 @@ async def test_simulation_keeps_n_calls_going_and_replaces_finished_ones() -> No
     simulation = asyncio.create_task(
         run_simulation(sink, concurrent_calls=3, rng=random.Random(5), sleep=clock.sleep, stop=stop)
     )
-    await clock.run_until(lambda: sum(bool(c.statuses) for c in sink.calls.values()) >= 9)
+    await clock.run_until(lambda: sum(c.ended for c in sink.calls.values()) >= 9)
     stop.set()
     await simulation
 
@@ -316,8 +382,10 @@ async def test_simulation_keeps_n_calls_going_and_replaces_finished_ones() -> No
         peak = max(peak, live)
     assert peak == 3
     for call in calls:
-        assert len(call.statuses) == 1, "every call, finished or cut off, ends exactly once"
-        assert call.statuses[0][1] == "completed"
+        assert len(call.endings()) == 1, "every call, finished or cut off, ends exactly once"
+        assert call.initial_status == "ringing"
+        answered = [s for _, s in call.statuses] == ["in-progress", "completed"]
+        assert answered or [s for _, s in call.statuses] == ["canceled"], call.statuses
         assert call.call_type in {"inbound", "outbound"}
         assert re.fullmatch(r"CA[0-9a-f]{32}", call.call_sid)
     assert len({call.call_sid for call in calls}) == len(calls)
@@ -343,20 +411,46 @@ async def test_pinned_call_runs_until_stop_then_completes() -> None:
     )
 
     def enough() -> bool:
-        done = [c for c in sink.ordinary(pinned) if c.statuses]
+        done = [c for c in sink.ordinary(pinned) if c.ended]
         return pinned in sink.calls and len(done) >= 4 and clock.now > 300
 
     await clock.run_until(enough)
     call = sink.calls[pinned]
-    assert call.statuses == [], "the pinned call must not end before stop"
+    assert call.initial_status == "ringing"
+    assert [s for _, s in call.statuses] == ["in-progress"], "it must not end before stop"
     assert len(call.finals()) > 2 * longest, "it keeps going across several dialogues"
     stop.set()
     await simulation
 
-    assert [status for _, status in call.statuses] == ["completed"]
-    assert list(call.segments()) == [f"seg_{n}" for n in range(1, len(call.finals()) + 1)]
+    assert [status for _, status in call.statuses] == ["in-progress", "completed"]
+    segments = list(call.segments())
+    assert segments == [f"seg_{n}" for n in range(1, len(segments) + 1)]
+    assert len(segments) - len(call.finals()) in (0, 1), "only a turn cut off by stop is open"
     starts = [f.segment_start for f in call.finals()]
     assert starts == sorted(starts)
+
+
+async def test_stop_cancels_ringing_calls_and_completes_answered_ones() -> None:
+    """When the simulation stops, a call still ringing ends canceled (it never
+    answered) and an answered one ends completed."""
+    clock = VirtualClock()
+    sink = RecordingSink(clock)
+    stop = asyncio.Event()
+    simulation = asyncio.create_task(
+        run_simulation(
+            sink, concurrent_calls=3, rng=random.Random(11), sleep=clock.sleep, stop=stop
+        )
+    )
+
+    def open_with(status: str) -> list[CallRecord]:
+        return [c for c in sink.calls.values() if c.status == status]
+
+    await clock.run_until(lambda: bool(open_with("ringing")) and bool(open_with("in-progress")))
+    ringing, talking = open_with("ringing"), open_with("in-progress")
+    stop.set()
+    await simulation
+    assert all([s for _, s in c.statuses] == ["canceled"] for c in ringing)
+    assert all([s for _, s in c.statuses] == ["in-progress", "completed"] for c in talking)
 
 
 async def test_sink_errors_end_only_the_affected_calls(caplog: pytest.LogCaptureFixture) -> None:
@@ -372,6 +466,7 @@ async def test_sink_errors_end_only_the_affected_calls(caplog: pytest.LogCapture
             self,
             call_sid: str,
             *,
+            status: str,
             to_phone_number: str,
             customer_phone_number: str,
             call_type: str,
@@ -381,6 +476,7 @@ async def test_sink_errors_end_only_the_affected_calls(caplog: pytest.LogCapture
                 raise ConnectionError("storage unavailable")
             await super().create_call(
                 call_sid,
+                status=status,
                 to_phone_number=to_phone_number,
                 customer_phone_number=customer_phone_number,
                 call_type=call_type,
@@ -422,14 +518,14 @@ async def test_sink_errors_end_only_the_affected_calls(caplog: pytest.LogCapture
     )
 
     def completed() -> int:
-        return sum(c.statuses == [(c.ended_at, "completed")] for c in sink.calls.values())
+        return sum(c.endings() == ["completed"] for c in sink.calls.values())
 
     await clock.run_until(lambda: completed() >= 4)
     stop.set()
     await simulation
 
     assert sink.broken is not None
-    assert [status for _, status in sink.calls[sink.broken].statuses] == ["failed"]
+    assert [status for _, status in sink.calls[sink.broken].statuses] == ["in-progress", "failed"]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in errors)
     assert any(r.exc_info and isinstance(r.exc_info[1], ConnectionError) for r in errors)

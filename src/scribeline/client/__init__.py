@@ -36,7 +36,7 @@ from scribeline.client.events import (
     StatusEvent,
     TranscriptEvent,
 )
-from scribeline.client.stream import KeepAlive, Stream
+from scribeline.client.stream import KeepAlive, RetryNotice, Stream
 from scribeline.client.sync import Client
 from scribeline.client.transcript import Segment, TranscriptView
 
@@ -60,6 +60,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ReconnectFailed",
+    "RetryNotice",
     "ScribelineClientError",
     "Segment",
     "ServerError",

@@ -19,7 +19,7 @@ from scribeline.client.sessions import (
     LiveTranscriptSession,
     OrgEvent,
 )
-from scribeline.client.stream import DEFAULT_KEEPALIVE, KeepAlive, Stream
+from scribeline.client.stream import DEFAULT_KEEPALIVE, KeepAlive, RetryHook, Stream
 
 __all__ = ["AsyncClient", "BotStream"]
 
@@ -45,7 +45,10 @@ class AsyncClient(Rest):
 
     ``api_key`` or ``token`` (an access token) authenticates every call; it is
     sent as a header, never in a URL. Streams reconnect on their own with
-    ``backoff`` and keep alive with ``keepalive``; see :class:`Stream`.
+    ``backoff`` and keep alive with ``keepalive``; ``on_retry`` hears of each
+    reconnection attempt (see :class:`Stream`). A server that cannot be reached
+    is named at once: a REST call raises ``ConnectionFailedError``, a stream
+    logs a warning and keeps trying.
 
     Use it as an async context manager (or call :meth:`aclose`)::
 
@@ -64,6 +67,7 @@ class AsyncClient(Rest):
         timeout: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
         keepalive: KeepAlive = DEFAULT_KEEPALIVE,
+        on_retry: RetryHook | None = None,
     ) -> None:
         if api_key is not None and token is not None:
             raise ValueError("give api_key or token, not both")
@@ -75,6 +79,7 @@ class AsyncClient(Rest):
         self._backoff = backoff
         self._keepalive = keepalive
         self._timeout = timeout
+        self._on_retry = on_retry
         super().__init__(
             httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout)
         )
@@ -120,6 +125,7 @@ class AsyncClient(Rest):
             backoff=backoff or self._backoff,
             keepalive=keepalive or self._keepalive,
             open_timeout=self._timeout,
+            on_retry=self._on_retry,
         )
 
     def campaign_progress(self, campaign_id: int) -> Stream[CampaignEvent]:
@@ -130,6 +136,7 @@ class AsyncClient(Rest):
             backoff=self._backoff,
             keepalive=self._keepalive,
             open_timeout=self._timeout,
+            on_retry=self._on_retry,
         )
 
     def events(
@@ -143,6 +150,7 @@ class AsyncClient(Rest):
             backoff=self._backoff,
             keepalive=self._keepalive,
             open_timeout=self._timeout,
+            on_retry=self._on_retry,
         )
 
     def bot_stream(self, url: str, *, keepalive: KeepAlive | None = None) -> BotStream:
@@ -154,5 +162,9 @@ class AsyncClient(Rest):
             self._keepalive.ping_interval, max(self._keepalive.stall_timeout, BOT_STALL_TIMEOUT)
         )
         return BotStream(
-            BotSession(url), backoff=self._backoff, keepalive=keep, open_timeout=self._timeout
+            BotSession(url),
+            backoff=self._backoff,
+            keepalive=keep,
+            open_timeout=self._timeout,
+            on_retry=self._on_retry,
         )

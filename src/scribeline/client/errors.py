@@ -4,6 +4,7 @@ the server's machine-readable code is kept on ``code``."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "ApiError",
@@ -19,6 +20,7 @@ __all__ = [
     "ServerError",
     "StreamRefused",
     "api_error",
+    "redact_url",
 ]
 
 
@@ -90,8 +92,24 @@ def api_error(status: int, body: Any) -> ApiError:
     return cls(status, code, message, details)
 
 
+def redact_url(url: str) -> str:
+    """``url`` fit for a log line or an error message: without its query, fragment
+    and user info, which may carry credentials (a bot URL's ``?token=``)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 class ConnectionFailedError(ScribelineClientError):
-    """The server could not be reached (refused, timed out, reset)."""
+    """The server could not be reached (refused, timed out, reset); the message
+    names the address that failed."""
 
 
 class StreamRefused(ScribelineClientError):
@@ -111,4 +129,5 @@ class StreamRefused(ScribelineClientError):
 
 
 class ReconnectFailed(ScribelineClientError):
-    """The stream could not be re-established within the backoff's attempts."""
+    """The stream could not be re-established within the backoff's attempts; the
+    message names the address that failed and the last reason."""

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from scribeline.client.errors import ConnectionFailedError, api_error
+from scribeline.client.errors import ConnectionFailedError, api_error, redact_url
 
 __all__ = ["Rest"]
 
@@ -28,7 +28,8 @@ class Rest:
 
     Results are the server's JSON (documented in docs/protocol.md); appends
     return their seqs. A refusal is an :class:`~scribeline.client.errors.ApiError`
-    subclass chosen by status; no answer at all is ``ConnectionFailedError``.
+    subclass chosen by status; no answer at all is ``ConnectionFailedError``, whose
+    message names the server's address.
     """
 
     def __init__(self, http: httpx.AsyncClient) -> None:
@@ -43,7 +44,7 @@ class Rest:
                 method, path, json=json, params=_omit_none(params or {})
             )
         except httpx.HTTPError as exc:
-            raise ConnectionFailedError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise ConnectionFailedError(self._failure(method, path, exc)) from exc
         try:
             body = response.json() if response.content else None
         except ValueError:
@@ -51,6 +52,14 @@ class Rest:
         if response.is_error:
             raise api_error(response.status_code, body)
         return body
+
+    def _failure(self, method: str, path: str, exc: httpx.HTTPError) -> str:
+        """One line naming the server (never a credential) and what went wrong."""
+        address = redact_url(str(self._http.base_url)).rstrip("/")
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return f"cannot reach {address} ({method} {path}: {why})"
+        return f"{method} {address}{path} failed ({why})"
 
     # -- calls -----------------------------------------------------------------
 
@@ -123,10 +132,25 @@ class Rest:
         result = await self.request("POST", f"/v1/calls/{_sid(call_sid)}/status", json=body)
         return int(result["seq"])
 
-    async def get_call(self, call_sid: str) -> JSON:
-        """The call and its final transcript."""
-        result: JSON = await self.request("GET", f"/v1/calls/{_sid(call_sid)}")
+    async def get_call(
+        self, call_sid: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> JSON:
+        """The call and one page of its final transcript (``transcript``, at most
+        ``limit`` finals); ``next_cursor`` passed back as ``cursor`` continues it."""
+        params = {"limit": limit, "cursor": cursor}
+        result: JSON = await self.request("GET", f"/v1/calls/{_sid(call_sid)}", params=params)
         return result
+
+    async def final_transcript(self, call_sid: str, *, page_size: int = 1000) -> list[JSON]:
+        """Every final of the call, in seq order, fetched page by page."""
+        finals: list[JSON] = []
+        cursor: str | None = None
+        while True:
+            page = await self.get_call(call_sid, limit=page_size, cursor=cursor)
+            finals += page["transcript"]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return finals
 
     async def list_calls(
         self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
@@ -173,6 +197,12 @@ class Rest:
         path = f"/v1/campaigns/{campaign_id}/contacts/{contact_id}/outcome"
         result: JSON = await self.request("POST", path, json=body)
         return result
+
+    async def list_campaigns(self) -> list[JSON]:
+        """The organization's campaigns, newest first (the server's latest 200)."""
+        result = await self.request("GET", "/v1/campaigns")
+        campaigns: list[JSON] = result["campaigns"]
+        return campaigns
 
     async def get_campaign(self, campaign_id: int) -> JSON:
         result: JSON = await self.request("GET", f"/v1/campaigns/{campaign_id}")

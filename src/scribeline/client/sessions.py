@@ -3,6 +3,7 @@ are events, and when a stream is over (PROTOCOL.md sections 1 to 4)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -41,6 +42,8 @@ _PING = orjson.dumps({"type": "ping"})
 
 E = TypeVar("E")
 
+log = logging.getLogger(__name__)
+
 
 class _Refusable(Session[E]):
     """The pattern of sections 1 to 3: a refusal is an ``error`` message before the
@@ -66,6 +69,13 @@ class _Refusable(Session[E]):
 class LiveTranscriptSession(_Refusable[CallEvent]):
     """``/live-transcript/{call_sid}``, resumed with ``since`` (and ``epoch``), so
     across reconnections every stored event is yielded once, in seq order.
+
+    The server says where a connection's history starts (``since`` in
+    ``connection_established``). When that is before our position, it replays
+    from there, because our position is beyond the stream (a ``since`` larger
+    than the call's last seq, or a store that was reset, which a new ``epoch``
+    also tells older servers): the session adopts it, with a warning, so that
+    the events it would otherwise drop as already seen are yielded.
 
     The ``call_status`` snapshot (no seq) is yielded once, from the first
     connection; later ones are covered by the stored events in between.
@@ -96,8 +106,7 @@ class LiveTranscriptSession(_Refusable[CallEvent]):
         if kind == "connection_established":
             self._established = True
             epoch = message.get("epoch")
-            if self.epoch is not None and epoch != self.epoch:
-                self.last_seq = 0  # the store was reset: the server replays from the start
+            self._start_after(message.get("since"), epoch)
             self.epoch = epoch if isinstance(epoch, str) else None
             return ()
         if kind == "error":
@@ -117,6 +126,26 @@ class LiveTranscriptSession(_Refusable[CallEvent]):
         if self._finals_only and isinstance(event, TranscriptEvent) and not event.is_final:
             return ()
         return (event,)
+
+    def _start_after(self, since: Any, epoch: Any) -> None:
+        """Adopt where the server starts this connection's history, if that is
+        before our position (else events it replays would be dropped)."""
+        if isinstance(since, int) and not isinstance(since, bool) and since >= 0:
+            start = since
+        elif self.epoch is not None and epoch != self.epoch:
+            start = 0  # an older server without ``since``: a new epoch replays all
+        else:
+            return
+        if start >= self.last_seq:
+            return
+        log.warning(
+            "call %s: seq %d is beyond what the server holds (a seq past the call's last,"
+            " or a reset store); it replays the call %s",
+            self._call_sid,
+            self.last_seq,
+            "from the start" if start == 0 else f"after seq {start}",
+        )
+        self.last_seq = start
 
 
 class CampaignSession(_Refusable[CampaignEvent]):

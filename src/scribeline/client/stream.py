@@ -7,6 +7,11 @@ server stopping), 1011, 1013 and a stall (nothing received for
 ``stall_timeout`` seconds although we pinged). Final: what the session says
 ends the stream (1000), and refusals (1008 and other policy closes), which
 raise :class:`StreamRefused`.
+
+An unreachable server is said at once, not after the last attempt: the first
+failed connection attempt of an outage logs a WARNING naming the address (never
+its query, which may hold a token) and why, and every retry is handed to the
+``on_retry`` hook, while the stream keeps trying.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -27,10 +32,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from scribeline.client.backoff import DEFAULT_BACKOFF, Backoff
-from scribeline.client.errors import ReconnectFailed, StreamRefused
+from scribeline.client.errors import ReconnectFailed, StreamRefused, redact_url
 from scribeline.client.events import ErrorEvent
 
-__all__ = ["DEFAULT_KEEPALIVE", "End", "KeepAlive", "Session", "Stream"]
+__all__ = ["DEFAULT_KEEPALIVE", "End", "KeepAlive", "RetryNotice", "Session", "Stream"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,28 @@ class KeepAlive:
 
 #: Ping after 15 s of silence; re-open after 40 s without a message.
 DEFAULT_KEEPALIVE = KeepAlive()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """What a stream tells its ``on_retry`` hook before it waits to try again.
+
+    ``lost``: an open connection was lost (else an attempt to connect failed);
+    ``address``: where it connects, without query or credentials; ``reason``:
+    why it failed; ``failures``: failed attempts in a row, this one included (a
+    lost connection the server had accepted counts as the first); ``delay``:
+    seconds until the next try.
+    """
+
+    lost: bool
+    address: str
+    reason: str
+    failures: int
+    delay: float
+
+
+#: Called with a :class:`RetryNotice` before each wait to reconnect.
+RetryHook = Callable[[RetryNotice], None]
 
 
 class End(Exception):
@@ -116,17 +143,24 @@ class Session(ABC, Generic[E]):
 
 
 class _Retry(Exception):
-    """This connection is lost; open another. ``established``: whether the server
-    had accepted it (which resets the count of failed attempts)."""
+    """This connection is lost (or could not be opened); open another.
+    ``established``: whether the server had accepted it (which resets the count of
+    failed attempts); ``lost``: whether it had been open at all."""
 
-    def __init__(self, message: str, *, established: bool = False) -> None:
+    def __init__(self, message: str, *, established: bool = False, lost: bool = True) -> None:
         super().__init__(message)
         self.established = established
+        self.lost = lost
 
 
 class Stream(Generic[E]):
     """An async iterator of a session's events across reconnections; also an
-    async context manager that closes the connection on exit."""
+    async context manager that closes the connection on exit.
+
+    ``on_retry`` is called (on the stream's task; it must not block) before each
+    wait to reconnect, e.g. to tell a user the connection is lost or the server
+    cannot be reached.
+    """
 
     def __init__(
         self,
@@ -137,8 +171,13 @@ class Stream(Generic[E]):
         keepalive: KeepAlive = DEFAULT_KEEPALIVE,
         open_timeout: float = 10.0,
         max_size: int = 16 * 1024 * 1024,
+        on_retry: RetryHook | None = None,
     ) -> None:
         self._session = session
+        self._on_retry = on_retry
+        #: Whether the server has been unreachable since the last open connection
+        #: (the warning is logged once per outage, not once per attempt).
+        self._unreachable = False
         self._headers = headers or {}
         self._backoff = backoff
         self._keepalive = keepalive
@@ -225,6 +264,9 @@ class Stream(Generic[E]):
             if self._closing.is_set():  # closed while connecting
                 await ws.close()
                 return
+            if self._unreachable:
+                self._unreachable = False
+                log.info("connected to %s again", self._address())
             self._ws = ws
             self._connected.set()
             try:
@@ -246,13 +288,25 @@ class Stream(Generic[E]):
             self.reconnects += 1
             await self._wait(max(failures, 1), lost)
 
-    async def _wait(self, failures: int, cause: Exception) -> None:
+    def _address(self) -> str:
+        return redact_url(self._session.url())
+
+    async def _wait(self, failures: int, cause: _Retry) -> None:
         if self._closing.is_set():
             return  # closed by its owner: nothing to give up on
+        address = self._address()
         if self._backoff.exhausted(failures):
-            raise ReconnectFailed(f"gave up after {failures} failed attempts: {cause}") from cause
+            raise ReconnectFailed(
+                f"gave up on {address} after {failures} failed attempts in a row: {cause}"
+            ) from cause
         delay = self._backoff.delay(failures, self._rng)
-        log.info("reconnecting in %.2f s (%s)", delay, cause)
+        if not cause.lost and not self._unreachable:
+            self._unreachable = True
+            log.warning("cannot reach %s (%s); retrying", address, cause)
+        else:
+            log.info("reconnecting to %s in %.2f s (%s)", address, delay, cause)
+        if self._on_retry is not None:
+            self._on_retry(RetryNotice(cause.lost, address, str(cause), failures, delay))
         # The backoff itself; ``aclose`` cuts it short.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), delay)
@@ -272,9 +326,9 @@ class Stream(Generic[E]):
             status = exc.response.status_code
             if 400 <= status < 500 and status not in (408, 429):
                 raise StreamRefused("http_error", f"HTTP {status}", None) from exc
-            raise _Retry(f"HTTP {status}") from exc
+            raise _Retry(f"HTTP {status}", lost=False) from exc
         except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
-            raise _Retry(str(exc) or type(exc).__name__) from exc
+            raise _Retry(str(exc) or type(exc).__name__, lost=False) from exc
 
     def _lost(self, exc: ConnectionClosed) -> _Retry:
         """The server closed or the connection dropped: let the session decide

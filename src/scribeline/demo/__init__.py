@@ -7,6 +7,7 @@ from scribeline.demo.simulator import (
     new_call_sid,
     play_call,
     random_phone_number,
+    ring_out,
     run_simulation,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "new_call_sid",
     "play_call",
     "random_phone_number",
+    "ring_out",
     "run_simulation",
 ]

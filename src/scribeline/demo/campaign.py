@@ -1,9 +1,10 @@
 """A simulated outbound campaign for the demo: a dozen contacts, a mix of outcomes.
 
-A call is placed to the next contact every few seconds; answered calls play
-an outbound dialogue and complete (success), some ring out (no-answer, so
-failed), and some contacts are skipped without a call. When every contact
-has an outcome the campaign completes and, after a pause, a new one starts.
+A call is placed to the next contact every few seconds. Each rings first;
+answered calls play an outbound dialogue and complete (success), some ring out
+(``ringing`` until ``no-answer``, so failed), and some contacts are skipped
+without a call. When every contact has an outcome the campaign completes and,
+after a pause, a new one starts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import logging
 import random
 
 from scribeline.demo.dialogues import DIALOGUES
-from scribeline.demo.simulator import SleepFn, new_call_sid, play_call, random_phone_number
+from scribeline.demo.simulator import (
+    SleepFn,
+    new_call_sid,
+    play_call,
+    random_phone_number,
+    ring_out,
+)
 from scribeline.demo.sink import ServiceSink
 from scribeline.domain import Campaign
 from scribeline.ingest.campaigns import CampaignService
@@ -55,15 +62,8 @@ async def _contact_call(
         return
     sid = new_call_sid(rng)
     sink.contacts[sid] = contact_id
-    if roll < 0.35:  # rings out
-        await sink.create_call(
-            sid,
-            to_phone_number=random_phone_number(rng),
-            customer_phone_number=phone,
-            call_type="outbound",
-        )
-        await sleep(rng.uniform(4, 8) / speed)
-        await sink.set_status(sid, "no-answer")
+    if roll < 0.35:  # rings, unanswered, until no-answer
+        await ring_out(sink, sid, rng=rng, speed=speed, sleep=sleep, customer_phone_number=phone)
         return
     outbound = [d for d in DIALOGUES if d.call_type == "outbound"] or list(DIALOGUES)
     await play_call(

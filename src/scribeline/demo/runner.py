@@ -45,9 +45,26 @@ def _meeting_commands(client: str, urls: dict[str, str | None]) -> str:
     )
 
 
-async def start_demo(running: Running) -> None:
-    """Create the demo key, print how to watch, run calls, campaigns and a meeting
-    until stopping."""
+def _finding_commands(scribeline: str, key: str, server: str, data_dir: Path | None) -> str:
+    """How to find what is running now: the banner's campaign ends after a few
+    minutes and the next one has another id; calls come and go."""
+    remote = f"SCRIBELINE_API_KEY={key} {scribeline} {{}} --active --server {server}"
+    lines = (
+        "  Campaigns end and new ones start: find the running one (watch it by its id):\n"
+        f"                        {remote.format('campaigns list')}\n"
+        "  Calls come and go: the ones in progress (ringing calls are not, yet):\n"
+        f"                        {remote.format('calls list')}\n"
+    )
+    if data_dir is not None:
+        orgs = f"{scribeline} orgs list --data-dir {shlex.quote(str(data_dir))}"
+        lines += f"  Organizations in this data directory: {orgs}\n"
+    return lines
+
+
+async def start_demo(running: Running, data_dir: Path | None = None) -> None:
+    """Create the demo key, print how to watch (and how to find what runs later),
+    run calls, campaigns and a meeting until stopping. ``data_dir``: the server's,
+    for the banner's admin command."""
     from scribeline.demo.campaign import run_campaigns
     from scribeline.demo.meetings import run_meetings
     from scribeline.demo.simulator import new_call_sid, run_simulation
@@ -114,7 +131,8 @@ async def start_demo(running: Running) -> None:
         f"    everything (then type "
         '{"action":"subscribe","topic":"transcription","filter":"*"}):\n'
         f"                        {client} {watch_events}\n"
-        f"{_meeting_commands(client, bot_urls)}",
+        f"{_meeting_commands(client, bot_urls)}"
+        f"{_finding_commands(scribeline, key, running.base_url, data_dir)}",
         flush=True,
     )
     await calls

@@ -1,11 +1,13 @@
 """Simulated phone calls of an AI voice agent, for ``scribeline demo``.
 
-Each call plays a scripted :class:`~scribeline.demo.dialogues.Dialogue` the way a
+A call is created ``ringing``, is answered a few seconds later (``in-progress``)
+and then plays a scripted :class:`~scribeline.demo.dialogues.Dialogue` the way a
 streaming speech recognizer would report it: the words of a turn arrive at
 speaking pace, interim results (``is_final=False``) carry the growing start of
 the sentence every few words, and a final result with the full text closes the
-turn's segment. Everything goes through a :class:`CallSink`, which the server
-implements.
+turn's segment. A call nobody answers (:func:`ring_out`) stays ``ringing`` until
+it ends ``no-answer``: only a call that is ``in-progress`` ever speaks.
+Everything goes through a :class:`CallSink`, which the server implements.
 
 Time only advances through the injected ``sleep`` function, so the timestamps
 a call reports (``segment_start``/``segment_end``, seconds since the call was
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol, TypeAlias
 
 from scribeline.demo.dialogues import DIALOGUES, Dialogue, Speaker, Turn
+from scribeline.events import TERMINAL_STATUSES
 
 __all__ = [
     "CallSink",
@@ -32,6 +35,7 @@ __all__ = [
     "new_call_sid",
     "play_call",
     "random_phone_number",
+    "ring_out",
     "run_simulation",
 ]
 
@@ -48,10 +52,12 @@ class CallSink(Protocol):
         self,
         call_sid: str,
         *,
+        status: str,
         to_phone_number: str,
         customer_phone_number: str,
         call_type: str,
-    ) -> None: ...
+    ) -> None:
+        """Create a call in ``status`` (the simulator creates calls ``ringing``)."""
 
     async def append_transcript(
         self,
@@ -80,7 +86,9 @@ _GAP_BEFORE: Final[dict[Speaker, tuple[float, float]]] = {
     "user": (0.5, 1.5),
     "assistant": (0.4, 1.0),
 }
-_PICKUP_DELAY: Final = (0.6, 1.4)  # call created -> first words
+_RING_TIME: Final = (2.0, 5.0)  # call created (ringing) -> answered (in-progress)
+_RING_OUT_TIME: Final = (8.0, 16.0)  # call created (ringing) -> no-answer
+_PICKUP_DELAY: Final = (0.6, 1.4)  # answered -> first words
 _ENDPOINTING_DELAY: Final = (0.15, 0.35)  # end of speech -> final result (below the gaps)
 _INTERIM_EVERY: Final = (2, 4)  # words between interim results
 _MAX_PAUSE_SHARE: Final = 0.25  # share of a turn's duration that may be pauses at punctuation
@@ -321,6 +329,23 @@ async def _play_dialogue(
         await _speak_turn(sink, call, turn, rng=rng)
 
 
+def _numbers(
+    rng: random.Random, to_phone_number: str | None, customer_phone_number: str | None
+) -> tuple[str, str]:
+    """``(business, customer)``: the given numbers, else distinct random fictional ones."""
+    customer = customer_phone_number or random_phone_number(rng)
+    business = to_phone_number or random_phone_number(rng)
+    while business == customer and to_phone_number is None:
+        business = random_phone_number(rng)
+    return business, customer
+
+
+async def _answer(sink: CallSink, call: _CallState, rng: random.Random) -> None:
+    """Let the call ring a few seconds, then pick it up."""
+    await call.clock.advance(_uniform(rng, _RING_TIME))
+    await sink.set_status(call.call_sid, "in-progress")
+
+
 async def play_call(
     sink: CallSink,
     call_sid: str,
@@ -333,52 +358,83 @@ async def play_call(
     customer_phone_number: str | None = None,
     call_type: str | None = None,
 ) -> None:
-    """Create a call, play ``dialogue`` on it in real time, then complete it.
+    """Create a call ``ringing``, answer it (``in-progress``), play ``dialogue`` on it
+    in real time, then complete it.
 
     Phone numbers default to random fictional ones and ``call_type`` to the
     dialogue's own. Sink errors propagate; the call is then left as it is.
     """
     _check_speed(speed)
-    customer = customer_phone_number or random_phone_number(rng)
-    business = to_phone_number or random_phone_number(rng)
-    while business == customer and to_phone_number is None:
-        business = random_phone_number(rng)
+    business, customer = _numbers(rng, to_phone_number, customer_phone_number)
     await sink.create_call(
         call_sid,
+        status="ringing",
         to_phone_number=business,
         customer_phone_number=customer,
         call_type=call_type or dialogue.call_type,
     )
     call = _CallState(call_sid, _CallClock(sleep, speed))
+    await _answer(sink, call, rng)
     await _play_dialogue(sink, call, dialogue, rng=rng)
     await sink.set_status(call_sid, "completed")
+
+
+async def ring_out(
+    sink: CallSink,
+    call_sid: str,
+    *,
+    rng: random.Random,
+    speed: float = 1.0,
+    sleep: SleepFn = asyncio.sleep,
+    to_phone_number: str | None = None,
+    customer_phone_number: str | None = None,
+    call_type: str = "outbound",
+) -> None:
+    """Create a call that nobody answers: ``ringing`` for a while, then ``no-answer``.
+
+    It never becomes ``in-progress`` and never speaks. Sink errors propagate.
+    """
+    _check_speed(speed)
+    business, customer = _numbers(rng, to_phone_number, customer_phone_number)
+    await sink.create_call(
+        call_sid,
+        status="ringing",
+        to_phone_number=business,
+        customer_phone_number=customer,
+        call_type=call_type,
+    )
+    await _CallClock(sleep, speed).advance(_uniform(rng, _RING_OUT_TIME))
+    await sink.set_status(call_sid, "no-answer")
 
 
 # --- The simulation ------------------------------------------------------------------------
 
 
 class _TrackingSink:
-    """Forwards to a sink and remembers which calls are created but not yet ended."""
+    """Forwards to a sink and remembers the calls created but not yet ended, with
+    their current status."""
 
     def __init__(self, sink: CallSink) -> None:
         self._sink = sink
-        self.open_calls: dict[str, None] = {}  # insertion-ordered set
+        self.open_calls: dict[str, str] = {}  # SID -> status, in creation order
 
     async def create_call(
         self,
         call_sid: str,
         *,
+        status: str,
         to_phone_number: str,
         customer_phone_number: str,
         call_type: str,
     ) -> None:
         await self._sink.create_call(
             call_sid,
+            status=status,
             to_phone_number=to_phone_number,
             customer_phone_number=customer_phone_number,
             call_type=call_type,
         )
-        self.open_calls[call_sid] = None
+        self.open_calls[call_sid] = status
 
     async def append_transcript(
         self,
@@ -405,13 +461,19 @@ class _TrackingSink:
 
     async def set_status(self, call_sid: str, status: str) -> None:
         await self._sink.set_status(call_sid, status)
-        if status != "in-progress":
+        if status in TERMINAL_STATUSES:
             self.open_calls.pop(call_sid, None)
+        elif call_sid in self.open_calls:
+            self.open_calls[call_sid] = status
 
-    async def end_quietly(self, call_sid: str, status: str) -> None:
-        """Best effort: end ``call_sid`` if it is still open, logging any error."""
-        if call_sid not in self.open_calls:
+    async def end_quietly(self, call_sid: str, status: str | None = None) -> None:
+        """Best effort: end ``call_sid`` if it is still open, logging any error.
+        Without ``status``: ``canceled`` while it rings, else ``completed``."""
+        current = self.open_calls.get(call_sid)
+        if current is None:
             return
+        if status is None:
+            status = "canceled" if current == "ringing" else "completed"
         try:
             await self.set_status(call_sid, status)
         except Exception as exc:
@@ -469,25 +531,30 @@ async def _run_pinned_call(
     speed: float,
     sleep: SleepFn,
 ) -> None:
-    """One never-ending support-line call: dialogues back to back, segment ids continuing."""
+    """One never-ending support-line call: it rings, is answered, then plays dialogues
+    back to back, segment ids continuing."""
     failures = 0
-    customer = random_phone_number(rng)
-    business = random_phone_number(rng)
+    business, customer = _numbers(rng, None, None)
+    call = _CallState(call_sid, _CallClock(sleep, speed))
+    created = False
     while True:
         try:
-            await sink.create_call(
-                call_sid,
-                to_phone_number=business,
-                customer_phone_number=customer,
-                call_type="inbound",
-            )
+            if not created:
+                await sink.create_call(
+                    call_sid,
+                    status="ringing",
+                    to_phone_number=business,
+                    customer_phone_number=customer,
+                    call_type="inbound",
+                )
+                created = True
+            await _answer(sink, call, rng)
             break
         except Exception:
             failures += 1
-            logger.exception("demo: could not create the pinned call %s; retrying", call_sid)
-            await sleep(_error_pause(rng, failures))
+            logger.exception("demo: could not start the pinned call %s; retrying", call_sid)
+            await call.clock.wait(_error_pause(rng, failures))
     failures = 0
-    call = _CallState(call_sid, _CallClock(sleep, speed))
     previous: Dialogue | None = None
     while True:
         dialogue = _pick_dialogue(rng, dialogues, previous)
@@ -533,9 +600,11 @@ async def run_simulation(
     With ``pinned_call_sid``, one extra call with that SID starts at once and
     plays dialogues back to back until ``stop`` is set.
 
+    Calls are created ``ringing`` and become ``in-progress`` when answered.
     Once ``stop`` is set, all running calls are cancelled, and every call that
-    was created and not yet ended (the pinned one included) is set to
-    ``completed``; then this returns. Without ``stop`` it runs until cancelled.
+    was created and not yet ended (the pinned one included) is ended:
+    ``completed`` if it was answered, ``canceled`` if it was still ringing;
+    then this returns. Without ``stop`` it runs until cancelled.
     """
     if concurrent_calls < 0:
         raise ValueError(f"concurrent_calls must be >= 0, got {concurrent_calls!r}")
@@ -578,5 +647,5 @@ async def run_simulation(
 
     open_calls = list(tracker.open_calls)
     for call_sid in open_calls:
-        await tracker.end_quietly(call_sid, "completed")
+        await tracker.end_quietly(call_sid)
     logger.debug("demo stopped; ended %d open call(s)", len(open_calls))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from scribeline.domain import Call
+from scribeline.events import TERMINAL_STATUSES
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import CreateCall, Transcript
 
@@ -27,11 +28,18 @@ class ServiceSink:
         return self._waiters.setdefault(call_sid, asyncio.get_running_loop().create_future())
 
     async def create_call(
-        self, call_sid: str, *, to_phone_number: str, customer_phone_number: str, call_type: str
+        self,
+        call_sid: str,
+        *,
+        status: str,
+        to_phone_number: str,
+        customer_phone_number: str,
+        call_type: str,
     ) -> None:
         body = CreateCall.model_validate(
             {
                 "call_sid": call_sid,
+                "status": status,
                 "to_phone_number": to_phone_number,
                 "customer_phone_number": customer_phone_number,
                 "call_type": call_type,
@@ -70,5 +78,6 @@ class ServiceSink:
         return event.seq
 
     async def set_status(self, call_sid: str, status: str) -> None:
-        call = self._open.pop(call_sid) if status != "in-progress" else self._open[call_sid]
+        ended = status in TERMINAL_STATUSES
+        call = self._open.pop(call_sid) if ended else self._open[call_sid]
         await self._calls.set_status(call, status, {})

@@ -1,0 +1,190 @@
+"""The admin commands: organizations, keys, calls, campaigns and bots, read from
+and written to the data directory's database (with or without a running server).
+
+``calls list`` and ``campaigns list`` ask the server instead when given a key.
+Every command refuses a data directory without a database (see
+:mod:`scribeline.cli_data`); those that change something name the directory
+they changed, and an empty listing says on stderr which one it read. A new
+key is always the last line of stdout, alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from scribeline.cli_data import database_file, location, settings, with_storage
+from scribeline.cli_remote import (
+    CliError,
+    calls_over_rest,
+    campaigns_over_rest,
+    print_call,
+    print_campaign,
+    wants_server,
+)
+from scribeline.events import format_ms
+
+__all__ = [
+    "cmd_bots_list",
+    "cmd_calls_list",
+    "cmd_campaigns_list",
+    "cmd_keys_create",
+    "cmd_keys_list",
+    "cmd_keys_revoke",
+    "cmd_orgs_create",
+    "cmd_orgs_list",
+]
+
+#: Campaigns ``campaigns list --active`` looks through per organization.
+ACTIVE_SCAN = 1000
+
+
+def _nothing(what: str, args: argparse.Namespace) -> None:
+    """An empty listing is not an error; say which data directory it read."""
+    print(f"scribeline: no {what} in the {location(settings(args))}", file=sys.stderr)
+
+
+async def _org_id(storage: Any, name: str) -> int:
+    org = await storage.get_org(name)
+    if org is None:
+        raise CliError(f"no organization named {name!r}")
+    return int(org.id)
+
+
+def cmd_orgs_create(args: argparse.Namespace) -> int:
+    from scribeline.errors import Conflict
+
+    db = database_file(settings(args))
+    new = args.init and db is not None and not db.is_file()
+    try:
+        org = with_storage(args, lambda s: s.create_org(args.name), create=args.init)
+    except Conflict as exc:
+        raise CliError(exc.message) from None
+    where = location(settings(args))
+    if new:
+        print(f"Created a new database in the {where}")
+    print(f"Created organization {org.name} (id {org.id}) in the {where}")
+    return 0
+
+
+def cmd_orgs_list(args: argparse.Namespace) -> int:
+    orgs = with_storage(args, lambda s: s.list_orgs())
+    for org in orgs:
+        print(f"{org.id}\t{org.name}\t{format_ms(org.created_at)}")
+    if not orgs:
+        _nothing("organizations", args)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from scribeline.auth import new_api_key, parse_scopes
+
+    try:
+        scopes = parse_scopes(args.scopes)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    key, prefix, digest = new_api_key()
+
+    async def create(storage: Any) -> Any:
+        return await storage.add_api_key(
+            await _org_id(storage, args.org), prefix, digest, scopes, args.name
+        )
+
+    record = with_storage(args, create)
+    print(
+        f"Created key {record.prefix}… (id {record.id}) for {args.org} in the"
+        f" {location(settings(args))}, scopes {','.join(sorted(scopes))}."
+        " It is shown once; store it now:"
+    )
+    print(key)  # alone on the last line: scripts take it from there
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def run(storage: Any) -> Any:
+        return await storage.list_api_keys(await _org_id(storage, args.org))
+
+    keys = with_storage(args, run)
+    for k in keys:
+        state = f"revoked {format_ms(k.revoked_at)}" if k.revoked_at else "active"
+        print(f"{k.id}\t{k.prefix}…\t{','.join(sorted(k.scopes))}\t{state}\t{k.name}")
+    if not keys:
+        _nothing(f"keys of {args.org}", args)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    async def run(storage: Any) -> Any:
+        org_id = await _org_id(storage, args.org) if args.org else None
+        return await storage.revoke_api_key(org_id, args.key.removesuffix("…"))
+
+    key = with_storage(args, run)
+    where = location(settings(args))
+    if key is None:
+        raise CliError(f"no key {args.key!r} in the {where}")
+    print(f"Revoked key {key.prefix}… (id {key.id}) in the {where}")
+    return 0
+
+
+def cmd_calls_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    remote = wants_server(args)
+    if remote is not None:
+        return calls_over_rest(args, *remote)
+
+    async def run(storage: Any) -> Any:
+        org_id = await _org_id(storage, args.org) if args.org else None
+        status = "in-progress" if args.active else None
+        return await storage.list_calls(org_id, status, args.limit, None)
+
+    page = with_storage(args, run)
+    for call in page.calls:
+        print_call(
+            call.call_sid, call.status, format_ms(call.started_at), call.customer_phone_number
+        )
+    if not page.calls:
+        _nothing("calls in progress" if args.active else "calls", args)
+    return 0
+
+
+def cmd_campaigns_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    remote = wants_server(args)
+    if remote is not None:
+        return campaigns_over_rest(args, *remote)
+    scan = max(args.limit, ACTIVE_SCAN) if args.active else args.limit
+
+    async def run(storage: Any) -> list[tuple[Any, Any]]:
+        if args.org:
+            org_ids = [await _org_id(storage, args.org)]
+        else:
+            org_ids = [org.id for org in await storage.list_orgs()]
+        campaigns = [c for o in org_ids for c in await storage.list_campaigns(o, scan)]
+        if args.active:
+            campaigns = [c for c in campaigns if c.status == "running"]
+        newest = sorted(campaigns, key=lambda c: c.id, reverse=True)[: args.limit]
+        return [(c, await storage.counters(c.id)) for c in newest]
+
+    listed = with_storage(args, run)
+    for campaign, counters in listed:
+        print_campaign(
+            campaign.id, campaign.status, counters.completed, counters.total, campaign.name
+        )
+    if not listed:
+        _nothing("running campaigns" if args.active else "campaigns", args)
+    return 0
+
+
+def cmd_bots_list(args: argparse.Namespace) -> int:
+    async def run(storage: Any) -> Any:
+        return await storage.list_bots(await _org_id(storage, args.org), None, args.limit)
+
+    bots = with_storage(args, run)
+    for bot in bots:
+        print(f"{bot.public_id}\t{bot.status}\t{format_ms(bot.created_at)}\t{bot.bot_name}")
+    if not bots:
+        _nothing(f"bots of {args.org}", args)
+    return 0
