@@ -91,13 +91,14 @@ async def test_a_lone_write_that_breaks_its_transaction_fails_alone(db: SqliteDa
 async def test_the_writer_survives_any_error(db: SqliteDatabase) -> None:
     """Errors of every kind fail their own writes; the next ones still commit."""
 
-    def commits_itself(conn: sqlite3.Connection) -> None:
-        conn.execute("COMMIT")
+    def violates_a_constraint(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (n) VALUES (NULL), (1)")  # 1 exists by then
+        conn.execute("INSERT INTO t (n) VALUES (1)")
 
     def raises_base_exception(conn: sqlite3.Connection) -> None:
         raise KeyboardInterrupt
 
-    for fn in (commits_itself, raises_base_exception, _breaks_transaction):
+    for fn in (raises_base_exception, _breaks_transaction, violates_a_constraint):
         release, blocker = await _hold_writer(db)
         failing = asyncio.ensure_future(db.write(fn))
         after = asyncio.ensure_future(db.write(_insert(len(_stored(db)) + 1)))
@@ -107,3 +108,27 @@ async def test_the_writer_survives_any_error(db: SqliteDatabase) -> None:
         assert isinstance(done[0], BaseException) and isinstance(done[1], int)
     assert await asyncio.wait_for(db.write(_insert(100)), WAIT) == 100
     assert _stored(db) == [1, 2, 3, 100]
+
+
+async def test_a_write_that_commits_the_batch_does_not_repeat_the_writes_before_it(
+    db: SqliteDatabase,
+) -> None:
+    """A write that commits the shared transaction itself makes the writes before it
+    durable: they are answered once and stored once, and the rest of the batch runs
+    in a new transaction."""
+
+    def commits(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO t (n) VALUES (2)")
+        conn.execute("COMMIT")
+        return "committed"
+
+    release, blocker = await _hold_writer(db)
+    writes = [
+        asyncio.ensure_future(db.write(_insert(1))),
+        asyncio.ensure_future(db.write(commits)),
+        asyncio.ensure_future(db.write(_insert(3))),
+    ]
+    release.set()
+    await asyncio.wait_for(blocker, WAIT)
+    assert await asyncio.wait_for(asyncio.gather(*writes), WAIT) == [1, "committed", 3]
+    assert _stored(db) == [1, 2, 3]

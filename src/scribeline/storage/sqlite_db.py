@@ -4,8 +4,8 @@ Writes are functions of a connection, queued to a single writer thread. The
 thread takes every write waiting in the queue, runs each inside its own
 SAVEPOINT of one transaction (so one failing write does not undo the others),
 commits once and only then resolves the callers' futures, in submission
-order. A write that breaks the transaction itself makes the batch run again
-one write at a time, so a failure only ever fails its own caller; the thread
+order. A write that fails fails only its own caller, even one that ends the
+shared transaction itself (the others run again in a new one); the thread
 survives every error. One fsync thus covers every append that arrived while the previous
 commit was in progress; durability is per commit (``synchronous=FULL``).
 
@@ -77,9 +77,6 @@ class SqliteDatabase:
         self._loop = asyncio.get_running_loop()
         self._loop_conn = connect(self._path)
         self._loop_conn.execute("PRAGMA query_only=ON")
-        self._start_writer()
-
-    def _start_writer(self) -> None:
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
         self._writer.start()
 
@@ -87,11 +84,6 @@ class SqliteDatabase:
         """Run ``fn`` in a write transaction; return once it is committed."""
         if self._closed or self._loop is None:
             raise RuntimeError("database is not running")
-        if self._writer is None or not self._writer.is_alive():
-            # Never expected (the loop survives every error), but a dead writer
-            # would leave every later write waiting forever.
-            log.error("the database writer thread had stopped; starting a new one")
-            self._start_writer()
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(fn, future))
         return await future
@@ -155,7 +147,7 @@ class SqliteDatabase:
                     conn = connect(self._path)
                 _commit(conn, batch)
             except BaseException as exc:
-                log.exception("the database writer lost its connection; reopening it")
+                log.exception("the database writer failed a batch; it opens a new connection")
                 for job in batch:
                     job.result, job.error = None, _failure(exc)
                 _discard(conn)
@@ -167,46 +159,70 @@ class SqliteDatabase:
 
 
 def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-    """Run a batch in one transaction, each job in its own SAVEPOINT, one COMMIT.
+    """Commit a batch: as few transactions as its writes allow, usually one."""
+    pending = batch
+    while pending:
+        pending = _transaction(conn, pending)
 
-    If the transaction itself breaks (a job that ends it, an error that makes
-    SQLite roll it back, a failed commit), it is rolled back and every job is
-    run again alone, so that only the job at fault fails.
+
+def _transaction(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Job]:
+    """Run ``batch`` in one transaction, each write in its own SAVEPOINT, one COMMIT;
+    return the writes that must run again in a new transaction.
+
+    A write that fails is rolled back to its savepoint and fails alone. A write
+    that ends the transaction itself is told apart: if it rolled back (what
+    SQLite does on a full disk or an I/O error), it fails and the writes before
+    it, whose changes went with it, run again; if it committed, the writes up
+    to it are durable and the rest run in a new transaction. Failing to begin
+    or to commit is nobody's fault in particular and fails the whole batch.
     """
-    if len(batch) == 1:
-        _run_alone(conn, batch[0])
-        return
     try:
         conn.execute("BEGIN IMMEDIATE")
-        for job in batch:
-            conn.execute("SAVEPOINT job")
+    except sqlite3.Error as exc:
+        _fail(batch, exc)
+        return []
+    savepoints = len(batch) > 1
+    for index, job in enumerate(batch):
+        try:
+            if savepoints:
+                conn.execute("SAVEPOINT job")
             try:
                 job.result = job.fn(conn)
             except BaseException as exc:
                 job.error = _failure(exc)
-                conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        _rollback(conn)
-        for job in batch:
-            job.result, job.error = None, None
-            _run_alone(conn, job)
-
-
-def _run_alone(conn: sqlite3.Connection, job: _Job) -> None:
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            job.result = job.fn(conn)
-        except BaseException as exc:
-            job.error = _failure(exc)
+            if not conn.in_transaction:  # the write ended the transaction itself
+                if job.error is None:
+                    return batch[index + 1 :]
+                _reset(batch[:index])
+                return batch[:index] + batch[index + 1 :]
+            if job.error is not None:
+                conn.execute("ROLLBACK TO job" if savepoints else "ROLLBACK")
+            if savepoints:
+                conn.execute("RELEASE job")
+        except sqlite3.Error as exc:  # the savepoint machinery itself failed
+            job.result, job.error = None, exc
             _rollback(conn)
-            return
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        job.result, job.error = None, exc
-        _rollback(conn)
+            _reset(batch[:index])
+            return batch[:index] + batch[index + 1 :]
+    if conn.in_transaction:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            _fail(batch, exc)
+    return []
+
+
+def _reset(jobs: list[_Job]) -> None:
+    """These writes were rolled back with the transaction: they run again."""
+    for job in jobs:
+        job.result, job.error = None, None
+
+
+def _fail(jobs: list[_Job], exc: Exception) -> None:
+    for job in jobs:
+        if job.error is None:
+            job.result, job.error = None, exc
 
 
 def _failure(exc: BaseException) -> Exception:
