@@ -2,9 +2,10 @@
 
 A long call holds tens of thousands of events. Reading, filtering and
 encoding them in one go would hold the event loop for seconds (every other
-client waits) and the whole history in memory. Instead a range is indexed
-once by segment, off the loop (``EventLog.transcript_segments``), and then
-read ``PAGE`` events at a time, yielding to the loop between pages.
+client waits) and the whole history in memory. Instead a range is read
+``PAGE`` events at a time, each page filtered with the heads of its own
+segments (``EventLog.segment_heads``, an indexed look-up), yielding to the
+loop between pages: a page costs the same however long the call.
 
 The range always ends at a head read after the subscriber attached to the
 stream's live events, so it does not chase a moving head: whatever is
@@ -23,7 +24,7 @@ import orjson
 from scribeline.connection import Connection
 from scribeline.events import EventType, StoredEvent
 from scribeline.protocols.frames import text_frame
-from scribeline.recovery import HistoryFilter
+from scribeline.recovery import HistoryFilter, segment_entry
 from scribeline.storage import EventLog
 
 __all__ = ["PAGE", "FinalsPage", "finals_page", "pages", "replay"]
@@ -37,24 +38,17 @@ async def pages(
 ) -> AsyncGenerator[tuple[int, list[StoredEvent]], None]:
     """``(covered, shown)`` for each page of ``(after, upto]``: the last seq the
     page examined and the events of it a replay shows."""
-    if upto <= after:
-        return
-    if upto - after <= PAGE:
-        # One page (most joins): read it and judge it in memory, no index needed.
-        page = await storage.read(stream, after=after, limit=upto - after)
-        if page:
-            keep = HistoryFilter.of(page)
-            yield page[-1].seq, [e for e in page if keep.shows(e)]
-        return
-    keep = HistoryFilter(await storage.transcript_segments(stream, after, upto))
     cursor = after
     while cursor < upto:
         page = await storage.read(stream, after=cursor, limit=min(PAGE, upto - cursor))
         if not page:
             return
         cursor = page[-1].seq
+        segments = {entry[1] for entry in map(segment_entry, page) if entry is not None}
+        keep = HistoryFilter(await storage.segment_heads(stream, segments))
         yield cursor, [e for e in page if keep.shows(e)]
-        await asyncio.sleep(0)  # a yield, so other clients run between pages
+        if cursor < upto:
+            await asyncio.sleep(0)  # a yield, so other clients run between pages
 
 
 async def replay(

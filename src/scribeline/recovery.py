@@ -6,22 +6,31 @@
   result of the same segment replaces are skipped.
 
 The second rule needs to know what comes later in the stream. So that a long
-history can be sent in bounded pages, :class:`HistoryFilter` is built from a
-compact index of the range, ``(seq, segment_id, is_final)`` per transcript
-that has a segment (``EventLog.transcript_segments``), and then judges one
-event at a time.
+history can be sent in bounded pages, :class:`HistoryFilter` judges a page
+from the heads of the page's segments (their latest final and partial seq,
+which storage keeps as a projection: ``EventLog.segment_heads``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from scribeline.events import EventType, Position, StoredEvent
 
-__all__ = ["HistoryFilter", "SegmentEntry", "history_view", "segment_entry", "start_after"]
+__all__ = [
+    "HistoryFilter",
+    "SegmentEntry",
+    "SegmentHead",
+    "history_view",
+    "segment_entry",
+    "start_after",
+]
 
-#: One transcript of a history range: (seq, segment_id, is_final).
+#: One transcript that has a segment: (seq, segment_id, is_final).
 SegmentEntry = tuple[int, str, bool]
+
+#: A segment's latest final and latest partial seq (None: none yet).
+SegmentHead = tuple[int | None, int | None]
 
 
 def start_after(since: int | None, epoch: str | None, position: Position) -> int:
@@ -50,31 +59,35 @@ def segment_entry(event: StoredEvent) -> SegmentEntry | None:
 
 
 class HistoryFilter:
-    """Decides, event by event, what a replay of a history range shows.
+    """Decides, event by event, what a replay shows, from its segments' heads.
 
-    A final is shown if no later final of its segment exists in the range; a
-    partial if no later result of its segment does (a partial that arrives
-    after its segment's final is shown too: live, clients saw it the same
-    way). Everything that is not a transcript with a segment is shown.
+    A final is shown if it is its segment's latest final; a partial if it is
+    its segment's latest result (a partial that arrives after its segment's
+    final is shown too: live, clients saw it the same way). Everything that
+    is not a transcript with a segment is shown. A head beyond the replayed
+    range (a result appended after the join) hides what it replaces: that
+    result reaches the subscriber live.
     """
 
     __slots__ = ("_keep",)
 
-    def __init__(self, entries: Iterable[SegmentEntry]) -> None:
-        last_final: dict[str, int] = {}
-        last_partial: dict[str, int] = {}
-        for seq, segment, is_final in entries:
-            (last_final if is_final else last_partial)[segment] = seq
-        keep = set(last_final.values())
-        for segment, seq in last_partial.items():
-            if seq > last_final.get(segment, 0):
-                keep.add(seq)
+    def __init__(self, heads: Mapping[str, SegmentHead]) -> None:
+        keep: set[int] = set()
+        for last_final, last_partial in heads.values():
+            if last_final is not None:
+                keep.add(last_final)
+            if last_partial is not None and last_partial > (last_final or 0):
+                keep.add(last_partial)
         self._keep = keep
 
     @classmethod
     def of(cls, events: Iterable[StoredEvent]) -> HistoryFilter:
-        """The filter for a range held in memory."""
-        return cls(e for e in map(segment_entry, events) if e is not None)
+        """The filter for a range held in memory (its own heads)."""
+        heads: dict[str, SegmentHead] = {}
+        for seq, segment, is_final in (e for e in map(segment_entry, events) if e is not None):
+            last_final, last_partial = heads.get(segment, (None, None))
+            heads[segment] = (seq, last_partial) if is_final else (last_final, seq)
+        return cls(heads)
 
     def shows(self, event: StoredEvent) -> bool:
         return segment_entry(event) is None or event.seq in self._keep

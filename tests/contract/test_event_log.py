@@ -113,3 +113,23 @@ async def test_events_survive_a_restart(tmp_path: Path) -> None:
         assert await second.head("s") == Position(2, epoch)
     finally:
         await second.close()
+
+
+def said(segment: str | None, final: bool) -> NewEvent:
+    data = {"content": "x", "speaker": "user", "is_final": final, "segment_id": segment}
+    return NewEvent("transcript", data)
+
+
+async def test_segment_heads_follow_every_append(storage: Storage) -> None:
+    """A call's segment heads are its latest final and latest partial per segment,
+    as of the last append, batches included; other segments, streams and kinds of
+    event do not appear."""
+    stream = "call:1"
+    await storage.append(stream, [said("a", False), said("a", False), said("b", True)])
+    await storage.append(stream, [said(None, True), said("a", True), said("b", False)])
+    await storage.append(stream, [said("a", True)])
+    await storage.append("call:2", [said("a", True)])
+    heads = await storage.segment_heads(stream, {"a", "b", "c"})
+    assert heads == {"a": (7, 2), "b": (3, 6)}
+    assert await storage.segment_heads(stream, set()) == {}
+    assert await storage.segment_heads("call:2", {"a"}) == {"a": (1, None)}

@@ -168,3 +168,29 @@ async def test_a_long_call_does_not_stall_other_clients(
     assert rest_worst < MAX_STALL, f"/healthz took {rest_worst:.3f} s during a REST read"
     assert status == 200 and len(body) < 1.5 * 1024 * 1024, (status, len(body))
     assert json.loads(body)["next_cursor"] is not None
+
+
+async def _page_seconds(api: Api, sid: str, cursor: int) -> float:
+    """The median time of five one-final pages of ``sid`` from ``cursor``."""
+    times = []
+    for _ in range(5):
+        started = time.monotonic()
+        resp = await api.request("GET", f"/v1/calls/{sid}?limit=1&cursor={cursor}")
+        times.append(time.monotonic() - started)
+        assert resp.status == 200 and len(resp.body["transcript"]) == 1
+    return sorted(times)[2]
+
+
+async def test_a_page_costs_the_same_however_long_the_call(
+    long_server: ServerProcess, long_tenant: Tenant
+) -> None:
+    """Asking for one final near the start of a 40,000-event call takes about as long
+    as on a 100-event call: a page does not scan the rest of the call."""
+    async with aiohttp.ClientSession() as http:
+        api = Api(http, long_server, long_tenant.rw)
+        short, long = new_sid(), new_sid()
+        await _fill(api, short, 100)
+        await _fill(api, long, LONG_CALL)
+        short_page = await _page_seconds(api, short, 10)
+        long_page = await _page_seconds(api, long, 10)
+    assert long_page < 4 * short_page + 0.01, (long_page, short_page)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import pytest
 
@@ -14,7 +14,7 @@ from scribeline.errors import RateLimited
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
 from scribeline.hub import Hub
 from scribeline.protocols.frames import text_frame
-from scribeline.recovery import SegmentEntry, segment_entry, start_after
+from scribeline.recovery import SegmentHead, segment_entry, start_after
 from scribeline.storage.base import EventLog
 
 STREAM = "call:1"
@@ -44,9 +44,13 @@ class ListLog(EventLog):
     async def head(self, stream: str) -> Position:
         return Position(len(self.events), "e")
 
-    async def transcript_segments(self, stream: str, after: int, upto: int) -> list[SegmentEntry]:
-        entries = (segment_entry(e) for e in self.events if after < e.seq <= upto)
-        return [e for e in entries if e is not None]
+    async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
+        heads: dict[str, SegmentHead] = {}
+        for seq, segment, final in filter(None, map(segment_entry, self.events)):
+            if segment in segments:
+                last_final, last_partial = heads.get(segment, (None, None))
+                heads[segment] = (seq, last_partial) if final else (last_final, seq)
+        return heads
 
     async def ping(self) -> None:
         return None

@@ -11,9 +11,10 @@
 * ``read`` returns stored events with ``seq > after`` in seq order.
 * ``head`` is the last assigned seq and the stream's epoch (``Position(0, "")``
   for a stream that has no events yet).
-* ``transcript_segments`` indexes a range's transcripts by segment, so that a
-  long history can be filtered (``recovery.HistoryFilter``) and sent in pages
-  without holding it all in memory.
+* ``segment_heads`` says where each transcript segment stands (its latest
+  final and partial seq), a projection kept in the transaction of each
+  append, so that a page of history can be filtered
+  (``recovery.HistoryFilter``) without reading the rest of the stream.
 
 ``Catalog`` holds the organizations, keys, assistants and calls. Creating a
 call appends its initial status event in the same transaction, and the call's
@@ -23,7 +24,7 @@ call appends its initial status event in the same transaction, and the call's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from scribeline.domain import (
     ApiKey,
@@ -37,7 +38,7 @@ from scribeline.domain import (
     Organization,
 )
 from scribeline.events import NewEvent, Position, StoredEvent
-from scribeline.recovery import SegmentEntry
+from scribeline.recovery import SegmentHead
 
 __all__ = ["BotStore", "CampaignStore", "Catalog", "EventLog", "Storage"]
 
@@ -60,10 +61,10 @@ class EventLog(ABC):
         """The stream's last seq and epoch."""
 
     @abstractmethod
-    async def transcript_segments(self, stream: str, after: int, upto: int) -> list[SegmentEntry]:
-        """``(seq, segment_id, is_final)`` of every transcript in ``(after, upto]``
-        that has a segment id, in seq order. Runs off the event loop: the range
-        may be a whole long call."""
+    async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
+        """The latest final and partial seq of each of the stream's ``segments``
+        that has any (segments of transcripts only). An indexed look-up per
+        segment: callers ask for one page's segments at a time."""
 
     @abstractmethod
     async def ping(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
 from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.files import private_dir, private_file
 from scribeline.numbers import parse_int
-from scribeline.recovery import SegmentEntry
+from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
 from scribeline.storage.sqlite_bots import SqliteBots
@@ -22,7 +22,7 @@ from scribeline.storage.sqlite_campaigns import (
     take_contact,
 )
 from scribeline.storage.sqlite_db import SqliteDatabase
-from scribeline.storage.sqlite_log import append_events, read_events, read_segments
+from scribeline.storage.sqlite_log import append_events, read_events, read_segment_heads
 
 __all__ = ["SqliteStorage"]
 
@@ -100,10 +100,10 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
         return self._db.read_now(run)
 
-    async def transcript_segments(self, stream: str, after: int, upto: int) -> list[SegmentEntry]:
-        if upto <= after:
-            return []
-        return await self._db.read(lambda conn: read_segments(conn, stream, after, upto))
+    async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
+        if not segments:
+            return {}
+        return self._db.read_now(lambda conn: read_segment_heads(conn, stream, segments))
 
     async def ping(self) -> None:
         # A real, durable write through the writer thread: readiness means that

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -12,8 +12,9 @@ import orjson
 from scribeline.domain import BotStatus
 from scribeline.errors import StreamClosed
 from scribeline.events import TERMINAL_STATUSES, BotEventType, EventType, NewEvent, StoredEvent
+from scribeline.recovery import segment_entry
 
-__all__ = ["append_events", "project", "read_events", "read_segments"]
+__all__ = ["append_events", "project", "read_events", "read_segment_heads"]
 
 
 def append_events(
@@ -57,19 +58,17 @@ def read_events(
     return [StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows]
 
 
-def read_segments(
-    conn: sqlite3.Connection, stream: str, after: int, upto: int
-) -> list[tuple[int, str, bool]]:
-    # JSON is read by SQLite itself (no Python object per event). ``data`` is a
-    # BLOB: cast it, since SQLite 3.45+ would take a BLOB for JSONB.
+def read_segment_heads(
+    conn: sqlite3.Connection, stream: str, segments: Collection[str]
+) -> dict[str, tuple[int | None, int | None]]:
+    names = list(segments)
+    marks = ",".join("?" * len(names))
     rows = conn.execute(
-        "SELECT seq, json_extract(CAST(data AS TEXT), '$.segment_id') AS segment,"
-        " json_extract(CAST(data AS TEXT), '$.is_final')"
-        " FROM events WHERE stream = ? AND seq > ? AND seq <= ? AND type = ?"
-        " AND segment IS NOT NULL ORDER BY seq",
-        (stream, after, upto, EventType.TRANSCRIPT),
-    ).fetchall()
-    return [(seq, str(segment), bool(final)) for seq, segment, final in rows]
+        "SELECT segment_id, last_final, last_partial FROM segments"
+        f" WHERE stream = ? AND segment_id IN ({marks})",
+        (stream, *names),
+    )
+    return {segment: (final, partial) for segment, final, partial in rows}
 
 
 def project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
@@ -78,6 +77,7 @@ def project(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) ->
     kind, _, key = stream.partition(":")
     if kind == "call":
         _project_call(conn, int(key), events)
+        _project_segments(conn, stream, events)
     elif kind == "bot":
         _project_bot(conn, int(key), events)
 
@@ -90,6 +90,22 @@ def _project_call(conn: sqlite3.Connection, call_id: int, events: list[StoredEve
             conn.execute(
                 "UPDATE calls SET status = ?, ended_at = ? WHERE id = ?", (status, ended, call_id)
             )
+
+
+def _project_segments(conn: sqlite3.Connection, stream: str, events: list[StoredEvent]) -> None:
+    """Each transcript segment's latest final and partial (``segments``)."""
+    rows = [
+        (stream, segment, seq if final else None, None if final else seq)
+        for seq, segment, final in (e for e in map(segment_entry, events) if e is not None)
+    ]
+    if rows:
+        conn.executemany(
+            "INSERT INTO segments (stream, segment_id, last_final, last_partial)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (stream, segment_id) DO UPDATE SET"
+            " last_final = coalesce(excluded.last_final, last_final),"
+            " last_partial = coalesce(excluded.last_partial, last_partial)",
+            rows,
+        )
 
 
 def _project_bot(conn: sqlite3.Connection, bot_id: int, events: list[StoredEvent]) -> None:
