@@ -31,6 +31,7 @@ from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.protocols import org_events
+from scribeline.readiness import Readiness
 from scribeline.storage import open_storage
 from scribeline.tokens import load_or_create_secret
 
@@ -67,6 +68,9 @@ async def build_services(settings: Settings) -> Services:
         calls=CallService(storage, publisher, campaigns),
         campaigns=campaigns,
         bots=BotService(storage, broker, publisher, settings.bot_stop_timeout),
+        readiness=Readiness(
+            {"storage": storage.ping, "broker": broker.ping}, settings.readiness_timeout
+        ),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -78,17 +77,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready when a durable write and the broker both answer within the timeout."""
-    services = request.app[SERVICES]
-    checks: dict[str, str] = {}
-    for name, probe in (("storage", services.storage.ping), ("broker", services.broker.ping)):
-        try:
-            async with asyncio.timeout(services.settings.readiness_timeout):
-                await probe()
-            checks[name] = "ok"
-        except TimeoutError:
-            checks[name] = "unavailable: timed out"
-        except Exception as exc:
-            checks[name] = f"unavailable: {type(exc).__name__}"
+    checks = await request.app[SERVICES].readiness.check()
     ready = all(v == "ok" for v in checks.values())
     return rest.json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks},

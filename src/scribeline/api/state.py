@@ -14,6 +14,7 @@ from scribeline.hub import Hub
 from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
+from scribeline.readiness import Readiness
 from scribeline.storage import Storage
 
 __all__ = ["SERVICES", "Services"]
@@ -30,6 +31,7 @@ class Services:
     calls: CallService
     campaigns: CampaignService
     bots: BotService
+    readiness: Readiness
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
