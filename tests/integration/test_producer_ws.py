@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from .helpers import (
     Api,
@@ -18,6 +22,7 @@ from .helpers import (
     open_live,
     read_until_seq,
     recv_json,
+    running_server,
     send_json,
     transcript,
 )
@@ -201,3 +206,32 @@ async def test_a_long_pipeline_is_fully_acked_in_order(
         await sender
     segments = await api_a.final_transcript(sid)
     assert len(segments) == total and segments[-1]["content"] == f"p{total - 1}"
+
+
+async def test_messages_read_before_a_refusal_are_stored_published_and_acked(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A producer closed for flooding (WebSocket pings past its rate) still gets the
+    ack of every message read before, in order, before the refusal; and each of
+    those events is published, so a live subscriber sees it."""
+    env = {"SCRIBELINE_PRODUCER_MESSAGES_PER_SECOND": "10"}
+    with running_server(tmp_path / "data", env) as server:
+        tenant = server.create_tenant("flood")
+        api = Api(http, server, tenant.rw)
+        sid = new_sid()
+        await api.create_call(sid)
+        subscriber, _ = await open_live(server, sid, tenant.read, since=1)
+        async with subscriber, await connect_ingest(server, sid, tenant.write) as producer:
+            for n in range(5):
+                await send_json(producer, transcript(f"before {n}", ref=n))
+            for _ in range(30):
+                await producer.ping()
+            answers = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    answers.append(await recv_json(producer))
+            acks = [(a["type"], a.get("seq"), a.get("ref")) for a in answers]
+            assert acks[:5] == [("ack", n + 2, n) for n in range(5)], answers
+            assert answers[5]["error"] == "rate_limited", answers
+            live = await read_until_seq(subscriber, 6)
+        assert [m["data"]["content"] for m in live] == [f"before {n}" for n in range(5)]

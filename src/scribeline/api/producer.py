@@ -31,14 +31,15 @@ from scribeline.errors import (
 )
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
-from scribeline.ingest.models import Ref, SetStatus, Transcript, TranscriptBatch, parse_ref
+from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch, parse_ref
 from scribeline.protocols.common import decode_json
 
 __all__ = ["producer"]
 
 log = logging.getLogger(__name__)
 
-_Pending = tuple["Ref | None", "asyncio.Future[list[StoredEvent]]", bool]
+#: (the message's ref, its append, whether it is a batch)
+_Pending = tuple[Any, "asyncio.Future[list[StoredEvent]]", bool]
 
 
 def _error(error: ScribelineError, ref: Any = None) -> bytes:
@@ -55,7 +56,7 @@ def _parse(calls: CallService, call: Call, inbound: Inbound, max_batch: int) -> 
     its place among the acks, with its ``ref`` when the ref itself is valid.
     """
     loop = asyncio.get_running_loop()
-    ref: Ref | None = None
+    ref: Any = None
     try:
         message = decode_json(inbound.text())
         if isinstance(message, list):
@@ -109,20 +110,34 @@ async def producer(request: web.Request) -> web.StreamResponse:
         await conn.close(CloseCode.NORMAL)
         return conn.ws
     acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
+    failure: Exception | None = None
     try:
         while (message := await conn.next_message()) is not None:
             await acks.put(_parse(services.calls, call, message, services.settings.max_batch_items))
-        await acks.put(None)
-        await acker
     except Exception as exc:
-        await report(conn, exc, _error)
+        failure = exc
     finally:
-        if not acker.done():
-            acker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acker
-        await conn.close(CloseCode.NORMAL)
+        # Whatever ends the connection, the messages read before it are answered
+        # first (their appends complete in any case: see _acknowledge).
+        await _finish(acks, acker, within=services.settings.close_timeout)
+    if failure is not None:
+        await report(conn, failure, _error)
+    await conn.close(CloseCode.NORMAL)
     return conn.ws
+
+
+async def _finish(
+    acks: asyncio.Queue[_Pending | None], acker: asyncio.Task[None], *, within: float
+) -> None:
+    """Let the acknowledger answer what is queued, for at most ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            await acks.put(None)  # waits while the queue is full: the acker is draining it
+            await acker
+    except TimeoutError:
+        acker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acker
 
 
 async def _acknowledge(conn: Connection, acks: asyncio.Queue[_Pending | None]) -> None:
@@ -132,7 +147,9 @@ async def _acknowledge(conn: Connection, acks: asyncio.Queue[_Pending | None]) -
         # Nothing may end this loop but the end of the queue: a producer waits for
         # an answer to every message, and one left unanswered is sent again.
         try:
-            stored = await task
+            # Shielded: if this loop is cancelled, an append still completes, stored
+            # and published, rather than stored and never published.
+            stored = await asyncio.shield(task)
             conn.send(_ack(stored, ref, is_batch))
         except ScribelineError as exc:
             conn.send(_error(exc, ref))
@@ -141,7 +158,7 @@ async def _acknowledge(conn: Connection, acks: asyncio.Queue[_Pending | None]) -
             conn.send(_error(ScribelineError("Internal server error"), ref))
 
 
-def _ack(stored: list[StoredEvent], ref: Ref | None, is_batch: bool) -> bytes:
+def _ack(stored: list[StoredEvent], ref: Any, is_batch: bool) -> bytes:
     ack: dict[str, Any] = {"type": "ack"}
     if is_batch:
         ack["seqs"] = [e.seq for e in stored]
