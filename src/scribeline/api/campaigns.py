@@ -13,7 +13,7 @@ from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
 from scribeline.auth import websocket_credentials
 from scribeline.connection import Connection
-from scribeline.domain import Campaign, CampaignStatus, Contact
+from scribeline.domain import Campaign, Contact
 from scribeline.errors import (
     CloseCode,
     InvalidMessage,
@@ -199,8 +199,10 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
         now = now_ms()
         conn.send(proto.encode_connected(campaign_id, now))
         conn.send(proto.encode_progress(campaign_id, counters.progress(), now))
-        if campaign.status == CampaignStatus.COMPLETED:
-            (last,) = await services.storage.read(stream, after=head.seq - 1)
+        # Completed as of the snapshot (not of the look-up before attaching, which a
+        # completion in between would make stale): its last event is the completion.
+        if counters.done:
+            (last,) = await services.storage.read(stream, after=head.seq - 1, limit=1)
             if last.type == EventType.CAMPAIGN_COMPLETED:
                 payload = proto.encode_event(campaign_id, last)
                 assert payload is not None

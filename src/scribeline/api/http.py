@@ -7,7 +7,10 @@ aiohttp's request handler is extended in three places it has no setting for:
   ``header_timeout`` of the connection opening, or of the first byte of the
   next request on a kept-alive connection; a client that sends nothing or
   dribbles a header is cut off. (aiohttp's own keep-alive timer, set to the
-  idle timeout, closes connections that sit idle between requests.)
+  idle timeout, closes connections that sit idle between requests.) Bytes
+  that arrive while a request is being handled cannot be told apart from its
+  body here, so the head of a request pipelined behind it is bounded by the
+  idle timeout instead.
 * **Malformed requests** are one WARNING line naming the client and the kind
   of error. aiohttp logs them at ERROR with a traceback whose message quotes
   the request's first bytes, which can hold an API key.

@@ -42,7 +42,6 @@ __all__ = [
     "Metadata",
     "NewContact",
     "Outcome",
-    "Ref",
     "SetStatus",
     "Transcript",
     "TranscriptBatch",
@@ -74,20 +73,21 @@ Id = Annotated[int, Field(ge=1, le=MAX_INT64)]
 
 
 def bounded_json(value: Any, max_depth: int, max_bytes: int) -> Any:
-    """``value`` if it nests at most ``max_depth`` levels and encodes to at most
-    ``max_bytes``; else ``ValueError`` (a 422 or an ``invalid_message``)."""
-    level = [value]
-    for _ in range(max_depth + 1):
+    """``value`` if its objects and arrays nest at most ``max_depth`` deep and it
+    encodes to at most ``max_bytes``; else ``ValueError`` (a 422 or an
+    ``invalid_message``)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise ValueError(f"nests more than {max_depth} levels deep")
         level = [
             child
             for node in level
-            if isinstance(node, dict | list)
             for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
         ]
-        if not level:
-            break
-    else:
-        raise ValueError(f"nests more than {max_depth} levels deep")
     try:
         size = len(orjson.dumps(value))
     except orjson.JSONEncodeError:
@@ -108,14 +108,11 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 MAX_REF_DEPTH = 4
 MAX_REF_BYTES = 256
 
-#: A producer's correlation id, echoed in its ack or error: any JSON value
-#: within the bounds above (a string or a number in practice).
-Ref = Any
 
-
-def parse_ref(value: Any) -> Ref:
-    """A producer message's ``ref``, checked against the bounds; ``InvalidMessage``
-    if it is too large or too deep to be echoed."""
+def parse_ref(value: Any) -> Any:
+    """A producer message's ``ref``: any JSON value within the bounds above (a
+    string or a number in practice), echoed in its ack or error;
+    ``InvalidMessage`` if it is too large or too deep to be echoed."""
     kind = type(value)
     if value is None or kind is bool or kind is float:
         return value
