@@ -142,6 +142,13 @@ class Credentials:
     subprotocol: str | None = None
 
 
+def _bearer(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if any."""
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    token = value.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def rest_credentials(request: web.Request) -> Credentials:
     """A REST request's token, from ``Authorization: Bearer`` only.
 
@@ -154,10 +161,7 @@ def rest_credentials(request: web.Request) -> Credentials:
             "Credentials are not accepted in the query string on REST endpoints;"
             " send Authorization: Bearer <token>"
         )
-    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return Credentials(value.strip())
-    return Credentials(None)
+    return Credentials(_bearer(request))
 
 
 def websocket_credentials(request: web.Request) -> Credentials:
@@ -169,12 +173,7 @@ def websocket_credentials(request: web.Request) -> Credentials:
         if proto.startswith(SUBPROTOCOL_PREFIX):
             subprotocol = proto
             break
-    token = request.query.get("token")
-    if not token:
-        auth = request.headers.get(hdrs.AUTHORIZATION, "")
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            token = value.strip()
+    token = request.query.get("token") or _bearer(request)
     if not token and subprotocol is not None:
         token = subprotocol[len(SUBPROTOCOL_PREFIX) :]
     return Credentials(token or None, subprotocol)

@@ -23,6 +23,7 @@ __all__ = [
     "SegmentHead",
     "history_view",
     "segment_entry",
+    "segment_heads_of",
     "start_after",
 ]
 
@@ -58,6 +59,15 @@ def segment_entry(event: StoredEvent) -> SegmentEntry | None:
     return event.seq, segment, bool(event.data.get("is_final"))
 
 
+def segment_heads_of(events: Iterable[StoredEvent]) -> dict[str, SegmentHead]:
+    """The heads of the segments of ``events`` (in seq order), as storage keeps them."""
+    heads: dict[str, SegmentHead] = {}
+    for seq, segment, is_final in filter(None, map(segment_entry, events)):
+        last_final, last_partial = heads.get(segment, (None, None))
+        heads[segment] = (seq, last_partial) if is_final else (last_final, seq)
+    return heads
+
+
 class HistoryFilter:
     """Decides, event by event, what a replay shows, from its segments' heads.
 
@@ -83,11 +93,7 @@ class HistoryFilter:
     @classmethod
     def of(cls, events: Iterable[StoredEvent]) -> HistoryFilter:
         """The filter for a range held in memory (its own heads)."""
-        heads: dict[str, SegmentHead] = {}
-        for seq, segment, is_final in (e for e in map(segment_entry, events) if e is not None):
-            last_final, last_partial = heads.get(segment, (None, None))
-            heads[segment] = (seq, last_partial) if is_final else (last_final, seq)
-        return cls(heads)
+        return cls(segment_heads_of(events))
 
     def shows(self, event: StoredEvent) -> bool:
         return segment_entry(event) is None or event.seq in self._keep

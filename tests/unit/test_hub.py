@@ -14,7 +14,7 @@ from scribeline.errors import RateLimited
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
 from scribeline.hub import Hub
 from scribeline.protocols.frames import text_frame
-from scribeline.recovery import SegmentHead, segment_entry, start_after
+from scribeline.recovery import SegmentHead, segment_heads_of, start_after
 from scribeline.storage.base import EventLog
 
 STREAM = "call:1"
@@ -45,12 +45,8 @@ class ListLog(EventLog):
         return Position(len(self.events), "e")
 
     async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
-        heads: dict[str, SegmentHead] = {}
-        for seq, segment, final in filter(None, map(segment_entry, self.events)):
-            if segment in segments:
-                last_final, last_partial = heads.get(segment, (None, None))
-                heads[segment] = (seq, last_partial) if final else (last_final, seq)
-        return heads
+        heads = segment_heads_of(self.events)
+        return {segment: head for segment, head in heads.items() if segment in segments}
 
     async def ping(self) -> None:
         return None

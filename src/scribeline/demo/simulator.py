@@ -340,6 +340,18 @@ def _numbers(
     return business, customer
 
 
+async def _ring(sink: CallSink, call_sid: str, numbers: tuple[str, str], call_type: str) -> None:
+    """Create the call ``ringing`` between ``numbers`` (business, customer)."""
+    business, customer = numbers
+    await sink.create_call(
+        call_sid,
+        status="ringing",
+        to_phone_number=business,
+        customer_phone_number=customer,
+        call_type=call_type,
+    )
+
+
 async def _answer(sink: CallSink, call: _CallState, rng: random.Random) -> None:
     """Let the call ring a few seconds, then pick it up."""
     await call.clock.advance(_uniform(rng, _RING_TIME))
@@ -365,14 +377,8 @@ async def play_call(
     dialogue's own. Sink errors propagate; the call is then left as it is.
     """
     _check_speed(speed)
-    business, customer = _numbers(rng, to_phone_number, customer_phone_number)
-    await sink.create_call(
-        call_sid,
-        status="ringing",
-        to_phone_number=business,
-        customer_phone_number=customer,
-        call_type=call_type or dialogue.call_type,
-    )
+    numbers = _numbers(rng, to_phone_number, customer_phone_number)
+    await _ring(sink, call_sid, numbers, call_type or dialogue.call_type)
     call = _CallState(call_sid, _CallClock(sleep, speed))
     await _answer(sink, call, rng)
     await _play_dialogue(sink, call, dialogue, rng=rng)
@@ -395,14 +401,7 @@ async def ring_out(
     It never becomes ``in-progress`` and never speaks. Sink errors propagate.
     """
     _check_speed(speed)
-    business, customer = _numbers(rng, to_phone_number, customer_phone_number)
-    await sink.create_call(
-        call_sid,
-        status="ringing",
-        to_phone_number=business,
-        customer_phone_number=customer,
-        call_type=call_type,
-    )
+    await _ring(sink, call_sid, _numbers(rng, to_phone_number, customer_phone_number), call_type)
     await _CallClock(sleep, speed).advance(_uniform(rng, _RING_OUT_TIME))
     await sink.set_status(call_sid, "no-answer")
 
@@ -534,19 +533,13 @@ async def _run_pinned_call(
     """One never-ending support-line call: it rings, is answered, then plays dialogues
     back to back, segment ids continuing."""
     failures = 0
-    business, customer = _numbers(rng, None, None)
+    numbers = _numbers(rng, None, None)
     call = _CallState(call_sid, _CallClock(sleep, speed))
     created = False
     while True:
         try:
             if not created:
-                await sink.create_call(
-                    call_sid,
-                    status="ringing",
-                    to_phone_number=business,
-                    customer_phone_number=customer,
-                    call_type="inbound",
-                )
+                await _ring(sink, call_sid, numbers, "inbound")
                 created = True
             await _answer(sink, call, rng)
             break
