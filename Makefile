@@ -10,11 +10,11 @@ HOST   ?= $(or $(SCRIBELINE_HOST),127.0.0.1)
 PORT   ?= $(or $(SCRIBELINE_PORT),8000)
 DATA   ?= $(or $(SCRIBELINE_DATA_DIR),./data)
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck services bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[server,test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[server,postgres,redis,test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +29,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-test: lint typecheck
+# PostgreSQL and Redis come from Debian packages; the tests start their own instances.
+services:
+	@scripts/ensure-services
+
+test: lint typecheck services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

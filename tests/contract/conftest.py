@@ -1,32 +1,11 @@
-"""One fixture per interface, parametrized over every backend: the contract suites."""
+"""One fixture per interface, parametrized over every backend: the contract suites.
+
+The storage fixtures live in ``storage_backends.py`` and the broker fixtures in
+``broker_backends.py``; every test in this directory that takes ``storage`` or
+``broker`` runs once per backend.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-from scribeline.broker import Broker, open_broker
-from scribeline.storage import Storage, open_storage
-
-STORAGE_BACKENDS = ["sqlite"]
-BROKER_BACKENDS = ["memory://"]
-
-
-@pytest.fixture(params=STORAGE_BACKENDS)
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend = await open_storage("", tmp_path)
-    try:
-        yield backend
-    finally:
-        await backend.close()
-
-
-@pytest.fixture(params=BROKER_BACKENDS)
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
-    backend = open_broker(request.param)
-    try:
-        yield backend
-    finally:
-        await backend.close()
+from tests.contract.broker_backends import *  # noqa: F403
+from tests.contract.storage_backends import *  # noqa: F403

@@ -1,0 +1,35 @@
+"""Session-wide services: one real PostgreSQL cluster and one Redis for the suite.
+
+Tests that need to stop or kill a service (fault injection) start their own
+instances with :mod:`tests.services` instead of using these shared ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services import Postgres, Redis, postgres_bin, redis_bin, require
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL cluster for the whole session (skipped, or failed under CI, if absent)."""
+    require("PostgreSQL", postgres_bin() is not None)
+    server = Postgres().init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """A Redis server for the whole session (skipped, or failed under CI, if absent)."""
+    require("Redis", redis_bin() is not None)
+    server = Redis().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
