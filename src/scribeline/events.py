@@ -118,7 +118,8 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as storage returns it, with its assigned ``seq``."""
+    """An event as storage returns it, with its assigned ``seq`` and the stream's
+    ``epoch`` (the broker carries both, so a node can tell a gap from a reset)."""
 
     stream: str
     seq: int
@@ -126,3 +127,4 @@ class StoredEvent:
     ts: int
     data: dict[str, Any]
     closes: bool = False
+    epoch: str = ""

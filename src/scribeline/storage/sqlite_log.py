@@ -21,15 +21,17 @@ def append_events(
     conn: sqlite3.Connection, stream: str, events: Sequence[NewEvent]
 ) -> list[StoredEvent]:
     """Append inside the caller's transaction (storage's one way to assign seqs)."""
-    row = conn.execute("SELECT head, closed FROM streams WHERE stream = ?", (stream,)).fetchone()
+    row = conn.execute(
+        "SELECT head, closed, epoch FROM streams WHERE stream = ?", (stream,)
+    ).fetchone()
     if row is None:
-        head, closed = 0, False
+        head, closed, epoch = 0, False, secrets.token_hex(8)
         conn.execute(
             "INSERT INTO streams (stream, epoch, head, closed) VALUES (?, ?, 0, 0)",
-            (stream, secrets.token_hex(8)),
+            (stream, epoch),
         )
     else:
-        head, closed = row[0], bool(row[1])
+        head, closed, epoch = row[0], bool(row[1]), row[2]
     stored: list[StoredEvent] = []
     rows: list[tuple[Any, ...]] = []
     for event in events:
@@ -37,7 +39,9 @@ def append_events(
             raise StreamClosed(f"Stream {stream} has ended")
         head += 1
         closed = event.closes
-        stored.append(StoredEvent(stream, head, event.type, event.ts, event.data, event.closes))
+        stored.append(
+            StoredEvent(stream, head, event.type, event.ts, event.data, event.closes, epoch)
+        )
         rows.append((stream, head, event.type, event.ts, event.closes, orjson.dumps(event.data)))
     conn.executemany(
         "INSERT INTO events (stream, seq, type, ts, closes, data) VALUES (?, ?, ?, ?, ?, ?)", rows
@@ -55,7 +59,12 @@ def read_events(
         " WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
         (stream, after, -1 if limit is None else limit),
     ).fetchall()
-    return [StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3])) for r in rows]
+    if not rows:
+        return []
+    (epoch,) = conn.execute("SELECT epoch FROM streams WHERE stream = ?", (stream,)).fetchone()
+    return [
+        StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3]), epoch) for r in rows
+    ]
 
 
 def read_segment_heads(
