@@ -29,6 +29,7 @@ __all__ = [
     "RequestTimeout",
     "ScribelineError",
     "SlowConsumer",
+    "StorageUnavailable",
     "StreamClosed",
     "TranscriptionDisabled",
     "close_code_for",
@@ -194,6 +195,20 @@ class SlowConsumer(ScribelineError):
     code = "slow_consumer"
     http_status = 503
     close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class StorageUnavailable(ScribelineError):
+    """The system of record cannot be reached or refused the write: nothing was
+    stored, nothing is acknowledged, and the client should retry (a producer
+    WebSocket stays open and gets this in the append's ack)."""
+
+    code = "storage_unavailable"
+    http_status = 503
+    close_code = CloseCode.TRY_AGAIN_LATER
+    keeps_connection = True
+
+    def __init__(self, message: str = "Storage is unavailable; retry shortly") -> None:
+        super().__init__(message, retryable=True)
 
 
 def close_code_for(exc: BaseException) -> CloseCode:
