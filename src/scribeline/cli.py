@@ -68,10 +68,17 @@ def _serve_error(exc: OSError, host: str, port: int) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from scribeline import server
+    from scribeline import deployment, server
     from scribeline.tokens import TokenSecretError
 
     config = settings(args)
+    workers = getattr(args, "workers", 1)
+    try:
+        deployment.check(config, workers)
+    except deployment.DeploymentError as exc:
+        return _fail(str(exc))
+    if workers > 1:
+        return _serve_workers(config, workers, args.demo)
     hook = None
     if args.demo:
         from scribeline.demo.runner import start_demo
@@ -86,6 +93,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if message is None:
             raise
         return _fail(message)
+
+
+def _serve_workers(config: Settings, workers: int, demo: bool) -> int:
+    from scribeline import logs
+    from scribeline import workers as pool
+
+    if demo:
+        return _fail("the demo runs in one process: drop --workers (or --demo)")
+    logs.configure(config.log_level)
+    try:
+        asyncio.run(_migrate(config))  # once, before any worker starts
+        return pool.run_workers(config, workers)
+    except OSError as exc:
+        message = _serve_error(exc, config.host, config.port)
+        if message is None:
+            raise
+        return _fail(message)
+
+
+async def _migrate(config: Settings) -> None:
+    """Open the store, which applies pending migrations (under a lock on PostgreSQL)."""
+    from scribeline.storage import open_storage
+
+    storage = await open_storage(config.database_url, config.data_dir)
+    await storage.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the configured store's schema to the newest version."""
+    from scribeline import logs
+
+    config = settings(args)
+    logs.configure(config.log_level)
+    asyncio.run(_migrate(config))
+    print(f"The {location(config)} is at the newest schema.")
+    return 0
 
 
 def _producer_url(args: argparse.Namespace) -> str:
@@ -174,17 +217,49 @@ def _parents() -> tuple[argparse.ArgumentParser, ...]:
 
 
 if TYPE_CHECKING:
+    from scribeline.config import Settings
+
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _add_server(
     sub: Subparsers, data: argparse.ArgumentParser, net: argparse.ArgumentParser
 ) -> None:
-    serve = sub.add_parser("serve", parents=[net, data], help="run the server")
+    stores = argparse.ArgumentParser(add_help=False)
+    stores.add_argument(
+        "--database-url",
+        help="store (default $SCRIBELINE_DATABASE_URL, else SQLite in the data directory);"
+        " postgresql://user@host/db is shared by several nodes",
+    )
+    serve = sub.add_parser("serve", parents=[net, data, stores], help="run the server")
     serve.add_argument("--demo", action="store_true", help="also run simulated calls")
+    serve.add_argument(
+        "--broker-url",
+        help="broker (default $SCRIBELINE_BROKER_URL, else memory://); redis://host:port/0"
+        " connects several nodes",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="server processes sharing the port (needs PostgreSQL and Redis); default 1",
+    )
     serve.set_defaults(func=cmd_serve)
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[data, stores],
+        help="bring the store's schema to the newest version (servers also do it at start)",
+    )
+    migrate.set_defaults(func=cmd_migrate)
     demo = sub.add_parser("demo", parents=[net, data], help="serve with simulated live calls")
     demo.set_defaults(func=cmd_serve, demo=True)
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.isascii() and text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return value
 
 
 def _add_orgs_and_keys(sub: Subparsers, data: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ __all__ = ["database_file", "location", "settings", "with_storage"]
 T = TypeVar("T")
 
 #: Flags that override a setting, by setting name.
-_FLAGS = ("host", "port", "data_dir")
+_FLAGS = ("host", "port", "data_dir", "database_url", "broker_url")
 
 
 def settings(args: argparse.Namespace) -> Settings:

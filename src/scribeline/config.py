@@ -24,8 +24,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     #: Storage URL; empty means SQLite in ``data_dir``.
     database_url: str = ""
-    #: Broker URL: ``memory://`` (one process).
+    #: Broker URL: ``memory://`` (one process) or ``redis://host:port/db`` (several
+    #: nodes; needs a shared store and ``token_secret``).
     broker_url: str = "memory://"
+    #: Bind with ``SO_REUSEPORT`` so several processes share the port (``--workers``).
+    reuse_port: bool = False
 
     max_connections_per_call: int = Field(10, ge=1)
     client_messages_per_second: float = Field(100.0, gt=0)
