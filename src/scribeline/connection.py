@@ -192,6 +192,10 @@ class Connection:
         if closes:
             self.close_soon(CloseCode.NORMAL)
 
+    def hold(self) -> None:
+        """Start joining a stream: hold its live events until :meth:`go_live`."""
+        self.joining = True
+
     def go_live(self, covered: int) -> None:
         """Send the events held while joining that come after ``covered``.
 

@@ -7,8 +7,10 @@ from storage (a lost or reordered broker message), stale seqs are dropped.
 Each event is encoded once per wire format and the same frame bytes are
 offered to every subscriber of that format; offering never awaits a socket.
 
-Joining (DESIGN.md): ``attach`` subscribes first and holds live events on the
-connection; the caller then reads and sends history and calls
+Joining (DESIGN.md): ``join`` attaches first, holding live events on the
+connection, then reads the stream's position (its head, or a snapshot that
+holds it), lets the endpoint send what precedes live events (a preamble,
+history up to that position) and switches the connection to live with
 ``Connection.go_live``. Because the topic knows the stream head from after its
 broker subscription, history (read later) always reaches at least the first
 event the connection holds, so nothing falls between the two.
@@ -20,18 +22,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from scribeline.broker import Broker, unpack, unpack_with_meta
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode
-from scribeline.events import StoredEvent
+from scribeline.events import Position, StoredEvent
 from scribeline.protocols import org_events
 from scribeline.protocols.frames import text_frame
 from scribeline.storage import EventLog
 from scribeline.subscriptions import SubscriptionIndex
 
-__all__ = ["Encoder", "FirehoseEncoder", "Hub"]
+__all__ = ["CatchUp", "CaughtUp", "Encoder", "FirehoseEncoder", "Hub"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,28 @@ FirehoseEncoder = Callable[[StoredEvent, dict[str, Any]], bytes | None]
 
 #: Out-of-order events a topic holds while it reads a gap from storage.
 MAX_HELD = 10_000
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """What a joining connection was sent before going live.
+
+    ``covered`` is the last seq the join accounts for (sent as history, skipped
+    as replaced, or at or before the client's resume point); held live events
+    up to it are never sent. ``ended``: the stream has ended, so the connection
+    closes normally once the held events after ``covered`` are out.
+    """
+
+    covered: int
+    ended: bool = False
+
+
+#: Sends a joining connection what precedes its live events (a preamble, then
+#: history) given what was read after attaching; None when the connection is not
+#: to follow the stream after all (it is detached, nothing is raised).
+CatchUp = Callable[[S], Awaitable[CaughtUp | None]]
 
 
 class _Channel:
@@ -221,11 +247,55 @@ class Hub:
             firehose.index.drop(conn)
             await self._close_if_unused(self._firehoses, channel, firehose)
 
+    async def join(
+        self,
+        stream: str,
+        conn: Connection,
+        format_key: str,
+        encoder: Encoder,
+        catch_up: CatchUp[Position],
+    ) -> bool:
+        """Join ``conn`` to ``stream`` with nothing lost or repeated between history
+        and live events: attach, read the head, ``catch_up`` to it, go live.
+
+        Whether the connection now follows the stream (False: ``catch_up``
+        declined). On any error it is detached again and the error raised.
+        """
+        return await self.join_snapshot(
+            stream, conn, format_key, encoder, partial(self._storage.head, stream), catch_up
+        )
+
+    async def join_snapshot(
+        self,
+        stream: str,
+        conn: Connection,
+        format_key: str,
+        encoder: Encoder,
+        snapshot: Callable[[], Awaitable[S]],
+        catch_up: CatchUp[S],
+    ) -> bool:
+        """:meth:`join`, with the stream's position read by ``snapshot`` (for a
+        state read together with the head, in one transaction)."""
+        await self.attach(stream, conn, format_key, encoder)
+        try:
+            caught = await catch_up(await snapshot())
+        except BaseException:
+            await self.detach(stream, conn)
+            raise
+        if caught is None:
+            await self.detach(stream, conn)
+            return False
+        conn.go_live(caught.covered)
+        if caught.ended:
+            conn.close_soon(CloseCode.NORMAL)
+        return True
+
     async def attach(
         self, stream: str, conn: Connection, format_key: str, encoder: Encoder
     ) -> None:
-        """Start holding ``stream``'s live events on ``conn`` (which is joining)."""
-        conn.joining = True
+        """Start holding ``stream``'s live events on ``conn`` (which is joining);
+        the lower half of :meth:`join`, for a caller that goes live itself."""
+        conn.hold()
         topic, opened = await self._enter(
             self._topics,
             stream,

@@ -45,7 +45,7 @@ async def test_go_live_sends_only_what_comes_after_the_covered_seq() -> None:
     """Events held while joining go out after the join's covered seq, in order; a
     held event at or below it (a resume point delivered late) never goes out."""
     conn, transport = _connection()
-    conn.joining = True
+    conn.hold()
     for seq in (5, 6, 7):
         conn.offer(seq, b"f%d" % seq, False)
     assert transport.written == []
@@ -61,7 +61,7 @@ async def test_go_live_never_moves_the_position_back() -> None:
     """A covered seq below what was already sent changes nothing."""
     conn, transport = _connection()
     conn.offer(3, b"f3", False)
-    conn.joining = True
+    conn.hold()
     conn.go_live(1)
     conn.offer(2, b"f2", False)
     assert transport.written == [b"f3"]

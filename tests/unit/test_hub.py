@@ -12,7 +12,7 @@ from scribeline.broker import pack
 from scribeline.broker.memory import MemoryBroker
 from scribeline.errors import RateLimited
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
-from scribeline.hub import Hub
+from scribeline.hub import CaughtUp, Hub
 from scribeline.protocols.frames import text_frame
 from scribeline.recovery import SegmentHead, segment_heads_of, start_after
 from scribeline.storage.base import EventLog
@@ -66,6 +66,9 @@ class RecordingConnection:
         self.closed_with: int | None = None
         self.closing = False
         self.history: list[bytes] = []
+
+    def hold(self) -> None:
+        self.joining = True
 
     def offer(self, seq: int, frame: bytes, closes: bool) -> None:
         if self.joining:
@@ -190,6 +193,82 @@ async def test_a_resumed_join_never_resends_an_event_the_broker_delivers_late() 
     await broker.publish(STREAM, pack(_event(5)))  # the late delivery
     assert other.sent == [5]
     assert conn.sent == []
+
+
+async def test_join_sends_held_live_events_after_what_the_catch_up_covered() -> None:
+    """Join attaches before reading the head, so events published during the
+    catch-up are held, and only those after its covered seq go out, once."""
+    hub, log, broker = await _hub(head=2)
+    conn = RecordingConnection()
+    seen: list[Position] = []
+
+    async def catch_up(position: Position) -> CaughtUp:
+        seen.append(position)
+        assert conn.joining
+        for seq in (3, 4):  # appended while history is being sent
+            log.events.append(_event(seq))
+            await broker.publish(STREAM, pack(_event(seq)))
+        return CaughtUp(3)  # history reached 3
+
+    joined = await hub.join(STREAM, conn, "f", lambda e: b"{}", catch_up)  # type: ignore[arg-type]
+    assert joined and seen == [Position(2, "e")]
+    assert conn.sent == [4] and not conn.joining and conn.closed_with is None
+
+
+async def test_a_join_of_an_ended_stream_closes_after_going_live() -> None:
+    """A catch-up that reports the stream ended closes the connection normally,
+    after the held events past the covered seq have gone out."""
+    hub, log, broker = await _hub(head=1)
+    conn = RecordingConnection()
+
+    async def catch_up(position: Position) -> CaughtUp:
+        log.events.append(_event(2, closes=True))
+        await broker.publish(STREAM, pack(_event(2, closes=True)))
+        return CaughtUp(position.seq, ended=True)
+
+    assert await hub.join(STREAM, conn, "f", lambda e: b"{}", catch_up)  # type: ignore[arg-type]
+    assert conn.sent == [2] and conn.closed_with == 1000
+
+
+async def test_a_declined_or_failed_join_leaves_nothing_attached() -> None:
+    """A catch-up that declines (None) or raises detaches the connection: the topic
+    is released and later events do not reach it; the error reaches the caller."""
+    hub, _, broker = await _hub(head=0)
+    conn = RecordingConnection()
+
+    async def decline(position: Position) -> CaughtUp | None:
+        return None
+
+    async def fail(position: Position) -> CaughtUp | None:
+        raise RuntimeError("storage went away")
+
+    assert not await hub.join(STREAM, conn, "f", lambda e: b"{}", decline)  # type: ignore[arg-type]
+    assert hub.topics == 0
+    with pytest.raises(RuntimeError, match="storage went away"):
+        await hub.join(STREAM, conn, "f", lambda e: b"{}", fail)  # type: ignore[arg-type]
+    assert hub.topics == 0
+    conn.joining = False
+    await broker.publish(STREAM, pack(_event(1)))
+    assert conn.sent == []
+
+
+async def test_join_snapshot_catches_up_from_the_snapshot_read_after_attaching() -> None:
+    """With a snapshot reader, the catch-up gets what it read (a head with the state
+    read alongside it), and it is read only after the connection holds live events."""
+    hub, _, _ = await _hub(head=0)
+    conn = RecordingConnection()
+    order: list[str] = []
+
+    async def snapshot() -> tuple[Position, str]:
+        order.append("snapshot" if conn.joining else "too early")
+        return Position(7, "e"), "counters"
+
+    async def catch_up(read: tuple[Position, str]) -> CaughtUp:
+        order.append(read[1])
+        return CaughtUp(read[0].seq)
+
+    assert await hub.join_snapshot(STREAM, conn, "f", lambda e: b"{}", snapshot, catch_up)  # type: ignore[arg-type]
+    assert order == ["snapshot", "counters"] and conn.last_seq == 7
 
 
 async def test_closing_event_closes_subscribers_normally() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
+from scribeline.api.websocket import detach_stream, join_stream, open_websocket, report
 from scribeline.auth import Credentials, websocket_credentials
 from scribeline.connection import Connection
 from scribeline.domain import Bot, BotStatus
@@ -33,7 +34,8 @@ from scribeline.errors import (
     ScribelineError,
     close_code_for,
 )
-from scribeline.events import BotEventType, NewEvent
+from scribeline.events import BotEventType, NewEvent, Position
+from scribeline.hub import CaughtUp
 from scribeline.ingest.bot_models import EVENT_MODELS, event_data
 from scribeline.ingest.models import parse_ref
 from scribeline.protocols import meeting_bot as proto
@@ -103,26 +105,17 @@ async def _join(
     bot = await services.bots.get(principal.org_id, public_id)
     if bot.ended:
         return None, role
-    await attach_stream(
-        services,
-        conn,
-        bot.stream,
-        FORMAT,
-        proto.encode_event,
-        "bot",
-        services.settings.max_connections_per_bot,
-    )
-    try:
+
+    async def catch_up(head: Position) -> CaughtUp | None:
         # Live only: start after the head, read once the topic holds live events.
-        head = await services.storage.head(bot.stream)
+        nonlocal bot
         bot = await services.bots.get(principal.org_id, public_id)
-    except BaseException:
-        await detach_stream(services, conn, bot.stream)
-        raise
-    if bot.ended:
-        await detach_stream(services, conn, bot.stream)
+        return None if bot.ended else CaughtUp(head.seq)
+
+    join = partial(services.hub.join, bot.stream, conn, FORMAT, proto.encode_event, catch_up)
+    limit = services.settings.max_connections_per_bot
+    if not await join_stream(services, bot.stream, "bot", join, limit):
         return None, role
-    conn.go_live(head.seq)
     return bot, role
 
 
@@ -200,17 +193,20 @@ async def _authorize_producer(services: Services, public_id: str, credentials: C
 
 async def _serve_producer(services: Services, conn: Connection, bot: Bot) -> None:
     hub = services.hub
-    # Told of a stop stored by the server (REST, an action), and of actions.
-    await hub.attach(bot.stream, conn, PRODUCER_FORMAT, proto.encode_terminal)
-    following = True
+
+    async def catch_up(head: Position) -> CaughtUp:
+        nonlocal bot
+        bot = await services.bots.get(bot.org_id, bot.public_id)
+        if bot.ended:
+            raise BotEnded(f"Bot {bot.public_id} has ended")
+        return CaughtUp(head.seq)
+
+    # Told of actions, and of a stop stored by the server (REST, an action).
+    await hub.attach_relay(bot.actions_channel, conn)
     try:
-        await hub.attach_relay(bot.actions_channel, conn)
+        await hub.join(bot.stream, conn, PRODUCER_FORMAT, proto.encode_terminal, catch_up)
+        following = True
         try:
-            head = await services.storage.head(bot.stream)
-            bot = await services.bots.get(bot.org_id, bot.public_id)
-            if bot.ended:
-                raise BotEnded(f"Bot {bot.public_id} has ended")
-            conn.go_live(head.seq)
             started = bot.status == BotStatus.RECORDING
             while (message := await conn.next_message()) is not None:
                 ref = None
@@ -239,8 +235,8 @@ async def _serve_producer(services: Services, conn: Connection, bot: Bot) -> Non
                 if ends:
                     return
         finally:
-            await hub.detach_relay(bot.actions_channel, conn)
+            if following:
+                with contextlib.suppress(Exception):
+                    await hub.detach(bot.stream, conn)
     finally:
-        if following:
-            with contextlib.suppress(Exception):
-                await hub.detach(bot.stream, conn)
+        await hub.detach_relay(bot.actions_channel, conn)

@@ -10,10 +10,10 @@ from aiohttp import web
 from scribeline.api.params import path_id, query_int
 from scribeline.api.rest import authorize, authorize_org, json_response, read_json
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import attach_stream, detach_stream, open_websocket, report
+from scribeline.api.websocket import detach_stream, join_stream, open_websocket, report
 from scribeline.auth import websocket_credentials
 from scribeline.connection import Connection
-from scribeline.domain import Campaign, Contact
+from scribeline.domain import Campaign, Contact, Counters
 from scribeline.errors import (
     CloseCode,
     InvalidMessage,
@@ -21,7 +21,8 @@ from scribeline.errors import (
     NotFound,
     ScribelineError,
 )
-from scribeline.events import EventType, format_ms, now_ms
+from scribeline.events import EventType, Position, format_ms, now_ms
+from scribeline.hub import CaughtUp
 from scribeline.ingest.models import ContactBatch, CreateCampaign, NewContact, Outcome
 from scribeline.numbers import parse_int
 from scribeline.protocols import campaign_progress as proto
@@ -191,11 +192,11 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
     campaign = await services.campaigns.get(principal.org_id, campaign_id)
     stream = campaign.stream
     encoder = partial(proto.encode_event, campaign_id)
-    await attach_stream(services, conn, stream, FORMAT, encoder, "campaign")
-    try:
+
+    async def catch_up(snapshot: tuple[Position, Counters]) -> CaughtUp:
         # Live only: the snapshot stands for everything up to the stream's head,
         # both read in one transaction so no change falls between them.
-        head, counters = await services.storage.campaign_snapshot(campaign_id)
+        head, counters = snapshot
         now = now_ms()
         conn.send(proto.encode_connected(campaign_id, now))
         conn.send(proto.encode_progress(campaign_id, counters.progress(), now))
@@ -208,10 +209,11 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
                 assert payload is not None
                 conn.write(text_frame(payload))
             conn.close_soon(CloseCode.NORMAL)
-    except BaseException:
-        await detach_stream(services, conn, stream)
-        raise
-    conn.go_live(head.seq)
+        return CaughtUp(head.seq)
+
+    snapshot = partial(services.storage.campaign_snapshot, campaign_id)
+    join = partial(services.hub.join_snapshot, stream, conn, FORMAT, encoder, snapshot, catch_up)
+    await join_stream(services, stream, "campaign", join)
     return stream
 
 

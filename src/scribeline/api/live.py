@@ -10,16 +10,17 @@ from scribeline import history
 from scribeline.api.params import query_int
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import (
-    attach_stream,
     authorize_call,
     detach_stream,
+    join_stream,
     open_websocket,
     report,
 )
 from scribeline.auth import websocket_credentials
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode, InvalidMessage, ScribelineError
-from scribeline.events import TERMINAL_STATUSES, now_ms
+from scribeline.events import TERMINAL_STATUSES, Position, now_ms
+from scribeline.hub import CaughtUp
 from scribeline.ingest.calls import CallService
 from scribeline.protocols import live_transcript as proto
 from scribeline.recovery import start_after
@@ -68,26 +69,24 @@ async def _join(
     """
     principal, call = await authorize_call(services, call_sid, token, "read")
     since = _since(request)
+    epoch = request.query.get("epoch")
     stream = call.stream
     encoder = partial(proto.encode_event, call_sid)
-    await attach_stream(services, conn, stream, FORMAT, encoder, "call")
-    try:
-        # Read after attaching: history up to this head, live events after it.
-        position = await services.storage.head(stream)
-        start = start_after(since, request.query.get("epoch"), position)
+
+    async def catch_up(position: Position) -> CaughtUp:
+        # The head is read after attaching: history up to it, live events after it.
+        start = start_after(since, epoch, position)
         now = now_ms()
         conn.send(proto.encode_connected(call_sid, now, position.epoch, start))
         conn.send(proto.encode_status_snapshot(call, now))
         covered, ended = await history.replay(
             services.storage, conn, stream, start, position.seq, encoder
         )
-    except BaseException:
-        await detach_stream(services, conn, stream)
-        raise
-    conn.go_live(covered)
-    if ended or call.status in TERMINAL_STATUSES:
         # Everything of an ended call is in storage, so history was all of it.
-        conn.close_soon(CloseCode.NORMAL)
+        return CaughtUp(covered, ended or call.status in TERMINAL_STATUSES)
+
+    join = partial(services.hub.join, stream, conn, FORMAT, encoder, catch_up)
+    await join_stream(services, stream, "call", join)
     return principal.org_id, stream
 
 

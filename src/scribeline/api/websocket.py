@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -13,10 +13,9 @@ from scribeline.auth import Credentials, Principal
 from scribeline.connection import Connection
 from scribeline.domain import Call
 from scribeline.errors import ConnectionLimit, InvalidCallSid, ScribelineError, close_code_for
-from scribeline.hub import Encoder
 from scribeline.ingest.models import valid_call_sid
 
-__all__ = ["attach_stream", "authorize_call", "detach_stream", "open_websocket", "report"]
+__all__ = ["authorize_call", "detach_stream", "join_stream", "open_websocket", "report"]
 
 log = logging.getLogger(__name__)
 
@@ -75,31 +74,33 @@ async def authorize_call(
     return principal, await services.calls.get(principal.org_id, call_sid)
 
 
-async def attach_stream(
+async def join_stream(
     services: Services,
-    conn: Connection,
     stream: str,
-    format_key: str,
-    encoder: Encoder,
     what: str,
+    join: Callable[[], Awaitable[bool]],
     limit: int | None = None,
-) -> None:
-    """Take one of the stream's connection slots and start holding its live events.
+) -> bool:
+    """Take one of the stream's connection slots, then ``join`` it (``Hub.join``).
 
     ``what`` names the resource in the refusal ("call", "campaign");
-    ``limit`` defaults to the per-call connection limit.
+    ``limit`` defaults to the per-call connection limit. The slot is given
+    back when the join fails or declines (returns False).
     """
     if not services.registry.acquire(stream, limit or services.settings.max_connections_per_call):
         raise ConnectionLimit(f"Connection limit reached for this {what}")
     try:
-        await services.hub.attach(stream, conn, format_key, encoder)
+        joined = await join()
     except BaseException:
         services.registry.release(stream)
         raise
+    if not joined:
+        services.registry.release(stream)
+    return joined
 
 
 async def detach_stream(services: Services, conn: Connection, stream: str) -> None:
-    """Undo :func:`attach_stream`."""
+    """Undo :func:`join_stream`."""
     await services.hub.detach(stream, conn)
     services.registry.release(stream)
 
