@@ -12,7 +12,6 @@ bot is ended from the server's side.
 from __future__ import annotations
 
 import contextlib
-import logging
 from functools import partial
 from typing import Any
 
@@ -21,18 +20,22 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import detach_stream, join_stream, open_websocket, report
-from scribeline.auth import Credentials, websocket_credentials
+from scribeline.api.websocket import (
+    Endpoint,
+    detach_stream,
+    join_stream,
+    report,
+    serve_websocket,
+)
+from scribeline.auth import Credentials
 from scribeline.connection import Connection
 from scribeline.domain import Bot, BotStatus
 from scribeline.errors import (
     BotEnded,
-    CloseCode,
     Conflict,
     InvalidMessage,
     Replaced,
     ScribelineError,
-    close_code_for,
 )
 from scribeline.events import BotEventType, NewEvent, Position
 from scribeline.hub import CaughtUp
@@ -50,61 +53,44 @@ SUBSCRIBER_ROLES = frozenset({"read-write", "read-only"})
 PRODUCER_ROLES = frozenset({"producer"})
 _PING_FRAME = text_frame(proto.PING)
 
-log = logging.getLogger(__name__)
-
-
-async def _refuse(conn: Connection, exc: BaseException) -> None:
-    """Close a subscriber with the error's code and name and no message: in this
-    format a message of type ``error`` means the bot failed."""
-    if conn.closing or isinstance(exc, ConnectionError):
-        return
-    if not isinstance(exc, ScribelineError):
-        log.error("internal error on a bot stream", exc_info=exc)
-        exc = ScribelineError("Internal server error")
-    await conn.close(close_code_for(exc), exc.code)
-
 
 async def bot_subscriber(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     s = services.settings
-    credentials = websocket_credentials(request)
-    conn = await open_websocket(
-        request,
-        services,
-        credentials,
-        s.bot_actions_per_second,
-        max_frame_bytes=s.bot_max_action_bytes,
-    )
-    try:
-        bot, role = await _join(services, conn, request.match_info["bot_id"], credentials)
-    except Exception as exc:
-        await _refuse(conn, exc)
-        return conn.ws
-    if bot is None:  # it had ended: nothing to stream
-        await conn.close(CloseCode.NORMAL)
-        return conn.ws
-    conn.every(s.bot_ping_interval, _PING_FRAME)
-    try:
+
+    async def join(conn: Connection, credentials: Credentials) -> tuple[Bot, str] | None:
+        return await _join(services, conn, request.match_info["bot_id"], credentials)
+
+    async def serve(conn: Connection, joined: tuple[Bot, str]) -> None:
+        bot, role = joined
+        conn.every(s.bot_ping_interval, _PING_FRAME)
         while (message := await conn.next_message()) is not None:
             action = proto.decode_action(message.data) if message.is_text else None
             if action is not None and role == "read-write":
                 await services.bots.act(bot, action)
-    except Exception as exc:
-        await _refuse(conn, exc)
-    finally:
-        await detach_stream(services, conn, bot.stream)
-        await conn.close(CloseCode.NORMAL)
-    return conn.ws
+
+    async def leave(conn: Connection, joined: tuple[Bot, str]) -> None:
+        await detach_stream(services, conn, joined[0].stream)
+
+    # No error messages: in this format a message of type ``error`` means the
+    # bot failed, so an error closes with its code and name only.
+    return await serve_websocket(
+        request,
+        Endpoint(join, serve, None, leave),
+        s.bot_actions_per_second,
+        max_frame_bytes=s.bot_max_action_bytes,
+    )
 
 
 async def _join(
     services: Services, conn: Connection, public_id: str, credentials: Credentials
-) -> tuple[Bot | None, str]:
+) -> tuple[Bot, str] | None:
+    """The bot and the subscriber's role, now following its stream; None if it has ended."""
     principal = await services.auth.authenticate(credentials.token)
     role = principal.allow_bot(public_id, SUBSCRIBER_ROLES)
     bot = await services.bots.get(principal.org_id, public_id)
     if bot.ended:
-        return None, role
+        return None
 
     async def catch_up(head: Position) -> CaughtUp | None:
         # Live only: start after the head, read once the topic holds live events.
@@ -115,7 +101,7 @@ async def _join(
     join = partial(services.hub.join, bot.stream, conn, FORMAT, proto.encode_event, catch_up)
     limit = services.settings.max_connections_per_bot
     if not await join_stream(services, bot.stream, "bot", join, limit):
-        return None, role
+        return None
     return bot, role
 
 
@@ -156,26 +142,25 @@ def _out_of_order(kind: str, started: bool) -> Conflict | None:
 
 async def bot_producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    credentials = websocket_credentials(request)
-    conn = await open_websocket(
-        request, services, credentials, services.settings.producer_messages_per_second, pace=True
-    )
-    try:
-        bot = await _authorize_producer(services, request.match_info["bot_id"], credentials)
-    except Exception as exc:
-        await report(conn, exc, _error, refusal=True)
-        return conn.ws
-    previous = services.bots.attach_producer(bot, conn)
-    if previous is not None:
-        await report(previous, Replaced("Another producer connected for this bot"), _error)
-    try:
+
+    async def join(conn: Connection, credentials: Credentials) -> Bot:
+        return await _authorize_producer(services, request.match_info["bot_id"], credentials)
+
+    async def serve(conn: Connection, bot: Bot) -> None:
+        previous = services.bots.attach_producer(bot, conn)
+        if previous is not None:
+            await report(previous, Replaced("Another producer connected for this bot"), _error)
         await _serve_producer(services, conn, bot)
-    except Exception as exc:
-        await report(conn, exc, _error, refusal=isinstance(exc, BotEnded))
-    finally:
+
+    async def leave(conn: Connection, bot: Bot) -> None:
         services.bots.detach_producer(bot, conn)
-        await conn.close(CloseCode.NORMAL)
-    return conn.ws
+
+    return await serve_websocket(
+        request,
+        Endpoint(join, serve, _error, leave, ending=(BotEnded,)),
+        services.settings.producer_messages_per_second,
+        pace=True,
+    )
 
 
 async def _authorize_producer(services: Services, public_id: str, credentials: Credentials) -> Bot:

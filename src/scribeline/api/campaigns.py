@@ -10,8 +10,8 @@ from aiohttp import web
 from scribeline.api.params import path_id, query_int
 from scribeline.api.rest import authorize, authorize_org, json_response, read_json
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import detach_stream, join_stream, open_websocket, report
-from scribeline.auth import websocket_credentials
+from scribeline.api.websocket import Endpoint, detach_stream, join_stream, serve_websocket
+from scribeline.auth import Credentials
 from scribeline.connection import Connection
 from scribeline.domain import Campaign, Contact, Counters
 from scribeline.errors import (
@@ -159,28 +159,23 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
     # 0 (no campaign has it) for an id that cannot exist: refused as not found
     # after authentication, like any other missing campaign.
     campaign_id = parse_int(request.match_info["campaign_id"], 1) or 0
-    credentials = websocket_credentials(request)
-    conn = await open_websocket(request, services, credentials)
-    render_error = partial(_render_error, campaign_id)
-    try:
-        stream = await _join(services, conn, campaign_id, credentials.token)
-    except Exception as exc:
-        await report(conn, exc, render_error, refusal=True)
-        await conn.close(CloseCode.NORMAL)
-        return conn.ws
-    try:
+    render = partial(_render_error, campaign_id)
+
+    async def join(conn: Connection, credentials: Credentials) -> str:
+        return await _join(services, conn, campaign_id, credentials.token)
+
+    async def serve(conn: Connection, stream: str) -> None:
         while (message := await conn.next_message()) is not None:
             try:
                 proto.decode_client(message.text())
                 conn.send(proto.encode_pong(now_ms()))
             except InvalidMessage as exc:
-                conn.send(render_error(exc))
-    except Exception as exc:
-        await report(conn, exc, render_error)
-    finally:
+                conn.send(render(exc))
+
+    async def leave(conn: Connection, stream: str) -> None:
         await detach_stream(services, conn, stream)
-        await conn.close(CloseCode.NORMAL)
-    return conn.ws
+
+    return await serve_websocket(request, Endpoint(join, serve, render, leave))
 
 
 async def _join(services: Services, conn: Connection, campaign_id: int, token: str | None) -> str:

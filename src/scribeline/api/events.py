@@ -12,10 +12,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from scribeline.api.state import SERVICES
-from scribeline.api.websocket import open_websocket, report
-from scribeline.auth import websocket_credentials
+from scribeline.api.websocket import Endpoint, serve_websocket
+from scribeline.auth import Credentials
 from scribeline.broker import org_channel
-from scribeline.errors import CloseCode, InvalidMessage, RateLimited, ScribelineError
+from scribeline.connection import Connection
+from scribeline.errors import InvalidMessage, RateLimited, ScribelineError
 from scribeline.events import now_ms
 from scribeline.protocols import org_events as proto
 
@@ -28,19 +29,15 @@ def _render_error(error: ScribelineError) -> bytes:
 
 async def event_stream(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    credentials = websocket_credentials(request)
-    conn = await open_websocket(request, services, credentials)
-    try:
+
+    async def join(conn: Connection, credentials: Credentials) -> str:
         principal = await services.auth.authenticate(credentials.token)
         principal.require("read")
         principal.allow_organization()
-    except Exception as exc:
-        await report(conn, exc, _render_error, refusal=True)
-        await conn.close(CloseCode.NORMAL)
-        return conn.ws
-    channel = org_channel(principal.org_id)
-    conn.send(proto.encode_connected(now_ms()))
-    try:
+        return org_channel(principal.org_id)
+
+    async def serve(conn: Connection, channel: str) -> None:
+        conn.send(proto.encode_connected(now_ms()))
         while (message := await conn.next_message()) is not None:
             try:
                 action = proto.decode_client(message.text())
@@ -58,9 +55,8 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                 conn.send(proto.encode_ack(action))
             except (InvalidMessage, RateLimited) as exc:
                 conn.send(_render_error(exc))
-    except Exception as exc:
-        await report(conn, exc, _render_error)
-    finally:
+
+    async def leave(conn: Connection, channel: str) -> None:
         await services.hub.detach_firehose(channel, conn)
-        await conn.close(CloseCode.NORMAL)
-    return conn.ws
+
+    return await serve_websocket(request, Endpoint(join, serve, _render_error, leave))

@@ -10,15 +10,15 @@ from scribeline import history
 from scribeline.api.params import query_int
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import (
+    Endpoint,
     authorize_call,
     detach_stream,
     join_stream,
-    open_websocket,
-    report,
+    serve_websocket,
 )
-from scribeline.auth import websocket_credentials
+from scribeline.auth import Credentials
 from scribeline.connection import Connection
-from scribeline.errors import CloseCode, InvalidMessage, ScribelineError
+from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import TERMINAL_STATUSES, Position, now_ms
 from scribeline.hub import CaughtUp
 from scribeline.ingest.calls import CallService
@@ -37,22 +37,18 @@ def _since(request: web.Request) -> int | None:
 async def live_transcript(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call_sid = request.match_info["call_sid"]
-    credentials = websocket_credentials(request)
-    conn = await open_websocket(request, services, credentials)
-    try:
-        org_id, stream = await _join(request, services, conn, call_sid, credentials.token)
-    except Exception as exc:
-        await report(conn, exc, partial(_render_error, call_sid), refusal=True)
-        await conn.close(CloseCode.NORMAL)
-        return conn.ws
-    try:
-        await _serve_commands(conn, services.calls, org_id, call_sid)
-    except Exception as exc:
-        await report(conn, exc, partial(_render_error, call_sid))
-    finally:
-        await detach_stream(services, conn, stream)
-        await conn.close(CloseCode.NORMAL)
-    return conn.ws
+
+    async def join(conn: Connection, credentials: Credentials) -> tuple[int, str]:
+        return await _join(request, services, conn, call_sid, credentials.token)
+
+    async def serve(conn: Connection, joined: tuple[int, str]) -> None:
+        await _serve_commands(conn, services.calls, joined[0], call_sid)
+
+    async def leave(conn: Connection, joined: tuple[int, str]) -> None:
+        await detach_stream(services, conn, joined[1])
+
+    render = partial(_render_error, call_sid)
+    return await serve_websocket(request, Endpoint(join, serve, render, leave))
 
 
 async def _join(

@@ -20,15 +20,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from scribeline.api.state import SERVICES
-from scribeline.api.websocket import authorize_call, open_websocket, report
-from scribeline.auth import websocket_credentials
+from scribeline.api.websocket import Endpoint, authorize_call, serve_websocket
+from scribeline.auth import Credentials
 from scribeline.connection import Connection, Inbound
 from scribeline.domain import Call
-from scribeline.errors import (
-    CloseCode,
-    InvalidMessage,
-    ScribelineError,
-)
+from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch, parse_ref
@@ -97,33 +93,27 @@ def _describe(exc: ValidationError) -> str:
 
 async def producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    s = services.settings
     call_sid = request.match_info["call_sid"]
-    credentials = websocket_credentials(request)
-    conn = await open_websocket(
-        request, services, credentials, services.settings.producer_messages_per_second, pace=True
-    )
-    acks: asyncio.Queue[_Pending | None] = asyncio.Queue(services.settings.producer_max_in_flight)
-    try:
+
+    async def join(conn: Connection, credentials: Credentials) -> Call:
         _, call = await authorize_call(services, call_sid, credentials.token, "write")
-    except Exception as exc:
-        await report(conn, exc, _error, refusal=True)
-        await conn.close(CloseCode.NORMAL)
-        return conn.ws
-    acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
-    failure: Exception | None = None
-    try:
-        while (message := await conn.next_message()) is not None:
-            await acks.put(_parse(services.calls, call, message, services.settings.max_batch_items))
-    except Exception as exc:
-        failure = exc
-    finally:
-        # Whatever ends the connection, the messages read before it are answered
-        # first (their appends complete in any case: see _acknowledge).
-        await _finish(acks, acker, within=services.settings.close_timeout)
-    if failure is not None:
-        await report(conn, failure, _error)
-    await conn.close(CloseCode.NORMAL)
-    return conn.ws
+        return call
+
+    async def serve(conn: Connection, call: Call) -> None:
+        acks: asyncio.Queue[_Pending | None] = asyncio.Queue(s.producer_max_in_flight)
+        acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
+        try:
+            while (message := await conn.next_message()) is not None:
+                await acks.put(_parse(services.calls, call, message, s.max_batch_items))
+        finally:
+            # Whatever ends the connection, the messages read before it are answered
+            # first (their appends complete in any case: see _acknowledge).
+            await _finish(acks, acker, within=s.close_timeout)
+
+    return await serve_websocket(
+        request, Endpoint(join, serve, _error), s.producer_messages_per_second, pace=True
+    )
 
 
 async def _finish(

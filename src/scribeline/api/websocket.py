@@ -1,23 +1,115 @@
-"""Opening server WebSockets and refusing them, the same way for every endpoint."""
+"""Every WebSocket endpoint's skeleton: open, join, serve, leave, close.
+
+An endpoint states only what is its own (an :class:`Endpoint`: how it joins,
+how it serves messages, what it undoes when the client leaves, how its wire
+format renders an error); :func:`serve_websocket` runs it the same way for
+every endpoint, refusing and reporting errors in one place.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from aiohttp import web
 
-from scribeline.api.state import Services
-from scribeline.auth import Credentials, Principal
+from scribeline.api.state import SERVICES, Services
+from scribeline.auth import Credentials, Principal, websocket_credentials
 from scribeline.connection import Connection
 from scribeline.domain import Call
-from scribeline.errors import ConnectionLimit, InvalidCallSid, ScribelineError, close_code_for
+from scribeline.errors import (
+    CloseCode,
+    ConnectionLimit,
+    InvalidCallSid,
+    ScribelineError,
+    close_code_for,
+)
 from scribeline.ingest.models import valid_call_sid
 
-__all__ = ["authorize_call", "detach_stream", "join_stream", "open_websocket", "report"]
+__all__ = [
+    "Endpoint",
+    "Renderer",
+    "authorize_call",
+    "detach_stream",
+    "join_stream",
+    "open_websocket",
+    "report",
+    "serve_websocket",
+]
 
 log = logging.getLogger(__name__)
+
+#: Renders an error as the endpoint's error message.
+Renderer = Callable[[ScribelineError], bytes]
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint(Generic[S]):
+    """What one WebSocket endpoint does with an accepted connection.
+
+    ``join`` authorizes and joins (its error refuses the connection; None:
+    nothing to serve, close normally); ``serve`` answers messages until the
+    client leaves; ``leave`` undoes the join, whatever ended ``serve``.
+    ``render`` writes an error in the endpoint's format (None: the format has
+    no error message, so every error closes with its code and name only).
+    ``ending``: errors from ``serve`` that close even though their kind
+    usually leaves a connection open.
+    """
+
+    join: Callable[[Connection, Credentials], Awaitable[S | None]]
+    serve: Callable[[Connection, S], Awaitable[None]]
+    render: Renderer | None
+    leave: Callable[[Connection, S], Awaitable[None]] | None = None
+    ending: tuple[type[ScribelineError], ...] = ()
+
+    async def run(self, conn: Connection, credentials: Credentials) -> None:
+        """Join, serve, leave and close ``conn``, reporting any error to the client."""
+        try:
+            state = await self.join(conn, credentials)
+        except Exception as exc:
+            await report(conn, exc, self.render, refusal=True)
+            await conn.close(CloseCode.NORMAL)
+            return
+        if state is None:
+            await conn.close(CloseCode.NORMAL)
+            return
+        try:
+            await self.serve(conn, state)
+        except Exception as exc:
+            await report(conn, exc, self.render, refusal=isinstance(exc, self.ending))
+        finally:
+            if self.leave is not None:
+                await self.leave(conn, state)
+            await conn.close(CloseCode.NORMAL)
+
+
+async def serve_websocket(
+    request: web.Request,
+    endpoint: Endpoint[S],
+    messages_per_second: float | None = None,
+    *,
+    pace: bool = False,
+    max_frame_bytes: int | None = None,
+) -> web.StreamResponse:
+    """Accept the upgrade and run ``endpoint`` on it (see :func:`open_websocket`
+    for the options)."""
+    services = request.app[SERVICES]
+    credentials = websocket_credentials(request)
+    conn = await open_websocket(
+        request,
+        services,
+        credentials,
+        messages_per_second,
+        pace=pace,
+        max_frame_bytes=max_frame_bytes,
+    )
+    await endpoint.run(conn, credentials)
+    return conn.ws
 
 
 async def open_websocket(
@@ -108,7 +200,7 @@ async def detach_stream(services: Services, conn: Connection, stream: str) -> No
 async def report(
     conn: Connection,
     exc: BaseException,
-    render: Callable[[ScribelineError], bytes],
+    render: Renderer | None,
     *,
     refusal: bool = False,
 ) -> None:
@@ -116,15 +208,17 @@ async def report(
 
     A ``refusal`` (an error while opening the stream) always closes, with the
     error's close code and its code (``not_found``...) as the close reason, for
-    clients that only see the close. Internal errors are logged here and reach
-    the client only as a generic message.
+    clients that only see the close. Without ``render`` no message is sent and
+    every error closes. Internal errors are logged here and reach the client
+    only as a generic message.
     """
     if conn.closing or isinstance(exc, ConnectionError):
         return  # nobody left to tell (a peer that went away is routine, not an error)
     if not isinstance(exc, ScribelineError):
         log.exception("internal error on a WebSocket", exc_info=exc)
         exc = ScribelineError("Internal server error")
-    with contextlib.suppress(ConnectionError):
-        conn.send(render(exc))
-    if refusal or not exc.keeps_connection:
+    if render is not None:
+        with contextlib.suppress(ConnectionError):
+            conn.send(render(exc))
+    if refusal or render is None or not exc.keeps_connection:
         await conn.close(close_code_for(exc), exc.code)

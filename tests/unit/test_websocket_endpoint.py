@@ -1,0 +1,112 @@
+"""The WebSocket endpoint skeleton: join, serve, leave and close, errors reported once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from scribeline.api.websocket import Endpoint
+from scribeline.auth import Credentials
+from scribeline.errors import BotEnded, InvalidMessage, NotFound, ScribelineError
+
+CREDENTIALS = Credentials("token", None)
+
+
+class FakeConnection:
+    """Stands in for Connection: records what is sent and how it closes (the first
+    close wins, as with the real one)."""
+
+    def __init__(self, steps: list[str]) -> None:
+        self.closing = False
+        self.steps = steps
+
+    def send(self, payload: bytes) -> None:
+        self.steps.append("send " + orjson.loads(payload)["error"])
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if not self.closing:
+            self.closing = True
+            self.steps.append(f"close {code} {reason}".rstrip())
+
+
+def _render(error: ScribelineError) -> bytes:
+    return orjson.dumps(error.to_dict())
+
+
+async def _run(
+    join_result: Any = "state",
+    join_error: Exception | None = None,
+    serve_error: Exception | None = None,
+    **options: Any,
+) -> list[str]:
+    steps: list[str] = []
+
+    async def join(conn: Any, credentials: Credentials) -> Any:
+        steps.append("join " + str(credentials.token))
+        if join_error is not None:
+            raise join_error
+        return join_result
+
+    async def serve(conn: Any, state: str) -> None:
+        steps.append("serve " + state)
+        if serve_error is not None:
+            raise serve_error
+
+    async def leave(conn: Any, state: str) -> None:
+        steps.append("leave " + state)
+
+    options.setdefault("render", _render)
+    endpoint = Endpoint(join, serve, leave=leave, **options)
+    await endpoint.run(FakeConnection(steps), CREDENTIALS)  # type: ignore[arg-type]
+    return steps
+
+
+async def test_a_clean_session_joins_serves_leaves_and_closes_normally() -> None:
+    """Without errors, leave runs after serve and the connection closes with 1000."""
+    assert await _run() == ["join token", "serve state", "leave state", "close 1000"]
+
+
+async def test_a_join_error_refuses_without_serving_or_leaving() -> None:
+    """A join error is sent in the endpoint's format, then the connection closes with
+    the error's close code and name; nothing was joined, so nothing is left."""
+    steps = await _run(join_error=NotFound("Call not found"))
+    assert steps == ["join token", "send not_found", "close 1008 not_found"]
+
+
+async def test_a_join_with_nothing_to_serve_closes_normally() -> None:
+    """A join that returns None (a bot that has ended) closes with 1000, nothing sent."""
+    assert await _run(join_result=None) == ["join token", "close 1000"]
+
+
+async def test_a_serve_error_that_keeps_the_connection_is_reported_then_left() -> None:
+    """An error whose kind leaves a connection open is reported; the session still
+    ends with leave and a normal close once serve has returned."""
+    steps = await _run(serve_error=InvalidMessage("bad"))
+    assert steps == [
+        "join token",
+        "serve state",
+        "send invalid_message",
+        "leave state",
+        "close 1000",
+    ]
+
+
+async def test_an_ending_error_closes_with_its_own_code() -> None:
+    """An error listed as ending closes with its code and name although its kind
+    usually keeps the connection (a bot producer's bot_ended)."""
+    steps = await _run(serve_error=BotEnded("ended"), ending=(BotEnded,))
+    assert steps[2:] == ["send bot_ended", "close 1000 bot_ended", "leave state"]
+
+
+async def test_without_a_renderer_every_error_closes_with_its_code_only() -> None:
+    """A format with no error message gets no message; even an error that would keep
+    the connection closes it with its close code and name."""
+    steps = await _run(serve_error=InvalidMessage("bad"), render=None)
+    assert steps[2:] == ["close 1008 invalid_message", "leave state"]
+
+
+async def test_an_internal_error_reaches_the_client_only_as_a_generic_one() -> None:
+    """An unexpected exception goes out as internal_error with 1011, never its text."""
+    steps = await _run(serve_error=RuntimeError("secret detail"))
+    assert steps[2:] == ["send internal_error", "close 1011 internal_error", "leave state"]
