@@ -23,12 +23,15 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 
-from scribeline.errors import CloseCode, InvalidMessage, RateLimited, SlowConsumer
+from scribeline.errors import CloseCode, InvalidMessage, RateLimited, SlowConsumer, close_for
 from scribeline.protocols.frames import PING_FRAME, text_frame
 
 __all__ = ["Connection", "Inbound", "Registry", "TokenBucket"]
 
 log = logging.getLogger(__name__)
+
+#: How a client too far behind is closed (1013, ``slow_consumer``): it resumes by seq.
+_SLOW_CLOSE = close_for(SlowConsumer("The client is not reading fast enough"))
 
 
 class TokenBucket:
@@ -145,7 +148,7 @@ class Connection:
         self.transport.write(frame)
         if self.transport.get_write_buffer_size() > self.limit:
             log.info("closing slow consumer (%d bytes queued)", self.limit)
-            self.close_soon(CloseCode.TRY_AGAIN_LATER, SlowConsumer.code)
+            self.close_soon(*_SLOW_CLOSE)
 
     def send(self, payload: bytes) -> None:
         """Send one JSON text message."""
@@ -183,7 +186,7 @@ class Connection:
             self.pending.append((seq, frame, closes))
             self.pending_bytes += len(frame)
             if self.pending_bytes > self.limit:
-                self.close_soon(CloseCode.TRY_AGAIN_LATER, SlowConsumer.code)
+                self.close_soon(*_SLOW_CLOSE)
             return
         if seq <= self.last_seq:
             return

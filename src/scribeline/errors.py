@@ -1,14 +1,22 @@
 """The exception tree and the one place that maps errors to the wire.
 
 Every refusal the server makes is one of these exceptions. ``http_status`` and
-``close_code`` say how it goes out over REST and over a WebSocket; nothing
-else in the code base chooses a status or a close code for an error.
+``close_code`` say how it goes out over REST and over a WebSocket, and the
+functions at the end render them (``rest_error``, ``close_for``,
+``error_message``); nothing else in the code base chooses a status, a close
+code or an error body. Errors of the layers below (a request body that fails
+validation, aiohttp's own HTTP errors) are turned into these first:
+``invalid_body``, ``http_error``, ``malformed_request``. Anything else is an
+``InternalError``: logged by whoever reports it, shown only as a generic
+message. (Pure: no web framework is imported here.)
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 from typing import Any
+
+import orjson
 
 __all__ = [
     "AuthenticationFailed",
@@ -18,6 +26,8 @@ __all__ = [
     "Conflict",
     "ConnectionLimit",
     "Forbidden",
+    "HttpError",
+    "InternalError",
     "InvalidCallSid",
     "InvalidJson",
     "InvalidMessage",
@@ -33,6 +43,13 @@ __all__ = [
     "StreamClosed",
     "TranscriptionDisabled",
     "close_code_for",
+    "close_for",
+    "error_for",
+    "error_message",
+    "http_error",
+    "invalid_body",
+    "malformed_request",
+    "rest_error",
 ]
 
 
@@ -61,6 +78,8 @@ class ScribelineError(Exception):
     close_code: CloseCode = CloseCode.INTERNAL_ERROR
     #: Whether a WebSocket stays open after the error message is sent.
     keeps_connection: bool = False
+    #: Whether the HTTP connection is closed after the answer (not kept alive).
+    closes_http: bool = False
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -142,6 +161,7 @@ class RequestTimeout(ScribelineError):
     code = "request_timeout"
     http_status = 408
     close_code = CloseCode.POLICY_VIOLATION
+    closes_http = True  # the rest of the body may never come
 
 
 class PayloadTooLarge(ScribelineError):
@@ -211,15 +231,95 @@ class StorageUnavailable(ScribelineError):
         super().__init__(message, retryable=True)
 
 
-def close_code_for(exc: BaseException) -> CloseCode:
-    """The close code for any exception; unknown errors are internal (1011)."""
-    if isinstance(exc, ScribelineError):
-        return exc.close_code
-    return CloseCode.INTERNAL_ERROR
-
-
 class InvalidJson(ScribelineError):
     code = "invalid_json"
     http_status = 400
     close_code = CloseCode.POLICY_VIOLATION
     keeps_connection = True
+
+
+class InternalError(ScribelineError):
+    """An unexpected failure (a bug, a dependency's exception): clients see only
+    this generic message; the original is logged where it is reported."""
+
+    def __init__(self, message: str = "Internal server error") -> None:
+        super().__init__(message)
+
+
+class HttpError(ScribelineError):
+    """A refusal of the HTTP layer under the routes, with the status it chose
+    (no such route, method not allowed, a request that could not be parsed)."""
+
+    code = "http_error"
+    close_code = CloseCode.POLICY_VIOLATION
+
+    def __init__(
+        self, status: int, message: str, code: str | None = None, *, closes_http: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.closes_http = closes_http
+        if code is not None:
+            self.code = code
+
+
+#: Codes of the HTTP layer's statuses that have a name of their own.
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+# -- errors of the layers below, as ScribelineErrors ----------------------------
+
+
+def error_for(exc: BaseException) -> ScribelineError:
+    """The error a client is told about: ``exc`` itself, or an ``InternalError``."""
+    return exc if isinstance(exc, ScribelineError) else InternalError()
+
+
+def invalid_body(details: list[dict[str, Any]]) -> InvalidRequest:
+    """A request body that failed validation (``details``: one entry per problem)."""
+    return InvalidRequest("Request body is invalid", details=details)
+
+
+def http_error(status: int, reason: str, text: str | None = None) -> ScribelineError:
+    """An HTTP error (400 and above) raised by the web framework: its status and
+    reason; a body over the size limit (413) says so in its own words."""
+    if status == PayloadTooLarge.http_status:
+        return PayloadTooLarge(text or "Body too large")
+    return HttpError(status, reason, _HTTP_CODES.get(status))
+
+
+def malformed_request(status: int) -> ScribelineError:
+    """A request the HTTP parser gave up on with ``status``; nothing of the request
+    is repeated (its first bytes can hold a credential)."""
+    if status >= 500:
+        return HttpError(status, InternalError().message, InternalError.code, closes_http=True)
+    return HttpError(status, "Malformed HTTP request", "bad_request", closes_http=True)
+
+
+# -- rendering -----------------------------------------------------------------
+
+
+def rest_error(error: ScribelineError) -> tuple[int, bytes]:
+    """A REST answer: the status and the JSON body (``error``, ``message``, details)."""
+    return error.http_status, orjson.dumps(error.to_dict())
+
+
+def close_code_for(exc: BaseException) -> CloseCode:
+    """The close code for any exception; unknown errors are internal (1011)."""
+    return error_for(exc).close_code
+
+
+def close_for(exc: BaseException) -> tuple[CloseCode, str]:
+    """How a WebSocket closes on ``exc``: its close code and, as the reason, its
+    code (``not_found``...), for clients that only see the close."""
+    error = error_for(exc)
+    return error.close_code, error.code
+
+
+def error_message(error: ScribelineError, ref: Any = None) -> bytes:
+    """A producer WebSocket's answer to a message it refuses (calls and meeting
+    bots): ``{"type": "error", "error", "message", ...}`` with the message's ``ref``."""
+    body: dict[str, Any] = {"type": "error", **error.to_dict()}
+    if ref is not None:
+        body["ref"] = ref
+    return orjson.dumps(body)

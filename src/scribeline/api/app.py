@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import orjson
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
-from pydantic import ValidationError
 
 from scribeline.api import assistants, bots, campaigns, rest, tokens
 from scribeline.api.bot_streams import bot_producer, bot_subscriber
@@ -17,8 +14,9 @@ from scribeline.api.events import event_stream
 from scribeline.api.http import SERVER_NAME
 from scribeline.api.live import live_transcript
 from scribeline.api.producer import producer
+from scribeline.api.responses import error_response, to_error
 from scribeline.api.state import SERVICES, Services
-from scribeline.errors import CloseCode, RequestTimeout, ScribelineError
+from scribeline.errors import CloseCode, InternalError
 
 __all__ = ["AccessLogger", "create_app"]
 
@@ -29,46 +27,24 @@ log = logging.getLogger(__name__)
 _KEPT_HEADERS = (hdrs.ALLOW,)
 
 
-def _error_body(code: str, message: str, **extra: Any) -> bytes:
-    return orjson.dumps({"error": code, "message": message, **extra})
-
-
-def _json_error(status: int, body: bytes) -> web.Response:
-    return web.Response(body=body, status=status, content_type="application/json")
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map every error to a JSON body; internal details never leave the server."""
     try:
         return await handler(request)
-    except ScribelineError as exc:
-        response = _json_error(exc.http_status, orjson.dumps(exc.to_dict()))
-        if isinstance(exc, RequestTimeout):
-            response.force_close()  # the rest of the body may never come
-        return response
-    except ValidationError as exc:
-        details = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        return _json_error(
-            422, _error_body("invalid_request", "Request body is invalid", details=details)
-        )
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _json_error(413, _error_body("payload_too_large", exc.text or "Body too large"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        response = _json_error(exc.status, _error_body(code, exc.reason))
+        response = error_response(to_error(exc))
         for name in _KEPT_HEADERS:  # 405 must say what is allowed (RFC 9110 15.5.6)
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return _json_error(500, _error_body("internal_error", "Internal server error"))
+    except Exception as exc:
+        error = to_error(exc)
+        if isinstance(error, InternalError):
+            log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(error)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -35,7 +35,7 @@ from scribeline.errors import (
     Conflict,
     InvalidMessage,
     Replaced,
-    ScribelineError,
+    error_message,
 )
 from scribeline.events import BotEventType, NewEvent, Position
 from scribeline.hub import CaughtUp
@@ -108,13 +108,6 @@ async def _join(
 # -- the producer --------------------------------------------------------------
 
 
-def _error(error: ScribelineError, ref: Any = None) -> bytes:
-    body: dict[str, Any] = {"type": "error", **error.to_dict()}
-    if ref is not None:
-        body["ref"] = ref
-    return orjson.dumps(body)
-
-
 def _validate(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(event type, validated data) of a producer message (its ``ref`` removed)."""
     kind = message.pop("type", None)
@@ -149,7 +142,8 @@ async def bot_producer(request: web.Request) -> web.StreamResponse:
     async def serve(conn: Connection, bot: Bot) -> None:
         previous = services.bots.attach_producer(bot, conn)
         if previous is not None:
-            await report(previous, Replaced("Another producer connected for this bot"), _error)
+            replaced = Replaced("Another producer connected for this bot")
+            await report(previous, replaced, error_message)
         await _serve_producer(services, conn, bot)
 
     async def leave(conn: Connection, bot: Bot) -> None:
@@ -157,7 +151,7 @@ async def bot_producer(request: web.Request) -> web.StreamResponse:
 
     return await serve_websocket(
         request,
-        Endpoint(join, serve, _error, leave, ending=(BotEnded,)),
+        Endpoint(join, serve, error_message, leave, ending=(BotEnded,)),
         services.settings.producer_messages_per_second,
         pace=True,
     )
@@ -200,11 +194,11 @@ async def _serve_producer(services: Services, conn: Connection, bot: Bot) -> Non
                     ref = parse_ref(body.pop("ref", None))
                     kind, data = _validate(body)
                 except InvalidMessage as exc:
-                    conn.send(_error(exc, ref))
+                    conn.send(error_message(exc, ref))
                     continue
                 refusal = _out_of_order(kind, started)
                 if refusal is not None:
-                    conn.send(_error(refusal, ref))
+                    conn.send(error_message(refusal, ref))
                     continue
                 ends = kind in (BotEventType.STOP, BotEventType.ERROR)
                 if ends:

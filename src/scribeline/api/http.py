@@ -28,14 +28,14 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from websockets.frames import Close, Frame, Opcode
 
-from scribeline.errors import CloseCode
+from scribeline.api.responses import error_response
+from scribeline.errors import CloseCode, malformed_request
 from scribeline.protocols.mask import MaskCheck
 
 __all__ = ["SERVER_NAME", "Runner"]
@@ -138,14 +138,9 @@ class _Handler(RequestHandler):
             )
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started; the connection is dropped")
-        code = "bad_request" if status < 500 else "internal_error"
-        text = "Malformed HTTP request" if status < 500 else "Internal server error"
-        response = web.Response(
-            body=orjson.dumps({"error": code, "message": text}),
-            status=status,
-            content_type="application/json",
-            headers={"Server": SERVER_NAME},
-        )
+        error = malformed_request(status)
+        response = error_response(error)
+        response.headers["Server"] = SERVER_NAME
         response.force_close()
         return response
 

@@ -24,7 +24,7 @@ from scribeline.api.websocket import Endpoint, authorize_call, serve_websocket
 from scribeline.auth import Credentials
 from scribeline.connection import Connection, Inbound
 from scribeline.domain import Call
-from scribeline.errors import InvalidMessage, ScribelineError
+from scribeline.errors import InternalError, InvalidMessage, ScribelineError, error_message
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch, parse_ref
@@ -36,13 +36,6 @@ log = logging.getLogger(__name__)
 
 #: (the message's ref, its append, whether it is a batch)
 _Pending = tuple[Any, "asyncio.Future[list[StoredEvent]]", bool]
-
-
-def _error(error: ScribelineError, ref: Any = None) -> bytes:
-    body: dict[str, Any] = {"type": "error", **error.to_dict()}
-    if ref is not None:
-        body["ref"] = ref
-    return orjson.dumps(body)
 
 
 def _parse(calls: CallService, call: Call, inbound: Inbound, max_batch: int) -> _Pending:
@@ -112,7 +105,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
             await _finish(acks, acker, within=s.close_timeout)
 
     return await serve_websocket(
-        request, Endpoint(join, serve, _error), s.producer_messages_per_second, pace=True
+        request, Endpoint(join, serve, error_message), s.producer_messages_per_second, pace=True
     )
 
 
@@ -142,10 +135,10 @@ async def _acknowledge(conn: Connection, acks: asyncio.Queue[_Pending | None]) -
             stored = await asyncio.shield(task)
             conn.send(_ack(stored, ref, is_batch))
         except ScribelineError as exc:
-            conn.send(_error(exc, ref))
+            conn.send(error_message(exc, ref))
         except Exception:
             log.exception("an append from a producer WebSocket failed")
-            conn.send(_error(ScribelineError("Internal server error"), ref))
+            conn.send(error_message(InternalError(), ref))
 
 
 def _ack(stored: list[StoredEvent], ref: Any, is_batch: bool) -> bytes:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from scribeline import history
 from scribeline.api.params import query_int
+from scribeline.api.responses import json_response
 from scribeline.api.state import SERVICES, Services
 from scribeline.auth import Principal, rest_credentials
 from scribeline.domain import Call
@@ -27,10 +28,6 @@ MAX_PAGE = 200
 DEFAULT_TRANSCRIPT_PAGE = 500
 MAX_TRANSCRIPT_PAGE = 1000
 MAX_TRANSCRIPT_PAGE_BYTES = 1024 * 1024
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def call_json(call: Call) -> dict[str, Any]:

@@ -23,9 +23,11 @@ from scribeline.domain import Call
 from scribeline.errors import (
     CloseCode,
     ConnectionLimit,
+    InternalError,
     InvalidCallSid,
     ScribelineError,
-    close_code_for,
+    close_for,
+    error_for,
 )
 from scribeline.ingest.models import valid_call_sid
 
@@ -214,11 +216,11 @@ async def report(
     """
     if conn.closing or isinstance(exc, ConnectionError):
         return  # nobody left to tell (a peer that went away is routine, not an error)
-    if not isinstance(exc, ScribelineError):
+    error = error_for(exc)
+    if isinstance(error, InternalError):
         log.exception("internal error on a WebSocket", exc_info=exc)
-        exc = ScribelineError("Internal server error")
     if render is not None:
         with contextlib.suppress(ConnectionError):
-            conn.send(render(exc))
-    if refusal or render is None or not exc.keeps_connection:
-        await conn.close(close_code_for(exc), exc.code)
+            conn.send(render(error))
+    if refusal or render is None or not error.keeps_connection:
+        await conn.close(*close_for(error))
