@@ -26,6 +26,7 @@ from scribeline.broker import open_broker
 from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
+from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
@@ -71,6 +72,7 @@ async def build_services(settings: Settings) -> Services:
         readiness=Readiness(
             {"storage": storage.ping, "broker": broker.ping}, settings.readiness_timeout
         ),
+        assistants=AssistantService(storage),
     )
 
 

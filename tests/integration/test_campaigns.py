@@ -355,6 +355,10 @@ async def test_rest_lifecycle_and_validation(api_a: Api, api_b: Api) -> None:
 
     listed_a = (await api_a.request("GET", "/v1/campaigns")).body["campaigns"]
     assert {cid, other["id"]} <= {c["id"] for c in listed_a}
+    # Each listed campaign carries its own progress (fetched for all at once).
+    progress = {c["id"]: c["progress"] for c in listed_a}
+    assert progress[cid] == fetched["progress"]
+    assert progress[other["id"]]["total_contacts"] == 1
     listed_b = await api_b.request("GET", "/v1/campaigns")
     assert listed_b.status == 200
     assert cid not in {c["id"] for c in listed_b.body["campaigns"]}

@@ -9,7 +9,6 @@ from aiohttp import web
 from scribeline.api.params import path_id
 from scribeline.api.rest import authorize_org, json_response, read_json
 from scribeline.domain import Assistant
-from scribeline.errors import NotFound
 from scribeline.ingest.models import CreateAssistant, UpdateAssistant
 
 __all__ = ["routes"]
@@ -30,7 +29,7 @@ def assistant_json(assistant: Assistant) -> dict[str, Any]:
 async def create_assistant(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "write")
     body = CreateAssistant.model_validate(await read_json(request))
-    assistant = await services.storage.create_assistant(
+    assistant = await services.assistants.create(
         principal.org_id, body.name, body.transcription_enabled
     )
     return json_response(assistant_json(assistant), status=201)
@@ -39,7 +38,7 @@ async def create_assistant(request: web.Request) -> web.Response:
 @routes.get("/v1/assistants")
 async def list_assistants(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "read")
-    assistants = await services.storage.list_assistants(principal.org_id)
+    assistants = await services.assistants.list_assistants(principal.org_id)
     return json_response({"assistants": [assistant_json(a) for a in assistants]})
 
 
@@ -48,10 +47,8 @@ async def update_assistant(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "write")
     assistant_id = path_id(request, "assistant_id", "Assistant")
     body = UpdateAssistant.model_validate(await read_json(request))
-    assistant = await services.storage.update_assistant(
+    assistant = await services.assistants.update(
         principal.org_id, assistant_id, body.transcription_enabled
     )
-    if assistant is None:
-        raise NotFound(f"Assistant {assistant_id} not found")
     services.calls.forget_assistant(assistant.id)
     return json_response(assistant_json(assistant))

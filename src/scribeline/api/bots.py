@@ -111,7 +111,7 @@ async def list_bots(request: web.Request) -> web.Response:
         raise InvalidRequest(f"status must be one of {', '.join(BotStatus)}")
     limit = query_int(request, "limit", 50, 1, MAX_LIST)
     assert limit is not None
-    bots = await services.storage.list_bots(principal.org_id, status, limit)
+    bots = await services.bots.list_bots(principal.org_id, status, limit)
     return json_response({"bots": [bot_json(b) for b in bots]})
 
 

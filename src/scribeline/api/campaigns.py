@@ -21,7 +21,7 @@ from scribeline.errors import (
     NotFound,
     ScribelineError,
 )
-from scribeline.events import EventType, Position, format_ms, now_ms
+from scribeline.events import Position, format_ms, now_ms
 from scribeline.hub import CaughtUp
 from scribeline.ingest.models import ContactBatch, CreateCampaign, NewContact, Outcome
 from scribeline.numbers import parse_int
@@ -33,6 +33,9 @@ __all__ = ["campaign_progress", "routes"]
 routes = web.RouteTableDef()
 
 FORMAT = "campaign-progress"
+
+#: Campaigns listed by ``GET /v1/campaigns`` (the newest).
+MAX_CAMPAIGNS = 200
 
 #: Contacts in one page of ``GET /v1/campaigns/{id}/contacts``: by default and at most.
 DEFAULT_CONTACT_PAGE = 500
@@ -72,7 +75,7 @@ async def _campaign(request: web.Request, scope: str) -> tuple[Services, Campaig
 
 
 async def _respond(services: Services, campaign: Campaign, status: int = 200) -> web.Response:
-    counters = await services.storage.counters(campaign.id)
+    counters = await services.campaigns.counters(campaign)
     return json_response(campaign_json(campaign, counters.progress()), status=status)
 
 
@@ -87,11 +90,8 @@ async def create_campaign(request: web.Request) -> web.Response:
 @routes.get("/v1/campaigns")
 async def list_campaigns(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "read")
-    campaigns = await services.storage.list_campaigns(principal.org_id, 200)
-    listed = []
-    for campaign in campaigns:
-        counters = await services.storage.counters(campaign.id)
-        listed.append(campaign_json(campaign, counters.progress()))
+    campaigns = await services.campaigns.list_campaigns(principal.org_id, MAX_CAMPAIGNS)
+    listed = [campaign_json(campaign, counters.progress()) for campaign, counters in campaigns]
     return json_response({"campaigns": listed})
 
 
@@ -125,7 +125,7 @@ async def list_contacts(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_CONTACT_PAGE, 1, MAX_CONTACT_PAGE)
     after = query_int(request, "cursor", 0)
     assert limit is not None and after is not None
-    contacts = await services.storage.list_contacts(campaign.id, after, limit + 1)
+    contacts = await services.campaigns.contacts(campaign, after, limit + 1)
     more = len(contacts) > limit
     contacts = contacts[:limit]
     return json_response(
@@ -198,15 +198,15 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
         # Completed as of the snapshot (not of the look-up before attaching, which a
         # completion in between would make stale): its last event is the completion.
         if counters.done:
-            (last,) = await services.storage.read(stream, after=head.seq - 1, limit=1)
-            if last.type == EventType.CAMPAIGN_COMPLETED:
-                payload = proto.encode_event(campaign_id, last)
+            completed = await services.campaigns.completion(campaign, head)
+            if completed is not None:
+                payload = proto.encode_event(campaign_id, completed)
                 assert payload is not None
                 conn.write(text_frame(payload))
             conn.close_soon(CloseCode.NORMAL)
         return CaughtUp(head.seq)
 
-    snapshot = partial(services.storage.campaign_snapshot, campaign_id)
+    snapshot = partial(services.campaigns.snapshot, campaign)
     join = partial(services.hub.join_snapshot, stream, conn, FORMAT, encoder, snapshot, catch_up)
     await join_stream(services, stream, "campaign", join)
     return stream

@@ -6,7 +6,6 @@ from functools import partial
 
 from aiohttp import web
 
-from scribeline import history
 from scribeline.api.params import query_int
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import (
@@ -75,9 +74,7 @@ async def _join(
         now = now_ms()
         conn.send(proto.encode_connected(call_sid, now, position.epoch, start))
         conn.send(proto.encode_status_snapshot(call, now))
-        covered, ended = await history.replay(
-            services.storage, conn, stream, start, position.seq, encoder
-        )
+        covered, ended = await services.calls.replay(conn, call, start, position.seq, encoder)
         # Everything of an ended call is in storage, so history was all of it.
         return CaughtUp(covered, ended or call.status in TERMINAL_STATUSES)
 

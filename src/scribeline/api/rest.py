@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from scribeline import history
 from scribeline.api.params import query_int
 from scribeline.api.responses import json_response
 from scribeline.api.state import SERVICES, Services
@@ -102,7 +101,7 @@ async def list_calls(request: web.Request) -> web.Response:
         raise InvalidRequest(f"Unknown status {status[:64]!r}")
     limit = query_int(request, "limit", 50, 1, MAX_PAGE)
     assert limit is not None
-    page = await services.storage.list_calls(
+    page = await services.calls.list_calls(
         principal.org_id, status, limit, request.query.get("cursor")
     )
     return json_response(
@@ -117,10 +116,7 @@ async def get_call(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", DEFAULT_TRANSCRIPT_PAGE, 1, MAX_TRANSCRIPT_PAGE)
     after = query_int(request, "cursor", 0)
     assert limit is not None and after is not None
-    head = await services.storage.head(call.stream)
-    page = await history.finals_page(
-        services.storage, call.stream, after, head.seq, limit, MAX_TRANSCRIPT_PAGE_BYTES
-    )
+    page = await services.calls.transcript(call, after, limit, MAX_TRANSCRIPT_PAGE_BYTES)
     transcript = [{**e.data, "seq": e.seq, "created_at": format_ms(e.ts)} for e in page.events]
     next_cursor = None if page.next_after is None else str(page.next_after)
     return json_response({**call_json(call), "transcript": transcript, "next_cursor": next_cursor})

@@ -11,6 +11,7 @@ from scribeline.broker import Broker
 from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
+from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
@@ -32,6 +33,7 @@ class Services:
     campaigns: CampaignService
     bots: BotService
     readiness: Readiness
+    assistants: AssistantService
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -61,6 +61,10 @@ class BotService:
             raise NotFound(f"Bot {public_id} not found")
         return bot
 
+    async def list_bots(self, org_id: int, status: str | None, limit: int) -> list[Bot]:
+        """The organization's bots, newest first (``status``: only those)."""
+        return await self._storage.list_bots(org_id, status, limit)
+
     async def append(self, bot: Bot, event: NewEvent) -> StoredEvent:
         """Store one of the bot's events and publish it; ``BotEnded`` once it has ended."""
         try:

@@ -8,10 +8,12 @@ storage before any other await, so appends made in order get seqs in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from scribeline.domain import Call
+from scribeline import history
+from scribeline.connection import Connection
+from scribeline.domain import Call, CallPage
 from scribeline.errors import (
     CallEnded,
     InvalidRequest,
@@ -95,6 +97,34 @@ class CallService:
         if call is None:
             raise NotFound(f"Call {call_sid} not found")
         return call
+
+    async def list_calls(
+        self, org_id: int, status: str | None, limit: int, cursor: str | None
+    ) -> CallPage:
+        """The organization's calls, newest first; ``cursor`` continues a page."""
+        return await self._storage.list_calls(org_id, status, limit, cursor)
+
+    async def transcript(
+        self, call: Call, after: int, limit: int, max_bytes: int
+    ) -> history.FinalsPage:
+        """One page of the call's final transcript after seq ``after`` (see
+        ``history.finals_page``), up to the stream's head as of now."""
+        head = await self._storage.head(call.stream)
+        return await history.finals_page(
+            self._storage, call.stream, after, head.seq, limit, max_bytes
+        )
+
+    async def replay(
+        self,
+        conn: Connection,
+        call: Call,
+        after: int,
+        upto: int,
+        render: Callable[[StoredEvent], bytes],
+    ) -> tuple[int, bool]:
+        """Send the call's history ``(after, upto]`` to a joining ``conn`` (see
+        ``history.replay``): the last seq covered and whether the call ended."""
+        return await history.replay(self._storage, conn, call.stream, after, upto, render)
 
     async def create(self, org_id: int, body: CreateCall) -> Call:
         assistant = await self._storage.get_assistant(org_id, body.assistant_id)

@@ -20,9 +20,9 @@ import contextlib
 import logging
 import time
 
-from scribeline.domain import Campaign, Contact
+from scribeline.domain import Campaign, Contact, Counters
 from scribeline.errors import InvalidRequest, NotFound
-from scribeline.events import StoredEvent
+from scribeline.events import EventType, Position, StoredEvent
 from scribeline.ingest.publish import Publisher
 from scribeline.storage import Storage
 
@@ -52,6 +52,32 @@ class CampaignService:
         if campaign is None:
             raise NotFound(f"Campaign {campaign_id} not found")
         return campaign
+
+    async def counters(self, campaign: Campaign) -> Counters:
+        """The campaign's contact counters as of now."""
+        return await self._storage.counters(campaign.id)
+
+    async def list_campaigns(self, org_id: int, limit: int) -> list[tuple[Campaign, Counters]]:
+        """The organization's newest campaigns with their counters (two queries,
+        however many campaigns)."""
+        campaigns = await self._storage.list_campaigns(org_id, limit)
+        counters = await self._storage.counters_of_campaigns([c.id for c in campaigns])
+        return [(c, counters[c.id]) for c in campaigns]
+
+    async def contacts(self, campaign: Campaign, after: int, limit: int) -> list[Contact]:
+        """Up to ``limit`` of the campaign's contacts with ids above ``after``, in id order."""
+        return await self._storage.list_contacts(campaign.id, after, limit)
+
+    async def snapshot(self, campaign: Campaign) -> tuple[Position, Counters]:
+        """The campaign stream's head and the counters, as of one moment."""
+        return await self._storage.campaign_snapshot(campaign.id)
+
+    async def completion(self, campaign: Campaign, head: Position) -> StoredEvent | None:
+        """The ``campaign_completed`` event if it is the stream's event at ``head``."""
+        if head.seq <= 0:
+            return None
+        (last,) = await self._storage.read(campaign.stream, after=head.seq - 1, limit=1)
+        return last if last.type == EventType.CAMPAIGN_COMPLETED else None
 
     async def create(self, org_id: int, name: str, assistant_id: int | None) -> Campaign:
         assistant = await self._storage.get_assistant(org_id, assistant_id)

@@ -204,6 +204,12 @@ class CampaignStore(ABC):
     @abstractmethod
     async def counters(self, campaign_id: int) -> Counters: ...
 
+    async def counters_of_campaigns(self, campaign_ids: Collection[int]) -> dict[int, Counters]:
+        """The counters of each of ``campaign_ids`` (a campaign list's progress),
+        ideally in one query: a campaign with no contacts has zero counters.
+        This default asks for each in turn; a backend should override it."""
+        return {campaign_id: await self.counters(campaign_id) for campaign_id in campaign_ids}
+
     @abstractmethod
     async def campaign_snapshot(self, campaign_id: int) -> tuple[Position, Counters]:
         """The campaign stream's head and the counters, as of one moment."""

@@ -11,6 +11,7 @@ that progress events carry.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -348,6 +349,10 @@ class SqliteCampaigns:
 
     async def counters(self, campaign_id: int) -> Counters:
         return self._db.read_now(lambda conn: counters_in(conn, campaign_id))
+
+    async def counters_of_campaigns(self, campaign_ids: Collection[int]) -> dict[int, Counters]:
+        ids = list(campaign_ids)
+        return self._db.read_now(lambda conn: {i: counters_in(conn, i) for i in ids})
 
     async def campaign_snapshot(self, campaign_id: int) -> tuple[Position, Counters]:
         def run(conn: sqlite3.Connection) -> tuple[Position, Counters]:
