@@ -75,6 +75,8 @@ class ScribelineError(Exception):
 
     code: str = "internal_error"
     http_status: int = 500
+    #: Seconds a client should wait before retrying (REST ``Retry-After``), if any.
+    retry_after: int | None = None
     close_code: CloseCode = CloseCode.INTERNAL_ERROR
     #: Whether a WebSocket stays open after the error message is sent.
     keeps_connection: bool = False
@@ -226,6 +228,7 @@ class StorageUnavailable(ScribelineError):
     http_status = 503
     close_code = CloseCode.TRY_AGAIN_LATER
     keeps_connection = True
+    retry_after = 1
 
     def __init__(self, message: str = "Storage is unavailable; retry shortly") -> None:
         super().__init__(message, retryable=True)

@@ -115,3 +115,16 @@ def test_a_producer_error_message_carries_the_ref_last() -> None:
     assert error_message(InternalError()) == (
         b'{"type":"error","error":"internal_error","message":"Internal server error"}'
     )
+
+
+def test_storage_unavailable_is_a_retryable_503_with_retry_after() -> None:
+    """Nothing was stored: the client is told to retry, and when, never a false 201."""
+    from scribeline.api.responses import error_response
+    from scribeline.errors import StorageUnavailable
+
+    response = error_response(StorageUnavailable())
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.body is not None
+    assert b'"error":"storage_unavailable"' in bytes(response.body)  # type: ignore[arg-type]
+    assert b'"retryable":true' in bytes(response.body)  # type: ignore[arg-type]

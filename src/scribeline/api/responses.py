@@ -43,6 +43,8 @@ def error_response(error: ScribelineError) -> web.Response:
     """The REST answer for ``error``: its status and JSON body."""
     status, body = rest_error(error)
     response = web.Response(body=body, status=status, content_type="application/json")
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     if error.closes_http:
         response.force_close()
     return response
