@@ -101,13 +101,13 @@ async def test_one_failed_append_does_not_undo_others_committed_with_it(
     assert [e.seq for e in await storage.read("ok")] == [1, 2]
 
 
-async def test_events_survive_a_restart(tmp_path: Path) -> None:
+async def test_events_survive_a_restart(storage_url: str, tmp_path: Path) -> None:
     """Acknowledged appends are durable: a reopened store has them, with the same epoch."""
-    first = await open_storage("", tmp_path)
+    first = await open_storage(storage_url, tmp_path)
     await first.append("s", [ev(1), ev(2)])
     epoch = (await first.head("s")).epoch
     await first.close()
-    second = await open_storage("", tmp_path)
+    second = await open_storage(storage_url, tmp_path)
     try:
         assert [e.data["n"] for e in await second.read("s")] == [1, 2]
         assert await second.head("s") == Position(2, epoch)
@@ -133,3 +133,28 @@ async def test_segment_heads_follow_every_append(storage: Storage) -> None:
     assert heads == {"a": (7, 2), "b": (3, 6)}
     assert await storage.segment_heads(stream, set()) == {}
     assert await storage.segment_heads("call:2", {"a"}) == {"a": (1, None)}
+
+
+async def test_heads_reads_many_streams_at_once(storage: Storage) -> None:
+    """heads answers for every stream asked: each one's head and epoch as head says,
+    Position(0, "") for a stream with no events, and nothing for no streams."""
+    await storage.append("a", [ev(1), ev(2), ev(3)])
+    await storage.append("b", [ev(1)])
+    heads = await storage.heads(["a", "b", "none"])
+    assert heads == {
+        "a": await storage.head("a"),
+        "b": await storage.head("b"),
+        "none": Position(0, ""),
+    }
+    assert heads["a"].seq == 3 and heads["a"].epoch and heads["a"].epoch != heads["b"].epoch
+    assert await storage.heads([]) == {}
+    many = await storage.heads([f"s{n}" for n in range(1200)] + ["a"])
+    assert len(many) == 1201 and many["a"] == heads["a"]
+
+
+async def test_stored_events_carry_their_streams_epoch(storage: Storage) -> None:
+    """append and read both fill each event's epoch with its stream's."""
+    stored = await storage.append("s", [ev(1), ev(2)])
+    epoch = (await storage.head("s")).epoch
+    assert [e.epoch for e in stored] == [epoch, epoch]
+    assert [e.epoch for e in await storage.read("s")] == [epoch, epoch]

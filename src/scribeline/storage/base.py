@@ -5,12 +5,26 @@
 
 * ``append`` assigns each event the stream's next seq (1, 2, 3, ...) in the
   same transaction that stores it, and returns only once the events are
-  durable. Appends to one stream are serialized; a batch is all or nothing.
+  durable (committed). Appends to one stream are serialized; a batch is all
+  or nothing. Seqs have no gaps, whatever fails or rolls back: the stream's
+  head row is advanced in the transaction that inserts the events.
+* **Ordering.** Appends whose calls *start* in order are stored in that
+  order, even when the caller does not wait for one before starting the next
+  (``asyncio.create_task(storage.append(...))`` one after another, or
+  ``asyncio.gather``): ``append`` queues its write before its first
+  suspension, and the queue is committed in order. A producer that
+  pipelines its events relies on this. The order is that of the calls to
+  ``append``: a caller that awaits anything first (a read suspends on
+  PostgreSQL, not on SQLite) must keep its own order up to that call.
 * An event with ``closes=True`` ends the stream: later appends raise
   ``StreamClosed``.
-* ``read`` returns stored events with ``seq > after`` in seq order.
+* ``read`` returns stored events with ``seq > after`` in seq order, at most
+  ``limit``. Callers read history in pages (``history.pages``), never a whole
+  long stream at once.
 * ``head`` is the last assigned seq and the stream's epoch (``Position(0, "")``
-  for a stream that has no events yet).
+  for a stream that has no events yet); ``heads`` is the same for many
+  streams in one query (a node re-checks its live streams with it).
+* Every stored event carries its stream's epoch (``StoredEvent.epoch``).
 * ``segment_heads`` says where each transcript segment stands (its latest
   final and partial seq), a projection kept in the transaction of each
   append, so that a page of history can be filtered
@@ -19,6 +33,12 @@
 ``Catalog`` holds the organizations, keys, assistants and calls. Creating a
 call appends its initial status event in the same transaction, and the call's
 ``status`` is a projection of its latest ``call_status`` event.
+
+Every method of every interface raises ``StorageUnavailable`` (retryable)
+when the database cannot be reached or drops the connection, never a false
+success; a backend reconnects by itself once the database is back. The
+decisions every backend makes alike (seqs, projections, campaign rules) are
+pure functions in ``storage.rules``: a backend is the SQL around them.
 """
 
 from __future__ import annotations
@@ -59,6 +79,13 @@ class EventLog(ABC):
     @abstractmethod
     async def head(self, stream: str) -> Position:
         """The stream's last seq and epoch."""
+
+    async def heads(self, streams: Collection[str]) -> dict[str, Position]:
+        """``head`` of each of ``streams`` (every one is a key), in one query.
+
+        Backends override this; the loop here serves test doubles.
+        """
+        return {stream: await self.head(stream) for stream in streams}
 
     @abstractmethod
     async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
@@ -201,14 +228,14 @@ class CampaignStore(ABC):
         ``progress`` and ``campaign_completed``, which ends the campaign's stream.
         """
 
-    @abstractmethod
-    async def counters(self, campaign_id: int) -> Counters: ...
+    async def counters(self, campaign_id: int) -> Counters:
+        """One campaign's counters (zero for a campaign with no contacts)."""
+        return (await self.counters_of_campaigns([campaign_id]))[campaign_id]
 
+    @abstractmethod
     async def counters_of_campaigns(self, campaign_ids: Collection[int]) -> dict[int, Counters]:
         """The counters of each of ``campaign_ids`` (a campaign list's progress),
-        ideally in one query: a campaign with no contacts has zero counters.
-        This default asks for each in turn; a backend should override it."""
-        return {campaign_id: await self.counters(campaign_id) for campaign_id in campaign_ids}
+        in one query: a campaign with no contacts has zero counters."""
 
     @abstractmethod
     async def campaign_snapshot(self, campaign_id: int) -> tuple[Position, Counters]:

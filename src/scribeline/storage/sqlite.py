@@ -11,10 +11,10 @@ from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
 from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
 from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.files import private_dir, private_file
-from scribeline.numbers import parse_int
 from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
+from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor
 from scribeline.storage.sqlite_bots import SqliteBots
 from scribeline.storage.sqlite_campaigns import (
     SqliteCampaigns,
@@ -99,6 +99,25 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
             return Position(0, "") if row is None else Position(row[0], row[1])
 
         return self._db.read_now(run)
+
+    async def heads(self, streams: Collection[str]) -> dict[str, Position]:
+        names = list(streams)
+
+        def run(conn: sqlite3.Connection) -> dict[str, Position]:
+            found: dict[str, Position] = {}
+            # In chunks: SQLite caps the number of parameters of one statement.
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                rows = conn.execute(
+                    "SELECT stream, head, epoch FROM streams"
+                    f" WHERE stream IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update((stream, Position(head, epoch)) for stream, head, epoch in rows)
+            return {name: found.get(name, Position(0, "")) for name in names}
+
+        # A node's every live stream can be thousands: off the loop then.
+        return self._db.read_now(run) if len(names) <= 500 else await self._db.read(run)
 
     async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
         if not segments:
@@ -211,9 +230,9 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
     async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
-            key_id = parse_int(id_or_prefix, 1)
-            where = "id = ?" if key_id is not None else "prefix = ?"
-            args: list[Any] = [id_or_prefix if key_id is None else key_id]
+            column, value = key_lookup(id_or_prefix)
+            where = f"{column} = ?"
+            args: list[Any] = [value]
             if org_id is not None:
                 where += " AND org_id = ?"
                 args.append(org_id)
@@ -284,8 +303,8 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
     async def set_call_status(self, call: Call, event: NewEvent) -> list[StoredEvent]:
         def run(conn: sqlite3.Connection) -> list[StoredEvent]:
             stored = append_events(conn, call.stream, [event])
-            if event.closes and call.campaign_contact_id is not None:
-                outcome = "success" if event.data["status"] == "completed" else "failed"
+            outcome = linked_outcome(call, event)
+            if outcome is not None:
                 stored += complete_linked_contact(conn, call, outcome, event.ts)
             return stored
 
@@ -343,9 +362,7 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
     async def list_calls(
         self, org_id: int | None, status: str | None, limit: int, cursor: str | None
     ) -> CallPage:
-        before = None if cursor is None else parse_int(cursor, 1)
-        if cursor is not None and before is None:
-            raise InvalidRequest("Invalid cursor")
+        before = list_cursor(cursor)
 
         def run(conn: sqlite3.Connection) -> CallPage:
             clauses: list[str] = ["1 = 1"]

@@ -17,17 +17,22 @@ from typing import Any
 
 import orjson
 
-from scribeline.domain import (
-    OUTCOMES,
-    Call,
-    Campaign,
-    CampaignStatus,
-    Contact,
-    ContactStatus,
-    Counters,
-)
-from scribeline.errors import Conflict, InvalidRequest, NotFound, StreamClosed
+from scribeline.domain import Call, Campaign, CampaignStatus, Contact, ContactStatus, Counters
+from scribeline.errors import StreamClosed
 from scribeline.events import EventType, NewEvent, Position, StoredEvent, now_ms
+from scribeline.storage.rules import (
+    campaign_stream,
+    check_open,
+    check_outcome,
+    check_recordable,
+    check_running,
+    check_startable,
+    check_takeable,
+    counters_of,
+    linked_duration,
+    outcome_events,
+    taken_event,
+)
 from scribeline.storage.sqlite_db import SqliteDatabase
 from scribeline.storage.sqlite_log import append_events
 
@@ -53,23 +58,12 @@ def _contact(row: tuple[Any, ...]) -> Contact:
 
 def counters_in(conn: sqlite3.Connection, campaign_id: int) -> Counters:
     """The campaign's counters as of the caller's transaction."""
-    counts = dict.fromkeys(ContactStatus, 0)
-    duration = 0.0
-    for status, count, total in conn.execute(
-        "SELECT status, count(*), coalesce(sum(duration), 0) FROM campaign_contacts"
-        " WHERE campaign_id = ? GROUP BY status",
-        (campaign_id,),
-    ):
-        counts[ContactStatus(status)] = count
-        duration += total
-    return Counters(
-        total=sum(counts.values()),
-        pending=counts[ContactStatus.PENDING],
-        in_progress=counts[ContactStatus.IN_PROGRESS],
-        successful=counts[ContactStatus.SUCCESS],
-        failed=counts[ContactStatus.FAILED],
-        skipped=counts[ContactStatus.SKIPPED],
-        total_duration=duration,
+    return counters_of(
+        conn.execute(
+            "SELECT status, count(*), coalesce(sum(duration), 0) FROM campaign_contacts"
+            " WHERE campaign_id = ? GROUP BY status",
+            (campaign_id,),
+        )
     )
 
 
@@ -99,10 +93,7 @@ def _with_latest(conn: sqlite3.Connection, campaign_id: int) -> Counters:
 
 def _running(conn: sqlite3.Connection, campaign_id: int) -> None:
     row = conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"Campaign {campaign_id} not found")
-    if row[0] != CampaignStatus.RUNNING:
-        raise Conflict(f"Campaign {campaign_id} is {row[0]}, not running")
+    check_running(campaign_id, None if row is None else row[0])
 
 
 def take_contact(conn: sqlite3.Connection, call: Call) -> tuple[int, list[StoredEvent]]:
@@ -110,26 +101,18 @@ def take_contact(conn: sqlite3.Connection, call: Call) -> tuple[int, list[Stored
 
     Returns the contact's campaign and the ``contact_update`` appended to its stream.
     """
-    contact_id = call.campaign_contact_id
-    assert contact_id is not None
     row = conn.execute(
-        "SELECT c.status, c.campaign_id, k.org_id FROM campaign_contacts c"
+        "SELECT c.status, c.campaign_id, k.org_id, k.status FROM campaign_contacts c"
         " JOIN campaigns k ON k.id = c.campaign_id WHERE c.id = ?",
-        (contact_id,),
+        (call.campaign_contact_id,),
     ).fetchone()
-    if row is None or row[2] != call.org_id:
-        raise NotFound(f"Campaign contact {contact_id} not found")
-    _running(conn, row[1])
-    if row[0] != ContactStatus.PENDING:
-        raise Conflict(f"Campaign contact {contact_id} is {row[0]}, not pending")
+    contact_id, campaign_id = check_takeable(call, row)
     conn.execute(
         "UPDATE campaign_contacts SET status = ?, call_sid = ?, updated_at = ? WHERE id = ?",
         (ContactStatus.IN_PROGRESS, call.call_sid, now_ms(), contact_id),
     )
-    contact = _contact_by_id(conn, contact_id)
-    campaign_id = int(row[1])
-    update = NewEvent(EventType.CONTACT_UPDATE, contact.update_data(), ts=call.started_at)
-    return campaign_id, append_events(conn, f"campaign:{campaign_id}", [update])
+    update = taken_event(_contact_by_id(conn, contact_id), call.started_at)
+    return campaign_id, append_events(conn, campaign_stream(campaign_id), [update])
 
 
 def _complete(
@@ -137,29 +120,13 @@ def _complete(
 ) -> list[StoredEvent]:
     """Events after a contact got its outcome: contact_update, contact_completed, and
     maybe the last progress and campaign_completed."""
-    update = contact.update_data()
-    counters = counters_in(conn, campaign_id)
-    events = [
-        NewEvent(EventType.CONTACT_UPDATE, update, ts=ts),
-        NewEvent(
-            EventType.CONTACT_COMPLETED,
-            {**contact.completed_data(), "counters": counters.progress()},
-            ts=ts,
-        ),
-    ]
-    if counters.done:
-        counters = replace(counters, latest_contact=update)
+    events, completes = outcome_events(contact, counters_in(conn, campaign_id), ts)
+    if completes:
         conn.execute(
             "UPDATE campaigns SET status = ?, completed_at = ? WHERE id = ?",
             (CampaignStatus.COMPLETED, ts, campaign_id),
         )
-        # The last change's progress cannot wait for the coalescing interval:
-        # the stream ends here. It goes out now, before the completion.
-        events.append(NewEvent(EventType.PROGRESS, counters.progress(), ts=ts))
-        events.append(
-            NewEvent(EventType.CAMPAIGN_COMPLETED, counters.summary(), closes=True, ts=ts)
-        )
-    return append_events(conn, f"campaign:{campaign_id}", events)
+    return append_events(conn, campaign_stream(campaign_id), events)
 
 
 def _set_outcome(
@@ -195,7 +162,7 @@ def complete_linked_contact(
     if row is None or row[0] != ContactStatus.IN_PROGRESS or call.campaign_id is None:
         return []
     assert call.campaign_contact_id is not None
-    duration = round((ts - call.started_at) / 1000, 3)
+    duration = linked_duration(call, ts)
     contact = _set_outcome(conn, call.campaign_contact_id, outcome, duration, call.call_sid, None)
     return _complete(conn, call.campaign_id, contact, ts)
 
@@ -248,10 +215,7 @@ class SqliteCampaigns:
             row = conn.execute(
                 "SELECT status FROM campaigns WHERE id = ?", (campaign_id,)
             ).fetchone()
-            if row is None:
-                raise NotFound(f"Campaign {campaign_id} not found")
-            if row[0] == CampaignStatus.COMPLETED:
-                raise Conflict(f"Campaign {campaign_id} has completed")
+            check_open(campaign_id, None if row is None else row[0])
             added: list[Contact] = []
             ts = now_ms()
             for phone, name in contacts:
@@ -295,13 +259,9 @@ class SqliteCampaigns:
             row = conn.execute(
                 f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?", (campaign_id,)
             ).fetchone()
-            if row is None:
-                raise NotFound(f"Campaign {campaign_id} not found")
-            campaign = _campaign(row)
-            if campaign.status != CampaignStatus.DRAFT:
-                raise Conflict(f"Campaign {campaign_id} is already {campaign.status}")
-            if counters_in(conn, campaign_id).total == 0:
-                raise InvalidRequest("A campaign needs at least one contact to start")
+            campaign = None if row is None else _campaign(row)
+            check_startable(campaign_id, campaign, counters_in(conn, campaign_id).total)
+            assert campaign is not None
             started = now_ms()
             conn.execute(
                 "UPDATE campaigns SET status = ?, started_at = ? WHERE id = ?",
@@ -329,8 +289,7 @@ class SqliteCampaigns:
         call_sid: str | None,
         error: str | None,
     ) -> tuple[Contact, list[StoredEvent]]:
-        if outcome not in OUTCOMES:
-            raise InvalidRequest(f"outcome must be one of {', '.join(sorted(OUTCOMES))}")
+        check_outcome(outcome)
 
         def run(conn: sqlite3.Connection) -> tuple[Contact, list[StoredEvent]]:
             row = conn.execute(
@@ -338,21 +297,29 @@ class SqliteCampaigns:
                 (contact_id, campaign_id),
             ).fetchone()
             if row is None:
-                raise NotFound(f"Contact {contact_id} not found")
+                check_recordable(contact_id, None)
             _running(conn, campaign_id)
-            if row[0] in OUTCOMES:
-                raise Conflict(f"Contact {contact_id} already has the outcome {row[0]}")
+            check_recordable(contact_id, row[0])
             contact = _set_outcome(conn, contact_id, outcome, duration, call_sid, error)
             return contact, _complete(conn, campaign_id, contact, now_ms())
 
         return await self._db.write(run)
 
-    async def counters(self, campaign_id: int) -> Counters:
-        return self._db.read_now(lambda conn: counters_in(conn, campaign_id))
-
     async def counters_of_campaigns(self, campaign_ids: Collection[int]) -> dict[int, Counters]:
         ids = list(campaign_ids)
-        return self._db.read_now(lambda conn: {i: counters_in(conn, i) for i in ids})
+
+        def run(conn: sqlite3.Connection) -> dict[int, Counters]:
+            rows: dict[int, list[tuple[str, int, float]]] = {i: [] for i in ids}
+            for campaign_id, status, count, duration in conn.execute(
+                "SELECT campaign_id, status, count(*), coalesce(sum(duration), 0)"
+                " FROM campaign_contacts WHERE campaign_id IN"
+                f" ({', '.join('?' * len(ids))}) GROUP BY campaign_id, status",
+                ids,
+            ):
+                rows[campaign_id].append((status, count, duration))
+            return {i: counters_of(r) for i, r in rows.items()}
+
+        return self._db.read_now(run) if ids else {}
 
     async def campaign_snapshot(self, campaign_id: int) -> tuple[Position, Counters]:
         def run(conn: sqlite3.Connection) -> tuple[Position, Counters]:
@@ -372,7 +339,7 @@ class SqliteCampaigns:
         def run(conn: sqlite3.Connection) -> StoredEvent | None:
             event = NewEvent(EventType.PROGRESS, _with_latest(conn, campaign_id).progress())
             try:
-                (stored,) = append_events(conn, f"campaign:{campaign_id}", [event])
+                (stored,) = append_events(conn, campaign_stream(campaign_id), [event])
             except StreamClosed:
                 return None
             return stored

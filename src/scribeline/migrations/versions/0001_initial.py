@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from scribeline.migrations.types import ID
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -18,23 +20,23 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "organizations",
-        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("id", ID, primary_key=True),
         sa.Column("name", sa.Text, nullable=False, unique=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "users",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("org_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("org_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.UniqueConstraint("org_id", "name"),
     )
     op.create_table(
         "api_keys",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("org_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
-        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("org_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+        sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("prefix", sa.Text, nullable=False),
         sa.Column("key_hash", sa.LargeBinary, nullable=False, unique=True),
         sa.Column("scopes", sa.Text, nullable=False),
@@ -45,8 +47,8 @@ def upgrade() -> None:
     op.create_index("ix_api_keys_org", "api_keys", ["org_id"])
     op.create_table(
         "assistants",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("org_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("org_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("created_at", sa.BigInteger, nullable=False),
@@ -54,9 +56,9 @@ def upgrade() -> None:
     op.create_index("ix_assistants_org", "assistants", ["org_id"])
     op.create_table(
         "calls",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("org_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
-        sa.Column("assistant_id", sa.Integer, sa.ForeignKey("assistants.id"), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("org_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+        sa.Column("assistant_id", ID, sa.ForeignKey("assistants.id"), nullable=False),
         sa.Column("call_sid", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("to_phone_number", sa.Text, nullable=True),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from scribeline.migrations.types import ID
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -22,9 +24,9 @@ def upgrade() -> None:
         )
     op.create_table(
         "campaigns",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("org_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
-        sa.Column("assistant_id", sa.Integer, sa.ForeignKey("assistants.id"), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("org_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+        sa.Column("assistant_id", ID, sa.ForeignKey("assistants.id"), nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
@@ -34,8 +36,8 @@ def upgrade() -> None:
     op.create_index("ix_campaigns_org", "campaigns", ["org_id", "id"])
     op.create_table(
         "campaign_contacts",
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id"), nullable=False),
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("campaign_id", ID, sa.ForeignKey("campaigns.id"), nullable=False),
         sa.Column("phone_number", sa.Text, nullable=False),
         sa.Column("name", sa.Text, nullable=True),
         sa.Column("status", sa.Text, nullable=False),
@@ -46,8 +48,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_campaign_contacts_status", "campaign_contacts", ["campaign_id", "status"])
     with op.batch_alter_table("calls") as batch:
-        batch.add_column(sa.Column("campaign_id", sa.Integer, nullable=True))
-        batch.add_column(sa.Column("campaign_contact_id", sa.Integer, nullable=True))
+        batch.add_column(sa.Column("campaign_id", ID, nullable=True))
+        batch.add_column(sa.Column("campaign_contact_id", ID, nullable=True))
 
 
 def downgrade() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from scribeline.migrations.types import ID
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -18,10 +20,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "bots",
-        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("id", ID, primary_key=True),
         sa.Column("public_id", sa.Text, nullable=False, unique=True),
-        sa.Column("org_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
-        sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False),
+        sa.Column("org_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+        sa.Column("key_id", ID, sa.ForeignKey("api_keys.id"), nullable=False),
         sa.Column("meeting_url", sa.Text, nullable=False),
         sa.Column("bot_name", sa.Text, nullable=False),
         sa.Column("transcription_model", sa.Text, nullable=False),

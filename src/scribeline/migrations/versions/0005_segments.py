@@ -1,6 +1,6 @@
 """Segment heads: the latest final and partial of every transcript segment.
 
-A projection kept by the event log (``sqlite_log.project``) in the
+A projection kept by the event log (``storage.rules.project``) in the
 transaction of each append, so that "only the latest result of a segment" is
 an indexed look-up per page of history, not a scan of the call.
 
@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("last_partial", sa.BigInteger, nullable=True),
         sqlite_with_rowid=False,
     )
+    # Only SQLite databases predate this revision: a PostgreSQL store is created
+    # at this schema or later, so it has no transcripts to backfill.
     if op.get_bind().dialect.name == "sqlite":
         op.execute(_BACKFILL)
 

@@ -1,0 +1,276 @@
+"""The catalog on PostgreSQL: organizations, keys, assistants and calls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
+from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
+from scribeline.events import NewEvent, StoredEvent, now_ms
+from scribeline.storage.postgres_campaigns import complete_linked_contact, take_contact
+from scribeline.storage.postgres_db import PostgresDatabase
+from scribeline.storage.postgres_log import append_one
+from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor
+
+__all__ = ["PostgresCatalog"]
+
+_KEY = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at"
+_CALL = (
+    "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
+    " call_type, started_at, ended_at, campaign_id, campaign_contact_id"
+)
+
+if TYPE_CHECKING:
+    from scribeline.storage.postgres_db import Conn
+_ASSISTANT = "id, org_id, name, is_default, transcription_enabled"
+
+
+def _key(row: asyncpg.Record | None) -> ApiKey | None:
+    if row is None:
+        return None
+    fields = dict(row)
+    scopes = fields.pop("scopes")
+    return ApiKey(scopes=frozenset(scopes.split(",")) if scopes else frozenset(), **fields)
+
+
+def _assistant(row: asyncpg.Record | None) -> Assistant | None:
+    return None if row is None else Assistant(**row)
+
+
+def _call(row: asyncpg.Record | None) -> Call | None:
+    return None if row is None else Call(**row)
+
+
+class PostgresCatalog:
+    """The Catalog methods of the PostgreSQL backend."""
+
+    _db: PostgresDatabase
+
+    async def create_org(self, name: str) -> Organization:
+        async def run(conn: Conn) -> Organization:
+            created = now_ms()
+            try:
+                org_id = await conn.fetchval(
+                    "INSERT INTO organizations (name, created_at) VALUES ($1, $2) RETURNING id",
+                    name,
+                    created,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Organization {name!r} already exists") from None
+            await conn.execute(
+                "WITH owner AS (INSERT INTO users (org_id, name, created_at)"
+                " VALUES ($1, 'owner', $2))"
+                " INSERT INTO assistants (org_id, name, is_default, created_at)"
+                " VALUES ($1, 'Default assistant', true, $2)",
+                org_id,
+                created,
+            )
+            return Organization(org_id, name, created)
+
+        return await self._db.write(run)
+
+    async def get_org(self, name: str) -> Organization | None:
+        row = await self._db.read(
+            lambda c: c.fetchrow(
+                "SELECT id, name, created_at FROM organizations WHERE name = $1", name
+            )
+        )
+        return None if row is None else Organization(**row)
+
+    async def list_orgs(self) -> list[Organization]:
+        rows = await self._db.read(
+            lambda c: c.fetch("SELECT id, name, created_at FROM organizations ORDER BY id")
+        )
+        return [Organization(**row) for row in rows]
+
+    async def add_api_key(
+        self, org_id: int, prefix: str, key_hash: bytes, scopes: frozenset[str], name: str
+    ) -> ApiKey:
+        async def run(conn: Conn) -> ApiKey:
+            row = await conn.fetchrow(
+                "INSERT INTO api_keys (org_id, user_id, prefix, key_hash, scopes, name, created_at)"
+                " SELECT $1, id, $2, $3, $4, $5, $6 FROM users WHERE org_id = $1"
+                f" ORDER BY id LIMIT 1 RETURNING {_KEY}",
+                org_id,
+                prefix,
+                key_hash,
+                ",".join(sorted(scopes)),
+                name,
+                now_ms(),
+            )
+            if row is None:
+                raise InvalidRequest(f"Organization {org_id} has no user")
+            key = _key(row)
+            assert key is not None
+            return key
+
+        return await self._db.write(run)
+
+    async def find_api_key(self, key_hash: bytes) -> ApiKey | None:
+        return _key(
+            await self._db.read(
+                lambda c: c.fetchrow(f"SELECT {_KEY} FROM api_keys WHERE key_hash = $1", key_hash)
+            )
+        )
+
+    async def get_api_key(self, key_id: int) -> ApiKey | None:
+        return _key(
+            await self._db.read(
+                lambda c: c.fetchrow(f"SELECT {_KEY} FROM api_keys WHERE id = $1", key_id)
+            )
+        )
+
+    async def list_api_keys(self, org_id: int) -> list[ApiKey]:
+        rows = await self._db.read(
+            lambda c: c.fetch(f"SELECT {_KEY} FROM api_keys WHERE org_id = $1 ORDER BY id", org_id)
+        )
+        return [key for key in map(_key, rows) if key is not None]
+
+    async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
+        column, value = key_lookup(id_or_prefix)
+        where, args = f"{column} = $2", list[Any]([now_ms(), value])
+        if org_id is not None:
+            where, args = f"{where} AND org_id = $3", [*args, org_id]
+
+        async def run(conn: Conn) -> ApiKey | None:
+            return _key(
+                await conn.fetchrow(
+                    "WITH revoked AS (UPDATE api_keys SET revoked_at = $1"
+                    f" WHERE {where} AND revoked_at IS NULL RETURNING {_KEY})"
+                    f" SELECT {_KEY} FROM revoked UNION ALL"
+                    f" SELECT {_KEY} FROM api_keys WHERE {where} AND revoked_at IS NOT NULL",
+                    *args,
+                )
+            )
+
+        return await self._db.write(run)
+
+    async def get_assistant(self, org_id: int, assistant_id: int | None) -> Assistant | None:
+        where = "is_default" if assistant_id is None else "id = $2"
+        args: list[Any] = [org_id] if assistant_id is None else [org_id, assistant_id]
+        row = await self._db.read(
+            lambda c: c.fetchrow(
+                f"SELECT {_ASSISTANT} FROM assistants WHERE org_id = $1 AND {where}"
+                " ORDER BY id LIMIT 1",
+                *args,
+            )
+        )
+        return _assistant(row)
+
+    async def create_assistant(
+        self, org_id: int, name: str, transcription_enabled: bool
+    ) -> Assistant:
+        async def run(conn: Conn) -> Assistant:
+            row = await conn.fetchrow(
+                "INSERT INTO assistants (org_id, name, is_default, transcription_enabled,"
+                f" created_at) VALUES ($1, $2, false, $3, $4) RETURNING {_ASSISTANT}",
+                org_id,
+                name,
+                transcription_enabled,
+                now_ms(),
+            )
+            assistant = _assistant(row)
+            assert assistant is not None
+            return assistant
+
+        return await self._db.write(run)
+
+    async def list_assistants(self, org_id: int) -> list[Assistant]:
+        rows = await self._db.read(
+            lambda c: c.fetch(
+                f"SELECT {_ASSISTANT} FROM assistants WHERE org_id = $1 ORDER BY id", org_id
+            )
+        )
+        return [Assistant(**row) for row in rows]
+
+    async def update_assistant(
+        self, org_id: int, assistant_id: int, transcription_enabled: bool
+    ) -> Assistant | None:
+        async def run(conn: Conn) -> Assistant | None:
+            return _assistant(
+                await conn.fetchrow(
+                    "UPDATE assistants SET transcription_enabled = $3"
+                    f" WHERE org_id = $1 AND id = $2 RETURNING {_ASSISTANT}",
+                    org_id,
+                    assistant_id,
+                    transcription_enabled,
+                )
+            )
+
+        return await self._db.write(run)
+
+    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, list[StoredEvent]]:
+        async def run(conn: Conn) -> tuple[Call, list[StoredEvent]]:
+            campaign_id = None
+            campaign_events: list[StoredEvent] = []
+            if call.campaign_contact_id is not None:
+                campaign_id, campaign_events = await take_contact(conn, call)
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO calls (org_id, assistant_id, call_sid, status, to_phone_number,"
+                    " customer_phone_number, call_type, started_at, ended_at, campaign_id,"
+                    " campaign_contact_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    f" RETURNING {_CALL}",
+                    call.org_id,
+                    call.assistant_id,
+                    call.call_sid,
+                    call.status,
+                    call.to_phone_number,
+                    call.customer_phone_number,
+                    call.call_type,
+                    call.started_at,
+                    call.ended_at,
+                    campaign_id,
+                    call.campaign_contact_id,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Call {call.call_sid} already exists") from None
+            created = _call(row)
+            assert created is not None
+            first = await append_one(conn, created.stream, [initial])
+            return created, first + campaign_events
+
+        return await self._db.write(run)
+
+    async def set_call_status(self, call: Call, event: NewEvent) -> list[StoredEvent]:
+        async def run(conn: Conn) -> list[StoredEvent]:
+            stored = await append_one(conn, call.stream, [event])
+            outcome = linked_outcome(call, event)
+            if outcome is not None:
+                stored += await complete_linked_contact(conn, call, outcome, event.ts)
+            return stored
+
+        try:
+            return await self._db.write(run)
+        except StreamClosed:
+            raise CallEnded(f"Call {call.call_sid} has ended") from None
+
+    async def get_call(self, org_id: int, call_sid: str) -> Call | None:
+        return _call(
+            await self._db.read(
+                lambda c: c.fetchrow(
+                    f"SELECT {_CALL} FROM calls WHERE org_id = $1 AND call_sid = $2",
+                    org_id,
+                    call_sid,
+                )
+            )
+        )
+
+    async def list_calls(
+        self, org_id: int | None, status: str | None, limit: int, cursor: str | None
+    ) -> CallPage:
+        before = list_cursor(cursor)
+        # Only the filters given: a plan per shape, each on its index.
+        clauses, args = ["true"], list[Any]()
+        for clause, value in (("org_id", org_id), ("status", status), ("id <", before)):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{clause}{'' if '<' in clause else ' ='} ${len(args)}")
+        sql = f"SELECT {_CALL} FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC"
+        args.append(limit + 1)
+        rows = await self._db.read(lambda c: c.fetch(f"{sql} LIMIT ${len(args)}", *args))
+        calls = [Call(**row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return CallPage(calls, str(calls[-1].id) if more and calls else None)
