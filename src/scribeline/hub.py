@@ -1,11 +1,32 @@
 """Stream fan-out: one broker subscription per stream per process.
 
-For each stream with local subscribers the hub keeps a ``Topic``. The topic
-turns what the broker delivers into a gap-free, duplicate-free sequence: an
-event whose seq is not the next one is held while the missing range is read
-from storage (a lost or reordered broker message), stale seqs are dropped.
-Each event is encoded once per wire format and the same frame bytes are
-offered to every subscriber of that format; offering never awaits a socket.
+For each stream with local subscribers the hub keeps a ``Topic`` with this
+node's position in the stream (:mod:`scribeline.positions`): what the broker
+delivers becomes a gap-free, duplicate-free sequence (stale seqs dropped,
+gaps read from storage after a short reorder wait, once per node however many
+connections follow the stream). Each event is encoded once per wire format
+and the same frame bytes are offered to every subscriber of that format;
+offering never awaits a socket.
+
+Losses the broker cannot reveal by a later message (a lost *last* event, a
+pub/sub connection that was down) are found by a position check: one
+``EventLog.heads`` query over every live stream, run when the broker reports a
+possible gap (``on_gap``: after a reconnect or an overflow) and every
+``position_check_interval`` seconds.
+
+A stream whose epoch changed (its storage was reset; seqs started again) has
+its subscribers closed with 1013 TRY_AGAIN_LATER: they reconnect with their
+``since`` and ``epoch``, and the join's recovery rules (``recovery.start_after``)
+replay the new epoch from its start. Closing, rather than replaying into the
+open connections, keeps one rule for every position a client holds.
+
+The organization channel (the firehose) interleaves streams, so it keeps a
+position per stream it has seen (anchored at the first event seen of each):
+a gap or a lost tail of a seen stream is repaired from storage and rendered
+with that stream's routing metadata. Its known limit: events of a stream
+published before the node first saw any event of it are not repaired.
+Relays (a bot's actions) are neither stored nor sequenced: a lost message
+there is lost (the stop handshake has its own timeout).
 
 Joining (DESIGN.md): ``join`` attaches first, holding live events on the
 connection, then reads the stream's position (its head, or a snapshot that
@@ -24,29 +45,29 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from scribeline.broker import Broker, unpack, unpack_with_meta
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode
-from scribeline.events import Position, StoredEvent
+from scribeline.events import Position
+from scribeline.hub_channels import (
+    FIREHOSE_IDLE_ROUNDS,
+    FIREHOSE_STREAMS,
+    Channel,
+    Encoder,
+    Firehose,
+    FirehoseEncoder,
+    Relay,
+    Topic,
+)
+from scribeline.positions import Positions
 from scribeline.protocols import org_events
-from scribeline.protocols.frames import text_frame
 from scribeline.storage import EventLog
-from scribeline.subscriptions import SubscriptionIndex
 
 __all__ = ["CatchUp", "CaughtUp", "Encoder", "FirehoseEncoder", "Hub"]
 
 log = logging.getLogger(__name__)
-
-#: Renders a stored event as one wire format's JSON payload (None: not shown).
-Encoder = Callable[[StoredEvent], bytes | None]
-
-#: Renders an organization event from its routing metadata (None: not shown).
-FirehoseEncoder = Callable[[StoredEvent, dict[str, Any]], bytes | None]
-
-#: Out-of-order events a topic holds while it reads a gap from storage.
-MAX_HELD = 10_000
 
 S = TypeVar("S")
 
@@ -71,105 +92,17 @@ class CaughtUp:
 CatchUp = Callable[[S], Awaitable[CaughtUp | None]]
 
 
-class _Channel:
-    """A broker channel this process follows for some local connections.
-
-    ``ready`` resolves once the broker subscription is in place (or fails);
-    ``unsubscribed`` is set while the last subscriber's unsubscribe runs.
-    """
-
-    __slots__ = ("ready", "unsubscribed")
-
-    def __init__(self) -> None:
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.unsubscribed: asyncio.Future[None] | None = None
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-
-C = TypeVar("C", bound=_Channel)
-
-
-class _Topic(_Channel):
-    __slots__ = ("groups", "held", "last", "stream")
-
-    def __init__(self, stream: str) -> None:
-        super().__init__()
-        self.stream = stream
-        # format key -> (encoder, subscribers)
-        self.groups: dict[str, tuple[Encoder, set[Connection]]] = {}
-        self.last: int | None = None  # last seq dispatched; None until the head is known
-        self.held: dict[int, StoredEvent] = {}
-
-    def __len__(self) -> int:
-        return sum(len(subs) for _, subs in self.groups.values())
-
-    def dispatch(self, event: StoredEvent) -> None:
-        for encoder, subs in self.groups.values():
-            payload = encoder(event)
-            if payload is None:
-                continue
-            frame = text_frame(payload)
-            for conn in list(subs):
-                conn.offer(event.seq, frame, event.closes)
-
-
-class _Firehose(_Channel):
-    """All events of one organization, to the subscribers whose filters match.
-
-    Subscriptions are indexed by topic and filter key, so an event costs a few
-    dictionary look-ups plus one write per subscriber that wants it, however
-    many filters match nothing. Unsequenced: events of different streams
-    interleave; each stream's events keep their order (the broker keeps
-    per-channel order).
-    """
-
-    __slots__ = ("index",)
-
-    def __init__(self, per_connection: int, per_channel: int) -> None:
-        super().__init__()
-        self.index: SubscriptionIndex[Connection] = SubscriptionIndex(per_connection, per_channel)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def dispatch(self, encode: FirehoseEncoder, payload: bytes) -> None:
-        event, meta = unpack_with_meta(payload)
-        topic = org_events.topic_of(event.type, meta)
-        if topic is None:
-            return
-        subscribers = self.index.match(topic, org_events.match_keys(meta))
-        if not subscribers:
-            return
-        rendered = encode(event, meta)
-        if rendered is None:
-            return
-        frame = text_frame(rendered)  # encoded once for every subscriber
-        for conn in tuple(subscribers):
-            conn.write(frame)
-
-
-class _Relay(_Channel):
-    """Unsequenced, unstored messages (a bot's actions) passed on as they come."""
-
-    __slots__ = ("subscribers",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.subscribers: set[Connection] = set()
-
-    def __len__(self) -> int:
-        return len(self.subscribers)
-
-    def dispatch(self, payload: bytes) -> None:
-        frame = text_frame(payload)
-        for conn in list(self.subscribers):
-            conn.write(frame)
+C = TypeVar("C", bound=Channel)
 
 
 class Hub:
-    """Maps streams to the local connections that follow them."""
+    """Maps streams to the local connections that follow them.
+
+    ``reorder_wait``: seconds a gap may stay open before it is read from storage
+    (0 suits the in-process broker; across nodes two publishers can swap the
+    order of a stream's events). ``position_check_interval``: seconds between
+    two position checks of every live stream, once :meth:`start` has run.
+    """
 
     def __init__(
         self,
@@ -179,39 +112,98 @@ class Hub:
         *,
         subscriptions_per_connection: int = 100,
         subscriptions_per_organization: int = 10_000,
+        reorder_wait: float = 0.0,
+        position_check_interval: float = 20.0,
     ) -> None:
         self._firehose_limits = (subscriptions_per_connection, subscriptions_per_organization)
         self._broker = broker
         self._storage = storage
-        self._topics: dict[str, _Topic] = {}
-        self._firehoses: dict[str, _Firehose] = {}
-        self._relays: dict[str, _Relay] = {}
+        self._topics: dict[str, Topic] = {}
+        self._firehoses: dict[str, Firehose] = {}
+        self._relays: dict[str, Relay] = {}
         self._encode_firehose = firehose_encoder
-        self._fills: set[asyncio.Task[None]] = set()
+        self._positions = Positions(storage, reorder_wait)
+        self._check_interval = position_check_interval
+        self._checker: asyncio.Task[None] | None = None
+        self._check_requested = asyncio.Event()
+        self._checks = 0
+        self._closed = False
 
     @property
     def topics(self) -> int:
         """Broker subscriptions this process holds (streams and organizations)."""
         return len(self._topics) + len(self._firehoses) + len(self._relays)
 
+    def counters(self) -> dict[str, int]:
+        """Position checks run and streams repaired from storage (for metrics)."""
+        return {"position_checks": self._checks, "repairs": self._positions.repaired}
+
     def deliver(self, channel: str, payload: bytes) -> None:
         """The broker's callback: one published event."""
         topic = self._topics.get(channel)
         if topic is not None:
-            self._receive(topic, unpack(payload))
+            self._positions.receive(topic.position, unpack(payload))
             return
         firehose = self._firehoses.get(channel)
         if firehose is not None:
             if len(firehose):
-                firehose.dispatch(self._encode_firehose, payload)
+                event, meta = unpack_with_meta(payload)
+                pos = firehose.position(event, meta)
+                self._positions.receive(pos, event)
+                if event.closes and pos.last == event.seq:
+                    firehose.forget(event.stream)  # ended: nothing more can come
             return
         relay = self._relays.get(channel)
         if relay is not None:
             relay.dispatch(payload)
 
+    def on_gap(self) -> None:
+        """The broker's callback: messages may have been lost; check every position."""
+        self._check_requested.set()
+        self.start()
+
+    def start(self) -> None:
+        """Check positions every ``position_check_interval`` seconds (and on gaps)."""
+        if self._checker is None and not self._closed:
+            self._start_checker()
+
+    def _start_checker(self) -> None:
+        self._checker = asyncio.get_running_loop().create_task(self._check_forever())
+
+    async def _check_forever(self) -> None:
+        while True:
+            # A gap report during a check asks for one more check, not one each.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._check_interval):
+                    await self._check_requested.wait()
+            self._check_requested.clear()
+            try:
+                await self.check_positions()
+            except Exception:
+                log.exception("position check failed; retried at the next one")
+
+    async def check_positions(self) -> None:
+        """Compare every live stream's position with storage and repair what is
+        behind (a lost last event, messages lost while the broker was away)."""
+        self._checks += 1
+        self._forget_idle_firehose_streams()
+        positions = [t.position for t in self._topics.values() if t.ready.done()]
+        for firehose in self._firehoses.values():
+            positions.extend(firehose.streams.values())
+        await self._positions.check(positions)
+
+    def _forget_idle_firehose_streams(self) -> None:
+        horizon = self._positions.round - FIREHOSE_IDLE_ROUNDS
+        for firehose in self._firehoses.values():
+            streams = firehose.streams
+            idle = [s for s, p in streams.items() if p.round < horizon and not p.behind()]
+            idle += list(streams)[: max(0, len(streams) - len(idle) - FIREHOSE_STREAMS)]
+            for stream in idle:
+                firehose.forget(stream)
+
     async def attach_relay(self, channel: str, conn: Connection) -> None:
         """Write every message published on ``channel`` to ``conn`` as a text frame."""
-        await self._enter(self._relays, channel, _Relay, lambda r: r.subscribers.add(conn))
+        await self._enter(self._relays, channel, Relay, lambda r: r.subscribers.add(conn))
 
     async def detach_relay(self, channel: str, conn: Connection) -> None:
         relay = self._relays.get(channel)
@@ -228,7 +220,7 @@ class Hub:
         await self._enter(
             self._firehoses,
             channel,
-            lambda: _Firehose(*self._firehose_limits),
+            lambda: Firehose(self._encode_firehose, *self._firehose_limits),
             lambda f: f.index.add(conn, topic, key),
         )
 
@@ -296,15 +288,13 @@ class Hub:
         """Start holding ``stream``'s live events on ``conn`` (which is joining);
         the lower half of :meth:`join`, for a caller that goes live itself."""
         conn.hold()
-        topic, opened = await self._enter(
+        await self._enter(
             self._topics,
             stream,
-            lambda: _Topic(stream),
+            lambda: Topic(stream),
             lambda t: self._add(t, conn, format_key, encoder),
             self._start_topic,
         )
-        if opened:
-            self._release_held(topic)
 
     async def detach(self, stream: str, conn: Connection) -> None:
         """Stop delivering to ``conn``; the last one out unsubscribes."""
@@ -367,7 +357,7 @@ class Hub:
         channel.ready.set_result(None)
 
     @staticmethod
-    async def _joined(channel: _Channel) -> None:
+    async def _joined(channel: Channel) -> None:
         if not channel.ready.done():
             await asyncio.shield(channel.ready)
         channel.ready.result()  # raises if the channel failed to start
@@ -377,95 +367,35 @@ class Hub:
         if len(channel) or channel.unsubscribed is not None:
             return
         channel.unsubscribed = asyncio.get_running_loop().create_future()
+        if isinstance(channel, Topic):
+            self._positions.drop(channel.position)
+        elif isinstance(channel, Firehose):
+            for stream in list(channel.streams):
+                channel.forget(stream)
         try:
             await self._broker.unsubscribe(name)
         finally:
             channels.pop(name, None)
             channel.unsubscribed.set_result(None)
 
-    async def _start_topic(self, topic: _Topic) -> None:
+    async def _start_topic(self, topic: Topic) -> None:
         # The head is read after subscribing, so history read later reaches every
         # event the topic will hold for a joining connection.
-        topic.last = (await self._storage.head(topic.stream)).seq
+        self._positions.anchor(topic.position, await self._storage.head(topic.stream))
 
     async def close(self) -> None:
-        for task in list(self._fills):
-            task.cancel()
+        self._closed = True  # a broker still reconnecting may report gaps meanwhile
+        checker, self._checker = self._checker, None
+        if checker is not None:
+            checker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await checker
+        await self._positions.close()
 
     @staticmethod
-    def _add(topic: _Topic, conn: Connection, format_key: str, encoder: Encoder) -> None:
+    def _add(topic: Topic, conn: Connection, format_key: str, encoder: Encoder) -> None:
         group = topic.groups.get(format_key)
         if group is None:
             topic.groups[format_key] = (encoder, {conn})
         else:
             group[1].add(conn)
-
-    def _receive(self, topic: _Topic, event: StoredEvent) -> None:
-        last = topic.last
-        if last is None or event.seq > last + 1:
-            if len(topic.held) >= MAX_HELD:
-                self._fail(topic)
-                return
-            topic.held[event.seq] = event
-            if last is not None and len(topic.held) == 1:
-                self._fill(topic)
-            return
-        if event.seq <= last:
-            return
-        topic.last = event.seq
-        topic.dispatch(event)
-        if topic.held:
-            self._release_held(topic)
-
-    def _release_held(self, topic: _Topic) -> None:
-        """Dispatch held events that are now next in line; fill any remaining gap."""
-        held = topic.held
-        assert topic.last is not None
-        for seq in [s for s in held if s <= topic.last]:
-            del held[seq]
-        while topic.last + 1 in held:
-            event = held.pop(topic.last + 1)
-            topic.last = event.seq
-            topic.dispatch(event)
-        if held:
-            self._fill(topic)
-
-    def _fill(self, topic: _Topic) -> None:
-        task = asyncio.get_running_loop().create_task(self._read_gap(topic))
-        self._fills.add(task)
-        task.add_done_callback(self._fills.discard)
-
-    async def _read_gap(self, topic: _Topic) -> None:
-        if topic.last is None or not topic.held:
-            return
-        upto = min(topic.held)
-        try:
-            missing = await self._storage.read(
-                topic.stream, after=topic.last, limit=upto - topic.last - 1
-            )
-        except Exception:
-            log.exception("could not read a gap of %s from storage", topic.stream)
-            self._fail(topic)
-            return
-        if self._topics.get(topic.stream) is not topic:
-            return
-        before = topic.last
-        for event in missing:
-            if topic.last is not None and event.seq == topic.last + 1:
-                topic.last = event.seq
-                topic.dispatch(event)
-        if topic.last == before and topic.held and min(topic.held) > (before or 0) + 1:
-            self._fail(topic)  # storage lacks what the broker announced: do not spin
-            return
-        self._release_held(topic)
-
-    @staticmethod
-    def _fail(topic: _Topic) -> None:
-        # Subscribers resume from their last seq on reconnect; nothing is lost.
-        log.error("stream %s cannot be kept in order; closing its subscribers", topic.stream)
-        topic.held.clear()
-        for _, subs in topic.groups.values():
-            for conn in list(subs):
-                conn.close_soon(CloseCode.TRY_AGAIN_LATER)

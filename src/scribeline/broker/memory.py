@@ -1,8 +1,11 @@
-"""The in-process broker: publish hands the payload straight to the hub."""
+"""The in-process broker: publish hands the payload straight to the hub.
+
+It never loses a message, so it never calls ``on_gap``.
+"""
 
 from __future__ import annotations
 
-from scribeline.broker.base import Broker, Deliver
+from scribeline.broker.base import Broker, Deliver, OnGap
 
 __all__ = ["MemoryBroker"]
 
@@ -14,7 +17,7 @@ class MemoryBroker(Broker):
         self._deliver: Deliver | None = None
         self._channels: set[str] = set()
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, on_gap: OnGap | None = None) -> None:
         self._deliver = deliver
 
     async def publish(self, channel: str, payload: bytes) -> None:
