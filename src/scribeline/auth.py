@@ -17,18 +17,20 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiohttp import hdrs, web
 
 from scribeline import tokens
+from scribeline.cluster import Signals
 from scribeline.domain import ApiKey
 from scribeline.errors import AuthenticationFailed, Forbidden, InvalidRequest
 from scribeline.storage import Catalog
 
 __all__ = [
+    "KEY_REVOKED",
     "SCOPES",
     "SUBPROTOCOL_PREFIX",
     "Authenticator",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 KEY_PREFIX = "scl_"
+#: The cluster notice that an API key was revoked (``{"id": key id}``).
+KEY_REVOKED = "key.revoked"
 SUBPROTOCOL_PREFIX = "burki-token-"
 SCOPES = frozenset({"read", "write", "admin"})
 #: Longer than any access token this server mints (a few hundred characters).
@@ -202,21 +206,41 @@ class _TtlCache(Generic[K, V]):
     def drop(self, key: K) -> None:
         self._entries.pop(key, None)
 
+    def drop_where(self, doomed: Callable[[V], bool]) -> None:
+        for key in [k for k, (_, v) in self._entries.items() if doomed(v)]:
+            del self._entries[key]
+
 
 class Authenticator:
     """Resolves tokens (API keys and access tokens) to principals.
 
     Valid keys are cached for ``cache_seconds``, so a revoked key, and every
-    access token minted from it, stops working everywhere within that time.
+    access token minted from it, stops working everywhere within that time;
+    at once on every node that hears a ``KEY_REVOKED`` notice (``signals``).
     """
 
     def __init__(
-        self, catalog: Catalog, secret: str, cache_seconds: float = 5.0, cache_size: int = 10_000
+        self,
+        catalog: Catalog,
+        secret: str,
+        cache_seconds: float = 5.0,
+        cache_size: int = 10_000,
+        signals: Signals | None = None,
     ):
         self._catalog = catalog
         self._secret = secret
         self._by_hash: _TtlCache[bytes, Principal] = _TtlCache(cache_seconds, cache_size)
         self._by_id: _TtlCache[int, ApiKey] = _TtlCache(cache_seconds, cache_size)
+        if signals is not None:
+            signals.on(KEY_REVOKED, self._revoked)
+
+    def forget_key(self, key_id: int) -> None:
+        """Stop trusting what this node cached of key ``key_id`` (it was revoked)."""
+        self._by_id.drop(key_id)
+        self._by_hash.drop_where(lambda principal: principal.key_id == key_id)
+
+    def _revoked(self, notice: dict[str, Any]) -> None:
+        self.forget_key(notice["id"])
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:

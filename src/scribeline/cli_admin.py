@@ -11,6 +11,7 @@ key is always the last line of stdout, alone.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -120,11 +121,28 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         return await storage.revoke_api_key(org_id, args.key.removesuffix("…"))
 
     key = with_storage(args, run)
-    where = location(settings(args))
+    config = settings(args)
+    where = location(config)
     if key is None:
         raise CliError(f"no key {args.key!r} in the {where}")
+    _tell_nodes_key_revoked(config.broker_url, key.id)
     print(f"Revoked key {key.prefix}… (id {key.id}) in the {where}")
     return 0
+
+
+def _tell_nodes_key_revoked(broker_url: str, key_id: int) -> None:
+    """Running nodes drop the key from their caches now rather than when the cache
+    entry expires (SCRIBELINE_AUTH_CACHE_SECONDS); best effort."""
+    from scribeline.auth import KEY_REVOKED
+    from scribeline.cluster import announce
+
+    try:
+        asyncio.run(announce(broker_url, KEY_REVOKED, {"id": key_id}))
+    except Exception as exc:  # the revocation is stored: nodes catch up on their own
+        print(
+            f"(running nodes could not be told at once: {type(exc).__name__}; they stop"
+            " accepting the key within SCRIBELINE_AUTH_CACHE_SECONDS)"
+        )
 
 
 def cmd_calls_list(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -29,6 +29,22 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"
     #: Bind with ``SO_REUSEPORT`` so several processes share the port (``--workers``).
     reuse_port: bool = False
+    #: Seconds a Redis pub/sub connection may receive nothing before it is probed
+    #: (a half-open connection is then replaced within this plus ``broker_timeout``).
+    broker_probe_interval: float = Field(15.0, gt=0)
+    #: Seconds any Redis round trip may take (connect, publish, probe).
+    broker_timeout: float = Field(3.0, gt=0)
+    #: Seconds a gap in a stream may stay open (two nodes can publish seq 7
+    #: before 6) before the missing events are read from storage.
+    reorder_wait: float = Field(0.05, ge=0)
+    #: Seconds between two checks of every live stream's position against
+    #: storage (also run after every broker reconnect): finds a lost last event.
+    position_check_interval: float = Field(20.0, gt=0)
+    #: Seconds a cluster-wide lease lasts (a connection slot, a bot's producer):
+    #: with Redis, a crashed node's slots free themselves within this.
+    cluster_lease: float = Field(60.0, gt=0)
+    #: Seconds between renewals of a node's leases (shorter than the lease).
+    cluster_renew_interval: float = Field(20.0, gt=0)
 
     max_connections_per_call: int = Field(10, ge=1)
     client_messages_per_second: float = Field(100.0, gt=0)
@@ -93,6 +109,14 @@ class Settings(BaseSettings):
 
     access_log: bool = False
     log_level: str = "INFO"
+
+    @field_validator("cluster_renew_interval")
+    @classmethod
+    def _renew_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        lease = info.data.get("cluster_lease")
+        if lease is not None and value >= lease:
+            raise ValueError("must be shorter than SCRIBELINE_CLUSTER_LEASE")
+        return value
 
     def sqlite_path(self) -> Path:
         """Where the embedded database lives."""

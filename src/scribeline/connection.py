@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 
+from scribeline.cluster import Cluster
+from scribeline.cluster.memory import MemoryCluster
 from scribeline.errors import CloseCode, InvalidMessage, RateLimited, SlowConsumer, close_for
 from scribeline.protocols.frames import PING_FRAME, text_frame
 
@@ -138,6 +140,12 @@ class Connection:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
         registry.add(self)
+
+    @property
+    def member(self) -> str:
+        """This connection's name in cluster-wide slots and claims (unique on this node
+        while it is open)."""
+        return f"{id(self):x}"
 
     # -- outgoing --------------------------------------------------------------
 
@@ -297,11 +305,16 @@ class Connection:
 
 
 class Registry:
-    """Every open connection of the process: keep-alive pings, limits, shutdown."""
+    """Every open connection of the process: keep-alive pings, limits, shutdown.
 
-    def __init__(self, ping_interval: float, ping_timeout: float) -> None:
+    Limits are counted across the cluster (``cluster``; alone: this process).
+    """
+
+    def __init__(
+        self, ping_interval: float, ping_timeout: float, cluster: Cluster | None = None
+    ) -> None:
         self._connections: set[Connection] = set()
-        self._counts: dict[str, int] = {}
+        self._cluster = cluster or MemoryCluster()
         self._interval = ping_interval
         self._timeout = ping_timeout
         self._task: asyncio.Task[None] | None = None
@@ -315,20 +328,13 @@ class Registry:
     def discard(self, conn: Connection) -> None:
         self._connections.discard(conn)
 
-    def acquire(self, key: str, limit: int) -> bool:
-        """Count one more connection on ``key`` unless ``limit`` is reached."""
-        count = self._counts.get(key, 0)
-        if count >= limit:
-            return False
-        self._counts[key] = count + 1
-        return True
+    async def acquire(self, key: str, limit: int, conn: Connection) -> bool:
+        """Count ``conn`` on ``key`` unless ``limit`` connections (cluster-wide) already are."""
+        return await self._cluster.acquire(key, limit, conn.member)
 
-    def release(self, key: str) -> None:
-        count = self._counts.get(key, 0) - 1
-        if count > 0:
-            self._counts[key] = count
-        else:
-            self._counts.pop(key, None)
+    async def release(self, key: str, conn: Connection) -> None:
+        """Stop counting ``conn`` on ``key``."""
+        await self._cluster.release(key, conn.member)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._keepalive())

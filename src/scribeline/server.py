@@ -23,6 +23,7 @@ from scribeline.api.http import Runner
 from scribeline.api.state import Services
 from scribeline.auth import Authenticator
 from scribeline.broker import open_broker
+from scribeline.cluster import Signals, check, open_cluster
 from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
@@ -32,7 +33,7 @@ from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.protocols import org_events
-from scribeline.readiness import Readiness
+from scribeline.readiness import Probe, Readiness, soft
 from scribeline.storage import open_storage
 from scribeline.tokens import load_or_create_secret
 
@@ -47,33 +48,60 @@ log = logging.getLogger(__name__)
 async def build_services(settings: Settings) -> Services:
     secret = load_or_create_secret(settings)  # first: a bad secret stops start-up cleanly
     storage = await open_storage(settings.database_url, settings.data_dir)
-    broker = open_broker(settings.broker_url)
+    broker = open_broker(
+        settings.broker_url,
+        probe_interval=settings.broker_probe_interval,
+        timeout=settings.broker_timeout,
+    )
     hub = Hub(
         broker,
         storage,
         org_events.encode_event,
         subscriptions_per_connection=settings.max_subscriptions_per_connection,
         subscriptions_per_organization=settings.max_subscriptions_per_organization,
+        reorder_wait=settings.reorder_wait,
+        position_check_interval=settings.position_check_interval,
     )
-    await broker.start(hub.deliver)
-    registry = Registry(settings.ping_interval, settings.ping_timeout)
+    await broker.start(hub.deliver, hub.on_gap)
+    hub.start()
+    # Cluster-wide limits, claims, turns and notices share the broker's Redis.
+    cluster = open_cluster(
+        settings.broker_url,
+        lease=settings.cluster_lease,
+        renew=settings.cluster_renew_interval,
+        timeout=settings.broker_timeout,
+        probe=settings.broker_probe_interval,
+    )
+    signals = Signals(cluster)
+    registry = Registry(settings.ping_interval, settings.ping_timeout, cluster)
     publisher = Publisher(broker)
-    campaigns = CampaignService(storage, publisher, settings.campaign_progress_interval)
-    return Services(
+    campaigns = CampaignService(storage, publisher, settings.campaign_progress_interval, cluster)
+
+    async def cluster_check() -> str | None:
+        return await check(cluster, settings.readiness_timeout / 2)
+
+    probes: dict[str, Probe] = {"storage": storage.ping, "broker": broker.ping}
+    if not settings.broker_url.startswith("memory://"):
+        # Without Redis a node still stores and serves (gaps are read from storage,
+        # limits count per node): degraded, not unavailable (docs/cluster.md).
+        probes["broker"] = soft(broker.ping, settings.readiness_timeout / 2)
+        probes["cluster"] = cluster_check
+    services = Services(
         settings=settings,
         storage=storage,
         broker=broker,
         hub=hub,
         registry=registry,
-        auth=Authenticator(storage, secret, settings.auth_cache_seconds),
-        calls=CallService(storage, publisher, campaigns),
+        auth=Authenticator(storage, secret, settings.auth_cache_seconds, signals=signals),
+        calls=CallService(storage, publisher, campaigns, signals),
         campaigns=campaigns,
-        bots=BotService(storage, broker, publisher, settings.bot_stop_timeout),
-        readiness=Readiness(
-            {"storage": storage.ping, "broker": broker.ping}, settings.readiness_timeout
-        ),
+        bots=BotService(storage, broker, publisher, settings.bot_stop_timeout, signals),
+        readiness=Readiness(probes, settings.readiness_timeout),
         assistants=AssistantService(storage),
+        signals=signals,
     )
+    await cluster.start(signals.deliver)  # after every service said what it listens to
+    return services
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +127,9 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
         shutdown_timeout=settings.shutdown_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None
+    )
     try:
         await site.start()
     except BaseException:
@@ -144,6 +174,8 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
 async def _close_services(services: Services) -> None:
     await services.campaigns.close()
     await services.bots.close()
+    await services.signals.close()
+    await services.signals.cluster.close()  # gives back this node's slots and claims now
     await services.hub.close()
     await services.broker.close()
     await services.storage.close()

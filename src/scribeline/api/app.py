@@ -17,6 +17,7 @@ from scribeline.api.producer import producer
 from scribeline.api.responses import error_response, to_error
 from scribeline.api.state import SERVICES, Services
 from scribeline.errors import CloseCode, InternalError
+from scribeline.readiness import is_ready, summary
 
 __all__ = ["AccessLogger", "create_app"]
 
@@ -52,12 +53,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when a durable write and the broker both answer within the timeout."""
+    """200 unless a check is unavailable (a durable write, the broker); a degraded
+    check (the cluster without Redis) is reported and still ready."""
     checks = await request.app[SERVICES].readiness.check()
-    ready = all(v == "ok" for v in checks.values())
     return rest.json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
+        {"status": summary(checks), "checks": checks},
+        status=200 if is_ready(checks) else 503,
     )
 
 

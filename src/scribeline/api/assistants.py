@@ -50,5 +50,5 @@ async def update_assistant(request: web.Request) -> web.Response:
     assistant = await services.assistants.update(
         principal.org_id, assistant_id, body.transcription_enabled
     )
-    services.calls.forget_assistant(assistant.id)
+    await services.calls.forget_assistant(assistant.id)
     return json_response(assistant_json(assistant))

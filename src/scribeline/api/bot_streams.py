@@ -100,7 +100,7 @@ async def _join(
 
     join = partial(services.hub.join, bot.stream, conn, FORMAT, proto.encode_event, catch_up)
     limit = services.settings.max_connections_per_bot
-    if not await join_stream(services, bot.stream, "bot", join, limit):
+    if not await join_stream(services, conn, bot.stream, "bot", join, limit):
         return None
     return bot, role
 
@@ -140,14 +140,14 @@ async def bot_producer(request: web.Request) -> web.StreamResponse:
         return await _authorize_producer(services, request.match_info["bot_id"], credentials)
 
     async def serve(conn: Connection, bot: Bot) -> None:
-        previous = services.bots.attach_producer(bot, conn)
-        if previous is not None:
-            replaced = Replaced("Another producer connected for this bot")
-            await report(previous, replaced, error_message)
+        async def replaced() -> None:  # run on this node when a later producer connects
+            await report(conn, Replaced("Another producer connected for this bot"), error_message)
+
+        await services.bots.attach_producer(bot, conn, replaced)
         await _serve_producer(services, conn, bot)
 
     async def leave(conn: Connection, bot: Bot) -> None:
-        services.bots.detach_producer(bot, conn)
+        await services.bots.detach_producer(bot, conn)
 
     return await serve_websocket(
         request,

@@ -208,7 +208,7 @@ async def _join(services: Services, conn: Connection, campaign_id: int, token: s
 
     snapshot = partial(services.campaigns.snapshot, campaign)
     join = partial(services.hub.join_snapshot, stream, conn, FORMAT, encoder, snapshot, catch_up)
-    await join_stream(services, stream, "campaign", join)
+    await join_stream(services, conn, stream, "campaign", join)
     return stream
 
 

@@ -79,7 +79,7 @@ async def _join(
         return CaughtUp(covered, ended or call.status in TERMINAL_STATUSES)
 
     join = partial(services.hub.join, stream, conn, FORMAT, encoder, catch_up)
-    await join_stream(services, stream, "call", join)
+    await join_stream(services, conn, stream, "call", join)
     return principal.org_id, stream
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from scribeline.auth import Authenticator
 from scribeline.broker import Broker
+from scribeline.cluster import Signals
 from scribeline.config import Settings
 from scribeline.connection import Registry
 from scribeline.hub import Hub
@@ -34,6 +35,8 @@ class Services:
     bots: BotService
     readiness: Readiness
     assistants: AssistantService
+    #: Notices and requests between nodes; ``signals.cluster`` is this node's cluster.
+    signals: Signals
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -170,6 +170,7 @@ async def authorize_call(
 
 async def join_stream(
     services: Services,
+    conn: Connection,
     stream: str,
     what: str,
     join: Callable[[], Awaitable[bool]],
@@ -181,22 +182,25 @@ async def join_stream(
     ``limit`` defaults to the per-call connection limit. The slot is given
     back when the join fails or declines (returns False).
     """
-    if not services.registry.acquire(stream, limit or services.settings.max_connections_per_call):
+    registry = services.registry
+    if not await registry.acquire(
+        stream, limit or services.settings.max_connections_per_call, conn
+    ):
         raise ConnectionLimit(f"Connection limit reached for this {what}")
     try:
         joined = await join()
     except BaseException:
-        services.registry.release(stream)
+        await registry.release(stream, conn)
         raise
     if not joined:
-        services.registry.release(stream)
+        await registry.release(stream, conn)
     return joined
 
 
 async def detach_stream(services: Services, conn: Connection, stream: str) -> None:
     """Undo :func:`join_stream`."""
     await services.hub.detach(stream, conn)
-    services.registry.release(stream)
+    await services.registry.release(stream, conn)
 
 
 async def report(

@@ -9,6 +9,14 @@ Stopping (a ``stop`` action or REST): the producer, if this process holds
 it, is asked to stop and given ``stop_timeout`` seconds to store its own
 ``stop``; otherwise, or if it does not, the server stores ``stop`` itself.
 The stream closes on the first ``stop`` stored, so there is exactly one.
+
+One producer per bot across the cluster: a producer holds the bot's claim
+(``bot-producer:N``), and a producer connecting on any node displaces the
+one before it, which is told ``replaced`` on its own node. A stop arriving
+on a node that does not hold the producer is handed to the node that does
+(a cluster request, answered once that node's stop is done); if that node
+does not answer within the stop timeout and a little more, this node
+stores the ``stop`` itself.
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from scribeline.broker import Broker
+from scribeline.cluster import Signals
 from scribeline.connection import Connection
 from scribeline.domain import Bot
 from scribeline.errors import BotEnded, NotFound, StreamClosed
@@ -35,20 +44,36 @@ log = logging.getLogger(__name__)
 #: The stop reason of a bot stopped through REST or an action.
 MANUALLY_STOPPED = "manually_stopped"
 
+#: The cluster request that asks the node holding a bot's producer to stop it.
+STOP_REQUEST = "bot.stop"
+#: Seconds beyond the stop timeout that a node waits for another node's stop.
+STOP_GRACE = 2.0
+
+
+def _producer_key(bot: Bot) -> str:
+    return f"bot-producer:{bot.id}"
+
 
 class BotService:
     """Meeting bots for the REST API, the bot WebSockets and the demo."""
 
     def __init__(
-        self, storage: Storage, broker: Broker, publisher: Publisher, stop_timeout: float
+        self,
+        storage: Storage,
+        broker: Broker,
+        publisher: Publisher,
+        stop_timeout: float,
+        signals: Signals,
     ) -> None:
         self._storage = storage
         self._broker = broker
         self._publisher = publisher
         self._stop_timeout = stop_timeout
+        self._signals = signals
         self._producers: dict[int, Connection] = {}
         self._ended: dict[int, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        signals.answer(STOP_REQUEST, self._answer_stop)
 
     async def create(
         self, org_id: int, key_id: int, meeting_url: str, bot_name: str, model: str
@@ -86,7 +111,28 @@ class BotService:
             await self._broker.publish(bot.actions_channel, encode_action(action))
 
     async def stop(self, bot: Bot) -> None:
-        """End the bot: by its producer if connected here and willing, else ourselves."""
+        """End the bot: by its producer (on whichever node holds it) if willing, else
+        ourselves."""
+        if bot.id not in self._producers:
+            cluster = self._signals.cluster
+            owner = await cluster.owner(_producer_key(bot))
+            if owner is not None and owner != cluster.node_id:
+                request = {"org_id": bot.org_id, "bot_id": bot.public_id}
+                within = self._stop_timeout + STOP_GRACE
+                reply = await self._signals.request(owner, STOP_REQUEST, request, within)
+                if reply is not None and "error" not in reply:
+                    return
+                log.info("bot %s: its producer's node did not stop it; stopping it", bot.public_id)
+        await self._stop_here(bot)
+
+    async def _answer_stop(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Another node asks us to stop a bot whose producer we hold."""
+        bot = await self.get(request["org_id"], request["bot_id"])
+        if not bot.ended:
+            await self._stop_here(bot)
+        return {"stopped": True}
+
+    async def _stop_here(self, bot: Bot) -> None:
         if bot.id in self._producers:
             waiter = self._ended.get(bot.id)
             if waiter is None:
@@ -104,15 +150,25 @@ class BotService:
                 bot, NewEvent(BotEventType.STOP, {"reason": MANUALLY_STOPPED}, closes=True)
             )
 
-    def attach_producer(self, bot: Bot, conn: Connection) -> Connection | None:
-        """Make ``conn`` the bot's producer on this process; returns the one it replaces."""
-        previous = self._producers.get(bot.id)
-        self._producers[bot.id] = conn
-        return previous
+    async def attach_producer(
+        self, bot: Bot, conn: Connection, replaced: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Make ``conn`` the bot's producer across the cluster. The producer it
+        displaces, on this node or another, has its ``replaced`` run there; so
+        does ``conn`` once a later producer displaces it."""
 
-    def detach_producer(self, bot: Bot, conn: Connection) -> None:
+        def lost() -> None:
+            if self._producers.get(bot.id) is conn:
+                del self._producers[bot.id]
+            self._spawn(replaced())
+
+        self._producers[bot.id] = conn
+        await self._signals.cluster.claim(_producer_key(bot), conn.member, lost)
+
+    async def detach_producer(self, bot: Bot, conn: Connection) -> None:
         if self._producers.get(bot.id) is conn:
             del self._producers[bot.id]
+        await self._signals.cluster.release(_producer_key(bot), conn.member)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(self._logged(coro))
@@ -124,7 +180,7 @@ class BotService:
         try:
             await coro
         except Exception:
-            log.exception("stopping a bot failed")
+            log.exception("stopping or replacing a bot's producer failed")
 
     async def close(self) -> None:
         """Finish stops under way (each is bounded by the stop timeout)."""

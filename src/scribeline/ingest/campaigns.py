@@ -3,8 +3,12 @@
 Progress is coalesced where changes happen: after a contact changes, a
 ``progress`` event (with counters computed by storage) is appended at once if
 none was appended in the last ``interval`` seconds, else once the interval
-has passed. Progress events are stored like every other event, so every
-subscriber and every node sees the same ones.
+has passed. The interval is the campaign's turn in the cluster
+(``Cluster.coalesce``), so nodes together append at most one per interval;
+a node that finds the turn taken tries again when it ends, because the other
+node's progress may have been counted before this node's change. Progress
+events are stored like every other event, so every subscriber and every node
+sees the same ones.
 
 Contact changes arrive here already stored (storage appends each contact's
 ``contact_update``, and ``contact_completed`` for an outcome, in the
@@ -18,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Coroutine
+from typing import Any
 
+from scribeline.cluster import Cluster
 from scribeline.domain import Campaign, Contact, Counters
 from scribeline.errors import InvalidRequest, NotFound
 from scribeline.events import EventType, Position, StoredEvent
@@ -39,12 +45,16 @@ def campaign_meta(campaign: Campaign) -> dict[str, int]:
 class CampaignService:
     """Campaign lifecycle for the organizations' REST calls and linked calls."""
 
-    def __init__(self, storage: Storage, publisher: Publisher, interval: float = 1.0) -> None:
+    def __init__(
+        self, storage: Storage, publisher: Publisher, interval: float, cluster: Cluster
+    ) -> None:
         self._storage = storage
         self._publisher = publisher
         self._interval = interval
-        self._last: dict[int, float] = {}
-        self._scheduled: dict[int, asyncio.TimerHandle] = {}
+        self._cluster = cluster
+        #: Campaigns with progress to come: the timer of the next try, or None
+        #: while the turn is being asked for.
+        self._scheduled: dict[int, asyncio.TimerHandle | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, org_id: int, campaign_id: int) -> Campaign:
@@ -124,24 +134,42 @@ class CampaignService:
         handle = self._scheduled.pop(campaign_id, None)
         if handle is not None:
             handle.cancel()
-        self._last.pop(campaign_id, None)
 
     def changed(self, campaign: Campaign) -> None:
-        """A contact changed: a progress event follows, at most one per interval."""
+        """A contact changed: a progress event follows, at most one per interval
+        (across the cluster)."""
+        if self._interval <= 0:
+            self._spawn(self._append_progress(campaign))
+            return
         if campaign.id in self._scheduled:
             return
-        loop = asyncio.get_running_loop()
-        due = self._last.get(campaign.id, 0.0) + self._interval
-        now = time.monotonic()
-        if now >= due:
-            self._emit(campaign)
-        else:
-            self._scheduled[campaign.id] = loop.call_later(due - now, self._emit, campaign)
+        self._scheduled[campaign.id] = None
+        self._spawn(self._turn(campaign))
 
-    def _emit(self, campaign: Campaign) -> None:
-        self._scheduled.pop(campaign.id, None)
-        self._last[campaign.id] = time.monotonic()
-        task = asyncio.get_running_loop().create_task(self._append_progress(campaign))
+    async def _turn(self, campaign: Campaign) -> None:
+        """Append progress if the campaign's turn is ours, else try when it ends."""
+        key = f"campaign-progress:{campaign.id}"
+        try:
+            wait = await self._cluster.coalesce(key, self._interval)
+        except Exception:
+            log.exception("could not coalesce progress of campaign %d", campaign.id)
+            self._scheduled.pop(campaign.id, None)
+            return
+        if campaign.id not in self._scheduled:
+            return  # completed, or the service is closing
+        if wait > 0:
+            loop = asyncio.get_running_loop()
+            self._scheduled[campaign.id] = loop.call_later(wait, self._retry, campaign)
+            return
+        del self._scheduled[campaign.id]
+        await self._append_progress(campaign)
+
+    def _retry(self, campaign: Campaign) -> None:
+        self._scheduled[campaign.id] = None
+        self._spawn(self._turn(campaign))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -159,7 +187,8 @@ class CampaignService:
     async def close(self) -> None:
         """Drop scheduled progress and finish what is being written."""
         for handle in self._scheduled.values():
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
         self._scheduled.clear()
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
