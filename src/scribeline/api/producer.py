@@ -28,6 +28,7 @@ from scribeline.errors import InternalError, InvalidMessage, ScribelineError, er
 from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch, parse_ref
+from scribeline.ingest.ordering import Baton, Turn
 from scribeline.protocols.common import decode_json
 
 __all__ = ["producer"]
@@ -38,11 +39,15 @@ log = logging.getLogger(__name__)
 _Pending = tuple[Any, "asyncio.Future[list[StoredEvent]]", bool]
 
 
-def _parse(calls: CallService, call: Call, inbound: Inbound, max_batch: int) -> _Pending:
+def _parse(
+    calls: CallService, call: Call, inbound: Inbound, max_batch: int, baton: Baton
+) -> _Pending:
     """Validate one message and start its append: ``(ref, append, is_batch)``.
 
     A refused message gets an already failed append, so that its error keeps
     its place among the acks, with its ``ref`` when the ref itself is valid.
+    Appends take their turn from ``baton`` here, in message order, so they
+    reach storage in that order whatever their checks wait for.
     """
     loop = asyncio.get_running_loop()
     ref: Any = None
@@ -52,19 +57,22 @@ def _parse(calls: CallService, call: Call, inbound: Inbound, max_batch: int) -> 
             if len(message) > max_batch:
                 raise InvalidMessage(f"A batch holds at most {max_batch} transcripts")
             items = TranscriptBatch.validate_python(message)
-            return None, loop.create_task(calls.append_transcripts(call, items)), True
+            turn = baton.next()
+            return None, _start(calls.append_transcripts(call, items, turn), turn), True
         if not isinstance(message, dict):
             raise InvalidMessage("Expected a JSON object or array")
         ref = parse_ref(message.pop("ref", None))
         kind = message.pop("type", "transcript")
         if kind == "status":
             status = SetStatus.model_validate(message)
-            coro = calls.set_status(call, status.status, status.metadata)
-            return ref, loop.create_task(_one(coro)), False
+            turn = baton.next()
+            coro = calls.set_status(call, status.status, status.metadata, turn)
+            return ref, _start(_one(coro), turn), False
         if kind != "transcript":
             raise InvalidMessage("type must be 'transcript' or 'status'")
         item = Transcript.model_validate(message)
-        return ref, loop.create_task(calls.append_transcripts(call, [item])), False
+        turn = baton.next()
+        return ref, _start(calls.append_transcripts(call, [item], turn), turn), False
     except ValidationError as exc:
         error = InvalidMessage(_describe(exc))
     except InvalidMessage as exc:
@@ -72,6 +80,16 @@ def _parse(calls: CallService, call: Call, inbound: Inbound, max_batch: int) -> 
     failed: asyncio.Future[list[StoredEvent]] = loop.create_future()
     failed.set_exception(error)
     return ref, failed, False
+
+
+def _start(
+    append: Coroutine[Any, Any, list[StoredEvent]], turn: Turn
+) -> asyncio.Task[list[StoredEvent]]:
+    task = asyncio.get_running_loop().create_task(append)
+    # Whatever happens to the task (even a cancellation before it ran), the next
+    # message's append must not wait for this one forever.
+    task.add_done_callback(lambda _: turn.release())
+    return task
 
 
 async def _one(coro: Coroutine[Any, Any, StoredEvent]) -> list[StoredEvent]:
@@ -95,10 +113,12 @@ async def producer(request: web.Request) -> web.StreamResponse:
 
     async def serve(conn: Connection, call: Call) -> None:
         acks: asyncio.Queue[_Pending | None] = asyncio.Queue(s.producer_max_in_flight)
+        baton = Baton()
         acker = asyncio.get_running_loop().create_task(_acknowledge(conn, acks))
         try:
             while (message := await conn.next_message()) is not None:
-                await acks.put(_parse(services.calls, call, message, s.max_batch_items))
+                pending = _parse(services.calls, call, message, s.max_batch_items, baton)
+                await acks.put(pending)
         finally:
             # Whatever ends the connection, the messages read before it are answered
             # first (their appends complete in any case: see _acknowledge).

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scribeline import history
+from scribeline.cluster import Signals
 from scribeline.connection import Connection
 from scribeline.domain import Call, CallPage
 from scribeline.errors import (
@@ -31,10 +32,14 @@ from scribeline.events import (
 )
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.models import CreateCall, Transcript
+from scribeline.ingest.ordering import Turn
 from scribeline.ingest.publish import Publisher
 from scribeline.storage import Storage
 
-__all__ = ["CallService", "call_meta"]
+__all__ = ["ASSISTANT_CHANGED", "CallService", "call_meta"]
+
+#: The cluster notice that an assistant's transcription switch changed.
+ASSISTANT_CHANGED = "assistant.changed"
 
 
 def _status_event(call: Call, status: str, extra: dict[str, Any], ts: int) -> NewEvent:
@@ -66,18 +71,26 @@ class CallService:
         storage: Storage,
         publisher: Publisher,
         campaigns: CampaignService,
+        signals: Signals,
         switch_cache_seconds: float = 1.0,
     ) -> None:
         self._storage = storage
         self._publisher = publisher
         self._campaigns = campaigns
+        self._signals = signals
         self._switch_ttl = switch_cache_seconds
         # assistant id -> (valid until, transcription enabled)
         self._switches: dict[int, tuple[float, bool]] = {}
+        signals.on(ASSISTANT_CHANGED, self._drop_switch)
 
-    def forget_assistant(self, assistant_id: int) -> None:
-        """An assistant's settings changed in this process: stop using the cached ones."""
-        self._switches.pop(assistant_id, None)
+    async def forget_assistant(self, assistant_id: int) -> None:
+        """An assistant's settings changed: every node stops using its cached switch
+        (this one before this returns; the others when the notice reaches them, or
+        when their cache entry expires if it never does)."""
+        await self._signals.broadcast(ASSISTANT_CHANGED, {"id": assistant_id})
+
+    def _drop_switch(self, notice: dict[str, Any]) -> None:
+        self._switches.pop(notice["id"], None)
 
     async def _transcription_enabled(self, call: Call) -> bool:
         """The assistant's switch, cached briefly: it is read on every append."""
@@ -156,27 +169,36 @@ class CallService:
         return call
 
     async def append_transcripts(
-        self, call: Call, items: Sequence[Transcript]
+        self, call: Call, items: Sequence[Transcript], turn: Turn | None = None
     ) -> list[StoredEvent]:
-        """Append a batch in one transaction (all or nothing)."""
-        if not await self._transcription_enabled(call):
-            raise TranscriptionDisabled(
-                f"Transcription is switched off for assistant {call.assistant_id}"
-            )
-        ts = now_ms()
+        """Append a batch in one transaction (all or nothing); with a ``turn``, the
+        append reaches storage after every earlier turn's (a producer's order)."""
         try:
-            stored = await self._storage.append(
+            if not await self._transcription_enabled(call):
+                raise TranscriptionDisabled(
+                    f"Transcription is switched off for assistant {call.assistant_id}"
+                )
+            ts = now_ms()
+            append = self._storage.append(
                 call.stream, [_transcript_event(item, ts) for item in items]
             )
+            stored = await (turn.hand_over(append) if turn is not None else append)
         except StreamClosed:
             raise CallEnded(f"Call {call.call_sid} has ended") from None
+        finally:
+            if turn is not None:
+                turn.release()
         await self._publisher.publish(call.org_id, stored, call_meta(call))
         return stored
 
-    async def set_status(self, call: Call, status: str, metadata: dict[str, Any]) -> StoredEvent:
-        """Store a status change; a terminal one may complete a campaign contact too."""
+    async def set_status(
+        self, call: Call, status: str, metadata: dict[str, Any], turn: Turn | None = None
+    ) -> StoredEvent:
+        """Store a status change; a terminal one may complete a campaign contact too.
+        With a ``turn``, as for :meth:`append_transcripts`."""
         event = _status_event(call, status, metadata, now_ms())
-        stored = await self._storage.set_call_status(call, event)
+        change = self._storage.set_call_status(call, event)
+        stored = await (turn.hand_over(change) if turn is not None else change)
         call_events = [e for e in stored if e.stream == call.stream]
         await self._publisher.publish(call.org_id, call_events, call_meta(call))
         if call.campaign_id is not None and len(stored) > len(call_events):
