@@ -36,6 +36,7 @@ from scribeline.cli_admin import (
 from scribeline.cli_data import location, settings, with_storage
 from scribeline.cli_remote import DEFAULT_SERVER, CliError, cmd_tail, server_url
 from scribeline.cli_remote import fail as _fail
+from scribeline.errors import StorageUnavailable
 
 __all__ = ["main"]
 
@@ -44,6 +45,13 @@ __all__ = ["main"]
 SERVER_MODULES = frozenset(
     {"aiohttp", "uvloop", "pydantic_settings", "sqlalchemy", "alembic", "jwt"}
 )
+#: The extra that provides each optional top-level module.
+EXTRA_MODULES = {
+    **dict.fromkeys(SERVER_MODULES, "server"),
+    "asyncpg": "postgres",
+    "psycopg": "postgres",
+    "redis": "redis",
+}
 
 #: What binding a listening socket fails with when the address is the problem.
 _BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
@@ -407,12 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except CliError as exc:
         return _fail(str(exc))
+    except StorageUnavailable as exc:  # the database is down or unreachable: one line
+        return _fail(exc.message)
     except ImportError as exc:
         missing = (exc.name or "").partition(".")[0]
-        if missing not in SERVER_MODULES:
-            raise  # a bug, not an install without the server extra
+        extra = EXTRA_MODULES.get(missing)
+        if extra is None:
+            raise  # a bug, not an install without an extra
         return _fail(
-            f"`scribeline {args.command}` needs the server's dependencies ({missing} is not"
-            " installed): pip install 'scribeline[server]'"
+            f"`scribeline {args.command}` needs the {extra} extra ({missing} is not"
+            f" installed): pip install 'scribeline[{extra}]'"
         )
     return result
