@@ -3,8 +3,9 @@
 No code path logs a token on purpose (the access log prints paths without
 their query). This filter is the guarantee for everything else: text from
 a library, a request echoed in an exception message, a traceback. API keys,
-JWTs, ``token=`` and ``key=`` parameters, ``Bearer`` values and
-``burki-token-`` subprotocols are replaced wherever they appear in a
+JWTs, ``token=`` and ``key=`` parameters, ``Bearer`` values,
+``burki-token-`` subprotocols and the ``user:password`` of a URL
+(``postgresql://``, ``redis://``) are replaced wherever they appear in a
 record's message, exception or stack.
 """
 
@@ -22,7 +23,8 @@ _SECRETS = re.compile(
     r"|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"  # a JWT
     r"|(?<=token=)[^&\s'\"\\]+|(?<=key=)[^&\s'\"\\]+"  # query parameters
     r"|(?<=Bearer )\S+|(?<=bearer )\S+"  # Authorization values
-    r"|(?<=burki-token-)[^,\s'\"\\]+",  # the subprotocol
+    r"|(?<=burki-token-)[^,\s'\"\\]+"  # the subprotocol
+    r"|(?<=://)[^/\s@'\"]*:[^/\s@'\"]+(?=@)",  # user:password@ in a database or Redis URL
 )
 
 REDACTED = "[redacted]"
