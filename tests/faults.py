@@ -8,6 +8,9 @@ an upstream port. A test can then break the path the way networks break:
   client attached to nothing). New connections are accepted and blackholed too.
 * ``close_all()``: close every current connection (a proxy restart).
 * ``refuse()``: close new connections as soon as they are accepted.
+* ``sever()``: like ``blackhole()``, but for good: every current connection, and
+  every one accepted before ``resume()``, never forwards a byte again (a dead
+  NAT entry: only a new connection after the path heals gets through).
 * ``resume()``: forward again (connections that were blackholed stay useless:
   what was discarded is gone; clients are expected to reconnect).
 
@@ -33,6 +36,8 @@ class TcpProxy:
         self._forwarding = True
         self._refusing = False
         self._writers: set[asyncio.StreamWriter] = set()
+        self._severing = False
+        self._dead: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
 
     def url(self, scheme: str = "redis", path: str = "/0") -> str:
@@ -49,9 +54,14 @@ class TcpProxy:
     def refuse(self) -> None:
         self._refusing = True
 
+    def sever(self) -> None:
+        self._severing = True
+        self._dead.update(self._writers)
+
     def resume(self) -> None:
         self._forwarding = True
         self._refusing = False
+        self._severing = False
 
     async def close_all(self) -> None:
         writers, self._writers = self._writers, set()
@@ -85,6 +95,8 @@ class TcpProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
+        if self._severing:
+            self._dead.add(writer)
         loop = asyncio.get_running_loop()
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             pump = loop.create_task(self._pump(source, sink, (writer, up_writer)))
@@ -99,13 +111,14 @@ class TcpProxy:
     ) -> None:
         try:
             while data := await source.read(65536):
-                if self._forwarding:
+                if self._forwarding and pair[0] not in self._dead:
                     sink.write(data)
                     await sink.drain()
         except OSError:
             pass
         finally:
             # One side ended: end both, as a proxy does.
+            self._dead.discard(pair[0])
             for writer in pair:
                 self._writers.discard(writer)
                 writer.close()

@@ -26,10 +26,17 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.e2e.cluster import Cluster
-from tests.integration.helpers import connect_live, transcript
+from tests.integration.helpers import connect_ingest, connect_live, recv_json, send_json, transcript
 from tests.services import Postgres
 
-__all__ = ["Follower", "Writer", "assert_exactly_once", "stored_seqs"]
+__all__ = [
+    "Follower",
+    "PipelinedWriter",
+    "Writer",
+    "acked_at_least",
+    "assert_exactly_once",
+    "stored_seqs",
+]
 
 RETRY_PAUSE = 0.05
 
@@ -137,6 +144,7 @@ class Writer:
     acked: list[int] = field(default_factory=list)
     refused: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def write(self, count: int, *, pause: float = 0.0) -> None:
         node = 0
@@ -150,6 +158,7 @@ class Writer:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 if seq is not None:
                     self.acked.append(seq)
+                    self.progress.set()
                     break
                 self.refused += 1
                 await asyncio.sleep(RETRY_PAUSE)
@@ -170,6 +179,90 @@ class Writer:
                 return resp.status, None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return 0, None
+
+
+async def acked_at_least(writer: Writer | PipelinedWriter, count: int, within: float = 30) -> None:
+    """Wait until ``writer`` has had ``count`` appends acknowledged."""
+
+    async def wait() -> None:
+        while len(writer.acked) < count:
+            writer.progress.clear()
+            await writer.progress.wait()
+
+    await asyncio.wait_for(wait(), within)
+
+
+def _live(cluster: Cluster, node: int) -> bool:
+    proc = cluster.nodes[node % len(cluster.nodes)].proc
+    return proc is not None and proc.poll() is None
+
+
+@dataclass
+class PipelinedWriter:
+    """Sends transcripts of ``sid`` on a producer WebSocket, ``window`` at a time
+    without waiting for acks; when the connection fails it moves to the next
+    node and sends again whatever was not acknowledged (an append that was
+    stored but whose ack was lost is then stored twice, under two seqs: the
+    guarantee is about seqs, and the test checks those)."""
+
+    cluster: Cluster
+    sid: str
+    key: str
+    start: int = 0
+    window: int = 20
+    acked: list[int] = field(default_factory=list)
+    reconnects: int = 0
+    refused: int = 0
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def write(self, count: int) -> None:
+        todo = list(range(count))
+        node = self.start
+        while todo:
+            if not _live(self.cluster, node):
+                node += 1
+                continue
+            server = self.cluster.nodes[node % len(self.cluster.nodes)]
+            try:
+                ws = await connect_ingest(server, self.sid, self.key)
+            except (OSError, InvalidHandshake, AssertionError, TimeoutError):
+                node += 1
+                await asyncio.sleep(RETRY_PAUSE)  # a node refusing or starting: the next one
+                continue
+            try:
+                while todo:
+                    todo = await self._window(ws, todo)
+            except (ConnectionClosed, OSError, TimeoutError):
+                self.reconnects += 1
+                node += 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+    async def _window(self, ws: ClientConnection, todo: list[int]) -> list[int]:
+        """Send the next window; the messages still to send afterwards."""
+        batch, rest = todo[: self.window], todo[self.window :]
+        for i in batch:
+            await send_json(ws, {**transcript(f"p{i}"), "ref": i})
+        failed: list[int] = []
+        pending = list(batch)
+        try:
+            while pending:
+                ack = await recv_json(ws, 15)
+                pending.remove(ack["ref"])
+                if ack.get("type") == "ack":
+                    self.acked.append(ack["seq"])
+                    self.progress.set()
+                else:
+                    self.refused += 1
+                    failed.append(ack["ref"])
+        except BaseException:
+            # What was not acknowledged goes again, first, on the next connection.
+            todo[:] = failed + pending + rest
+            raise
+        if failed:
+            await asyncio.sleep(RETRY_PAUSE)  # storage said "retry shortly"
+        return failed + rest
 
 
 def stored_seqs(postgres: Postgres, database: str, sid: str) -> list[int]:

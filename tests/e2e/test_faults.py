@@ -25,7 +25,14 @@ import aiohttp
 import pytest
 
 from tests.e2e.cluster import Cluster, running_cluster
-from tests.e2e.followers import Follower, Writer, assert_exactly_once, stored_seqs
+from tests.e2e.followers import (
+    Follower,
+    PipelinedWriter,
+    Writer,
+    acked_at_least,
+    assert_exactly_once,
+    stored_seqs,
+)
 from tests.faults import TcpProxy
 from tests.integration.helpers import Api, Tenant, new_sid, open_live, read_until_seq, transcript
 from tests.services import Postgres, Redis, postgres_bin, redis_bin, require
@@ -90,27 +97,44 @@ async def run_with_fault(
     http: aiohttp.ClientSession,
     postgres: Postgres,
     fault: object,
-) -> tuple[Writer, list[Follower]]:
-    """Write ``EVENTS`` transcripts; after a third of them call ``fault()`` (sync or
-    async); then check every follower against PostgreSQL."""
-    sid = new_sid()
-    await Api(http, cluster.nodes[0], tenant.rw).create_call(sid)
-    followers = [Follower(cluster, sid, tenant.read, start=n).begin() for n in range(3)]
+) -> tuple[list[Writer | PipelinedWriter], list[Follower]]:
+    """Two calls written concurrently with the fault: one through REST (round-robin
+    over the nodes), one through a pipelined producer WebSocket (moving to the
+    next node when its connection fails). Once each writer has a third of its
+    events acknowledged, ``fault()`` (sync or async) runs while they go on.
+    Then every follower (one per node and call) is checked against PostgreSQL,
+    and every acknowledged append must be stored."""
+    rest = Api(http, cluster.nodes[0], tenant.rw)
+    sids = [new_sid(), new_sid()]
+    for sid in sids:
+        await rest.create_call(sid)
+    followers = [
+        Follower(cluster, sid, tenant.read, start=n).begin() for sid in sids for n in range(3)
+    ]
     for follower in followers:
         await follower.joined()
-    writer = Writer(cluster, http, sid, tenant.write)
-    await writer.write(EVENTS // 3, pause=0.002)
-    await followers[0].seen(1)
+    writers: list[Writer | PipelinedWriter] = [
+        Writer(cluster, http, sids[0], tenant.write),
+        PipelinedWriter(cluster, sids[1], tenant.write, start=1),
+    ]
+    tasks = [
+        asyncio.create_task(writers[0].write(EVENTS, pause=0.002)),  # type: ignore[call-arg]
+        asyncio.create_task(writers[1].write(EVENTS)),
+    ]
+    for writer in writers:
+        await acked_at_least(writer, EVENTS // 3)
     result = fault()  # type: ignore[operator]
     if asyncio.iscoroutine(result):
         await result
-    await writer.write(EVENTS - EVENTS // 3, pause=0.002)
-    stored = stored_seqs(postgres, cluster.database, sid)
-    assert set(writer.acked) <= set(stored), "an acknowledged append is not stored"
-    for follower in followers:
-        received = await follower.finish(stored[-1])
-        assert_exactly_once(received, stored)
-    return writer, followers
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    for sid, writer in zip(sids, writers, strict=True):
+        stored = stored_seqs(postgres, cluster.database, sid)
+        assert set(writer.acked) <= set(stored), "an acknowledged append is not stored"
+        assert len(writer.acked) >= EVENTS
+        for follower in followers:
+            if follower.sid == sid:
+                assert_exactly_once(await follower.finish(stored[-1]), stored)
+    return writers, followers
 
 
 async def test_kill_9_of_a_node_mid_stream(
@@ -126,7 +150,8 @@ async def test_kill_9_of_a_node_mid_stream(
             cluster.nodes[victim].proc.wait()  # type: ignore[union-attr]
 
         _, followers = await run_with_fault(cluster, tenant, http, fault_postgres, kill)
-        assert followers[victim].connections >= 2, "the victim's follower never reconnected"
+        for follower in followers[victim::3]:
+            assert follower.connections >= 2, "a follower on the victim never reconnected"
         cluster.restart(victim)
 
 
@@ -159,6 +184,24 @@ async def test_pubsub_clients_killed_mid_stream(
             fault_postgres,
             lambda: fault_redis.command("CLIENT", "KILL", "TYPE", "pubsub"),
         )
+
+
+async def test_postgres_crash_under_load(
+    cluster: Cluster, tenant: Tenant, http: aiohttp.ClientSession, fault_postgres: Postgres
+) -> None:
+    """PostgreSQL crashes (immediate stop) while both writers have appends in
+    flight and comes back a second later: every acknowledged append is stored,
+    every refused one was retried, and followers see the stored streams exactly."""
+
+    async def crash() -> None:
+        fault_postgres.stop("immediate")
+        await asyncio.sleep(1.0)  # the length of the outage being simulated
+        fault_postgres.start()
+
+    writers, _ = await run_with_fault(cluster, tenant, http, fault_postgres, crash)
+    assert sum(w.refused for w in writers) + sum(getattr(w, "reconnects", 0) for w in writers), (
+        "the crash refused nothing: it did not happen under load"
+    )
 
 
 async def test_postgres_restarted_mid_stream(
@@ -223,8 +266,8 @@ class ThreadedProxy:
         self.proxy = TcpProxy(upstream_port)
         asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
 
-    def blackhole(self) -> None:
-        self._loop.call_soon_threadsafe(self.proxy.blackhole)
+    def sever(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.sever)
 
     def resume(self) -> None:
         self._loop.call_soon_threadsafe(self.proxy.resume)
@@ -265,15 +308,17 @@ async def test_blackholed_redis_is_noticed_by_the_probe(
     fault_postgres: Postgres,
     proxy: ThreadedProxy,
 ) -> None:
-    """The path to Redis silently stops forwarding (sockets stay open) for 3 s:
-    ingest keeps storing; each node's probe notices its dead subscription,
-    reconnects once the path is back, and repairs from PostgreSQL, so followers
-    get everything well before the 30 s periodic check could have helped."""
+    """The path to Redis silently stops forwarding for 3 s, and the connections open
+    then never forward again (sockets stay open: a dead NAT entry), while both
+    writers go on: ingest keeps storing; each node's probe notices its dead
+    subscription, reconnects once the path is back, and repairs from PostgreSQL,
+    so followers get everything well before the 30 s periodic check could have
+    helped. (With the probe off, this fails on the time bound.)"""
     tenant = proxied.create_tenant("halfopen")
     for _ in range(REPEAT):
 
         async def blackhole_for_a_while() -> None:
-            proxy.blackhole()
+            proxy.sever()
             await asyncio.sleep(3.0)  # the outage being simulated lasts this long
             proxy.resume()
 
