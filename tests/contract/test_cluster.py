@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from scribeline.cluster import ClusterDegraded, open_cluster
+from scribeline.cluster import ClusterDegraded, Signals, open_cluster
 from tests.contract.cluster_backends import *  # noqa: F403 - the fixtures
 from tests.contract.cluster_backends import Node, Nodes, eventually
 from tests.services import Redis, redis_bin, require
@@ -84,12 +84,14 @@ async def test_a_crashed_nodes_slots_free_themselves(nodes: Nodes) -> None:
 
 
 async def test_renewed_leases_outlive_the_lease(nodes: Nodes) -> None:
-    """While a node renews, its slots and claim stay held for many lease lengths."""
-    holder = await nodes.node(lease=0.4, renew=0.1)
+    """While a node renews, its slots and claim stay held for several lease lengths."""
+    # Renewed every 0.1 s, a lease of 1.2 s survives a stall of a second (a loaded
+    # machine); without renewal it would run out twice over within the wait.
+    holder = await nodes.node(lease=1.2, renew=0.1)
     other = await nodes.node()
     assert await holder.cluster.acquire("bot:1", 1, "sub")
     await holder.cluster.claim("producer:1", "p", lambda: None)
-    await asyncio.sleep(1.2)  # three leases: the point is that nothing happens
+    await asyncio.sleep(2.6)  # two leases and more: the point is that nothing happens
     assert not await other.cluster.acquire("bot:1", 1, "sub2")
     assert await other.cluster.owner("producer:1") == holder.id
 
@@ -227,6 +229,34 @@ async def test_requests_get_their_reply_or_none(nodes: Nodes) -> None:
     await b.close()
 
 
+async def test_a_node_answers_a_bounded_number_of_requests_at_once(nodes: Nodes) -> None:
+    """Past ``max_replies`` answers under way, a request is dropped (its sender falls
+    back as for a lost message) instead of growing the node's tasks without end;
+    once answers finish, requests are answered again."""
+    a = await nodes.signals()
+    b = Signals(nodes.make(), max_replies=2)
+    await b.cluster.start(b.deliver)
+    gate = asyncio.Event()
+    started = 0
+
+    async def slow(data: dict[str, object]) -> dict[str, object]:
+        nonlocal started
+        started += 1
+        if data["wait"]:
+            await gate.wait()
+        return {"ok": True}
+
+    b.answer("slow", slow)
+    asked = [a.request(b.node_id, "slow", {"wait": True}, 0.5) for _ in range(3)]
+    assert await asyncio.gather(*asked) == [None, None, None]
+    assert started == 2 and b.dropped == 1 and b.answering == 2
+    gate.set()
+    await eventually(lambda: b.answering == 0)
+    assert await a.request(b.node_id, "slow", {"wait": False}, 5) == {"ok": True}
+    await a.close()
+    await b.close()
+
+
 # -- Redis only: outages and lost connections ------------------------------------
 
 
@@ -356,3 +386,87 @@ async def test_what_is_released_while_redis_is_unreachable_is_given_back(
         assert own_redis.command("ZRANGE", key, "0", "-1") == f"{a.id}/a2"
     finally:
         await made.close()
+
+
+async def test_a_release_during_a_renewal_stays_released(redis_server: Redis) -> None:
+    """A renewal looks at what the node holds, then a round trip later writes to
+    Redis: a slot or claim released in between stays released, whether the
+    renewal only extends leases or re-asserts them (after an outage)."""
+    made = Nodes(redis_server.url)
+    try:
+        a = Node(made.make(lease=60, renew=30))
+        b = Node(made.make(lease=60, renew=30))
+        for node in (a, b):
+            await node.cluster.start(node.inbox.append)
+        renewing = a.cluster._renew_all  # type: ignore[attr-defined]
+        for i, reassert in enumerate([False, True] * 5):
+            a.cluster._reassert = reassert  # type: ignore[attr-defined]
+            assert await a.cluster.acquire(f"call:{i}", 1, "m")
+            await a.cluster.claim(f"producer:{i}", "p", lambda: None)
+            renewal = asyncio.ensure_future(renewing())
+            await asyncio.sleep(0)  # the renewal has looked at what the node holds
+            await a.cluster.release(f"call:{i}", "m")
+            await a.cluster.release(f"producer:{i}", "p")
+            await renewal
+            assert await b.cluster.acquire(f"call:{i}", 1, "x"), f"slot {i} came back"
+            assert await b.cluster.owner(f"producer:{i}") is None, f"claim {i} came back"
+    finally:
+        await made.close()
+
+
+async def test_a_lease_redis_lost_is_put_back_at_once(redis_server: Redis) -> None:
+    """If Redis loses a lease without the node noticing (restarted between two
+    renewals, no persistence), the next renewal finds it missing and the node
+    re-asserts it at once rather than leaving the slot free to others."""
+    made = Nodes(redis_server.url)
+    try:
+        a = Node(made.make(lease=60, renew=0.2))
+        await a.cluster.start(a.inbox.append)
+        assert await a.cluster.acquire("call:3", 1, "m")
+        await a.cluster.claim("producer:3", "p", lambda: None)
+        redis_server.command("DEL", f"{made.namespace}:lim:{{call:3}}")
+        redis_server.command("DEL", f"{made.namespace}:own:{{producer:3}}")
+        key = f"{made.namespace}:lim:{{call:3}}"
+        await eventually(lambda: _members(redis_server, key) == 1)
+        assert await a.cluster.owner("producer:3") == a.id
+    finally:
+        await made.close()
+
+
+async def test_a_redis_that_refuses_writes_degrades_the_node(own_redis: Redis) -> None:
+    """A Redis that answers but refuses writes (READONLY: a replica, as after a
+    failover; OOM) is an outage, not a bug: the node degrades to node-local
+    limits instead of raising to every connection, and re-asserts its leases once
+    Redis takes writes again."""
+    require("Redis", redis_bin() is not None)
+    primary = Redis().start()
+    made = Nodes(own_redis.url)
+    try:
+        a = Node(made.make(lease=60, renew=30, timeout=0.5))
+        await a.cluster.start(a.inbox.append)
+        assert await a.cluster.acquire("call:1", 2, "a1")
+        own_redis.command("REPLICAOF", "127.0.0.1", str(primary.port))  # now read-only
+        await eventually(lambda: "role:slave" in own_redis.command("INFO", "replication"))
+        assert await a.cluster.acquire("call:1", 2, "a2")  # node-local: 2 of 2 here
+        assert not await a.cluster.acquire("call:1", 2, "a3")
+        await a.cluster.claim("producer:1", "p", lambda: None)
+        assert await a.cluster.owner("producer:1") == a.id
+        assert await a.cluster.coalesce("campaign:1", 10) == 0.0
+        with pytest.raises(ClusterDegraded, match="ReadOnlyError"):
+            await a.cluster.ping()
+        own_redis.command("REPLICAOF", "NO", "ONE")
+        await eventually(lambda: _healthy(a), within=5)
+        key = f"{made.namespace}:lim:{{call:1}}"
+        assert _members(own_redis, key) == 2  # a1 and a2, re-asserted
+        assert await a.cluster.owner("producer:1") == a.id
+
+        own_redis.command("CONFIG", "SET", "maxmemory", "1")  # full: writes refused
+        try:
+            await a.cluster.claim("producer:2", "p", lambda: None)
+            with pytest.raises(ClusterDegraded, match="OutOfMemoryError"):
+                await a.cluster.ping()
+        finally:
+            own_redis.command("CONFIG", "SET", "maxmemory", "0")
+    finally:
+        await made.close()
+        primary.destroy()

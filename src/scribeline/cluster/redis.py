@@ -11,17 +11,21 @@ so a key's slot set and claim live on one Redis Cluster shard):
 - ``{ns}:own:{key}``: the claim, the holder's ``node/member`` with a TTL;
   taken with ``SET ... GET`` so the displaced holder is known and told.
 - ``{ns}:turn:{key}``: a turn, ``SET NX PX``.
+- ``{ns}:node:{node id}``: written at each renewal, so a renewal proves that
+  Redis takes writes (a replica answers ``PING`` but refuses them).
 - channels ``{ns}:cluster:node:{node id}`` (messages for one node) and
   ``{ns}:cluster:all``, followed by a :class:`Listener` (``redis_listen``).
 
 Leases last ``lease`` seconds and are renewed every ``renew`` seconds for
-everything this node holds, in one pipeline. Any Redis connection error or
-timeout (``timeout`` seconds) turns the node *degraded*: it answers from
-what it holds alone (slots it holds count against the limit; claims and turns
-are its own) until a retry, every second, reaches Redis again; it then
-re-asserts its leases and gives back what was released meanwhile. A lease
-re-asserted after an outage is added even past the limit: the limit is
-checked when a connection is admitted, never by closing one.
+everything this node holds, in one pipeline (``redis_leases``: a renewal
+extends only what is still there, so it never undoes a release). Any Redis
+connection error, timeout (``timeout`` seconds) or refusal to write
+(``OUTAGE``: a read-only replica after a failover, out of memory) turns the
+node *degraded*: it answers from what it holds alone (slots it holds count
+against the limit; claims and turns are its own) until a retry, every
+second, reaches Redis again. It then re-asserts its leases (adds them back,
+even past the limit: the limit is checked when a connection is admitted,
+never by closing one) and gives back what was released meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -45,15 +48,10 @@ from scribeline.cluster.base import (
     new_node_id,
     split_member,
 )
+from scribeline.cluster.held import Held, call_lost
+from scribeline.cluster.redis_leases import Leases
 from scribeline.cluster.redis_listen import Listener
-from scribeline.cluster.redis_scripts import (
-    ACQUIRE,
-    COALESCE,
-    RELEASE,
-    RENEW_CLAIM,
-    RENEW_SLOTS,
-    UNREACHABLE,
-)
+from scribeline.cluster.redis_scripts import ACQUIRE, COALESCE, OUTAGE
 
 __all__ = ["RedisCluster"]
 
@@ -61,8 +59,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to reach Redis again while degraded.
 RETRY_SECONDS = 1.0
-#: Releases remembered while degraded (beyond this, their leases just run out).
-MAX_UNRELEASED = 100_000
 
 _MESSAGE = b"m"
 _LOST = b"l"
@@ -97,9 +93,6 @@ class RedisCluster(Cluster):
             retry=Retry(NoBackoff(), 0),
         )
         self._acquire = self._client.register_script(ACQUIRE)
-        self._renew_slots = self._client.register_script(RENEW_SLOTS)
-        self._renew_claim = self._client.register_script(RENEW_CLAIM)
-        self._release = self._client.register_script(RELEASE)
         self._coalesce = self._client.register_script(COALESCE)
         self._all_channel = f"{namespace}:cluster:all"
         self._listener = Listener(
@@ -110,14 +103,22 @@ class RedisCluster(Cluster):
             retry=self._retry,
         )
         self._on_message: OnMessage | None = None
-        #: What this node holds (unqualified members), for renewal and the local fallback.
-        self._slots: dict[str, set[str]] = {}
-        self._claims: dict[str, tuple[str, OnLost]] = {}
-        self._turns: dict[str, float] = {}
-        self._unreleased: set[tuple[str, str]] = set()
-        #: Why Redis is unreachable (an exception's type name), or None.
+        #: What this node holds, for renewal and the local fallback.
+        self._held = Held()
+        self._leases = Leases(
+            self._client,
+            self._held,
+            key=self._key,
+            full=self._full,
+            lease_ms=self._lease_ms,
+            node_key=self._key("node", self.node_id),
+        )
+        #: Why Redis cannot be used (an exception's type name), or None.
         self._down: str | None = None
-        self._went_down = asyncio.Event()
+        #: The next renewal re-adds what this node holds (a lease was found missing).
+        self._reassert = False
+        #: Renew now, not at the next cadence (Redis went away, or a lease is missing).
+        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timeout = timeout
         self._closed = False
@@ -133,10 +134,11 @@ class RedisCluster(Cluster):
     def _degrade(self, exc: BaseException) -> None:
         if self._down is None:
             log.warning(
-                "cluster: Redis unreachable (%s); using node-local limits until it is back",
+                "cluster: Redis unreachable or refusing writes (%s); "
+                "using node-local limits until it is back",
                 type(exc).__name__,
             )
-            self._went_down.set()  # start retrying now, not at the next renewal
+            self._wake.set()  # start retrying now, not at the next renewal
         self._down = type(exc).__name__
 
     # -- lifecycle --------------------------------------------------------------
@@ -145,7 +147,7 @@ class RedisCluster(Cluster):
         self._on_message = on_message
         try:
             await self._client.ping()
-        except UNREACHABLE as exc:
+        except OUTAGE as exc:
             self._degrade(exc)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._maintain()), loop.create_task(self._listener.run())]
@@ -169,15 +171,9 @@ class RedisCluster(Cluster):
         self._tasks = []
         if self._down is None:
             # A clean stop frees its slots now, not a lease later.
-            held = [(k, m) for k, ms in self._slots.items() for m in ms]
-            held += [(k, m) for k, (m, _) in self._claims.items()]
-            with contextlib.suppress(*UNREACHABLE):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key, member in held:
-                        await self._release_in(pipe, key, member)
-                    await pipe.execute()
-        self._slots.clear()
-        self._claims.clear()
+            with contextlib.suppress(*OUTAGE):
+                await self._leases.release_all(self._held.everything())
+        self._held.clear()
         self._on_message = None
         await self._client.aclose()
 
@@ -186,7 +182,7 @@ class RedisCluster(Cluster):
             raise ClusterDegraded(self._down)
         try:
             await self._client.ping()
-        except UNREACHABLE as exc:
+        except OUTAGE as exc:
             self._degrade(exc)
             raise ClusterDegraded(self._down) from None
         if not self._listener.listening.is_set():
@@ -201,65 +197,37 @@ class RedisCluster(Cluster):
                     keys=[self._key("lim", key)],
                     args=[self._full(member), limit, self._lease_ms],
                 )
-            except UNREACHABLE as exc:
+            except OUTAGE as exc:
                 self._degrade(exc)
             else:
                 if taken:
-                    self._slots.setdefault(key, set()).add(member)
-                    self._unreleased.discard((key, member))
+                    self._held.add_slot(key, member)
                 return bool(taken)
-        mine = self._slots.setdefault(key, set())
-        if member in mine or len(mine) < limit:
-            mine.add(member)
-            self._unreleased.discard((key, member))
-            return True
-        if not mine:
-            del self._slots[key]
-        return False
+        return self._held.local_acquire(key, limit, member)
 
     async def release(self, key: str, member: str) -> None:
-        mine = self._slots.get(key)
-        if mine is not None:
-            mine.discard(member)
-            if not mine:
-                del self._slots[key]
-        claim = self._claims.get(key)
-        if claim is not None and claim[0] == member:
-            del self._claims[key]
+        self._held.drop(key, member)
         if self._down is None:
             try:
-                await self._release(
-                    keys=[self._key("lim", key), self._key("own", key)],
-                    args=[self._full(member)],
-                )
+                await self._leases.release(key, member)
                 return
-            except UNREACHABLE as exc:
+            except OUTAGE as exc:
                 self._degrade(exc)
-        if len(self._unreleased) < MAX_UNRELEASED:
-            self._unreleased.add((key, member))
-
-    async def _release_in(self, pipe: Any, key: str, member: str) -> None:
-        await self._release(
-            keys=[self._key("lim", key), self._key("own", key)],
-            args=[self._full(member)],
-            client=pipe,
-        )
+        self._held.remember_unreleased([(key, member)])
 
     # -- claims -------------------------------------------------------------------
 
     async def claim(self, key: str, member: str, on_lost: OnLost) -> None:
-        local = self._claims.get(key)
-        self._claims[key] = (member, on_lost)
-        self._unreleased.discard((key, member))
+        local = self._held.take_claim(key, member, on_lost)
         if local is not None and local[0] != member:
-            _call(local[1])
+            call_lost(local[1])
         if self._down is not None:
             return
         try:
             previous = await self._client.set(
                 self._key("own", key), self._full(member), px=self._lease_ms, get=True
             )
-        except UNREACHABLE as exc:
+        except OUTAGE as exc:
             self._degrade(exc)
             return
         if isinstance(previous, bytes):
@@ -269,20 +237,20 @@ class RedisCluster(Cluster):
                 await self._publish(f"{self._ns}:cluster:node:{node_id}", _LOST, body)
 
     def _lost(self, key: str, member: str) -> None:
-        claim = self._claims.get(key)
+        claim = self._held.claims.get(key)
         if claim is not None and claim[0] == member:
-            del self._claims[key]
-            _call(claim[1])
+            del self._held.claims[key]
+            call_lost(claim[1])
 
     async def owner(self, key: str) -> str | None:
         if self._down is None:
             try:
                 holder = await self._client.get(self._key("own", key))
-            except UNREACHABLE as exc:
+            except OUTAGE as exc:
                 self._degrade(exc)
             else:
                 return None if holder is None else split_member(_text(holder))[0]
-        return self.node_id if key in self._claims else None
+        return self.node_id if key in self._held.claims else None
 
     # -- turns --------------------------------------------------------------------
 
@@ -294,19 +262,12 @@ class RedisCluster(Cluster):
                 wait_ms = await self._coalesce(
                     keys=[self._key("turn", key)], args=[max(int(interval * 1000), 1)]
                 )
-            except UNREACHABLE as exc:
+            except OUTAGE as exc:
                 self._degrade(exc)
             else:
                 return int(wait_ms) / 1000
         # Node-local turns while degraded: at most one per interval per node.
-        now = asyncio.get_running_loop().time()
-        ends = self._turns.get(key, 0.0)
-        if ends > now:
-            return ends - now
-        if len(self._turns) > 10_000:
-            self._turns = {k: e for k, e in self._turns.items() if e > now}
-        self._turns[key] = now + interval
-        return 0.0
+        return self._held.local_turn(key, interval, asyncio.get_running_loop().time())
 
     # -- messages -----------------------------------------------------------------
 
@@ -326,7 +287,7 @@ class RedisCluster(Cluster):
             return int(
                 await self._client.publish(channel, self.node_id.encode() + b"\n" + kind + body)
             )
-        except UNREACHABLE as exc:
+        except OUTAGE as exc:
             self._degrade(exc)
             return 0
 
@@ -355,56 +316,28 @@ class RedisCluster(Cluster):
             if self._down is None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._renew):  # the lease cadence
-                        await self._went_down.wait()
+                        await self._wake.wait()
             if self._down is not None:
                 await asyncio.sleep(self._retry)  # the retry cadence while degraded
-            self._went_down.clear()
+            self._wake.clear()
             try:
                 await self._renew_all()
             except Exception:  # a bug must not end renewal: leases would run out
                 log.exception("cluster: renewing leases failed")
 
     async def _renew_all(self) -> None:
-        slots = [(k, sorted(ms)) for k, ms in self._slots.items() if ms]
-        claims = list(self._claims.items())
-        unreleased = list(self._unreleased)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key, members in slots:
-                    await self._renew_slots(
-                        keys=[self._key("lim", key)],
-                        args=[self._lease_ms, *(self._full(m) for m in members)],
-                        client=pipe,
-                    )
-                for key, (member, _) in claims:
-                    await self._renew_claim(
-                        keys=[self._key("own", key)],
-                        args=[self._full(member), self._lease_ms],
-                        client=pipe,
-                    )
-                for key, member in unreleased:
-                    await self._release_in(pipe, key, member)
-                await pipe.ping()
-                results = await pipe.execute()
-        except UNREACHABLE as exc:
+            missing = await self._leases.renew(self._down is not None or self._reassert)
+        except OUTAGE as exc:
             self._degrade(exc)
             return
         if self._down is not None:
-            log.warning("cluster: Redis reachable again; cluster-wide limits restored")
+            log.warning("cluster: Redis usable again; cluster-wide limits restored")
             self._down = None
-        self._unreleased.difference_update(unreleased)
-        for (key, held), renewed in zip(claims, results[len(slots) :], strict=False):
-            if not renewed and self._claims.get(key) is held:
-                del self._claims[key]  # another node claimed it while we were away
-                _call(held[1])
+        self._reassert = missing
+        if missing:
+            self._wake.set()  # put back what Redis lost now, not a renewal later
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _call(on_lost: OnLost) -> None:
-    try:
-        on_lost()
-    except Exception:
-        log.exception("a lost claim's handler failed")

@@ -7,6 +7,9 @@ for its reply; ``None`` means no reply came (no such node, a lost message, a
 timeout), and the caller falls back to doing the work itself. Wire form, one
 JSON object: ``{"k": kind, "d": data}``, plus ``"r"`` (request id) and
 ``"f"`` (the asking node) on requests; a reply has kind ``""``.
+
+A node answers at most ``max_replies`` requests at once; a request beyond
+that is dropped (logged), and its sender falls back as for a lost message.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import orjson
 
 from scribeline.cluster.base import Cluster
 
-__all__ = ["Handler", "Responder", "Signals"]
+__all__ = ["MAX_REPLIES", "Handler", "Responder", "Signals"]
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,18 @@ Responder = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 _REPLY = ""
 
+#: Requests a node answers at once (each answer is a task awaiting its responder).
+MAX_REPLIES = 1000
+
 
 class Signals:
     """Named notices and requests over one node's cluster."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, *, max_replies: int = MAX_REPLIES) -> None:
         self.cluster = cluster
+        self._max_replies = max_replies
+        #: Requests dropped because ``max_replies`` answers were under way.
+        self.dropped = 0
         self._handlers: dict[str, Handler] = {}
         self._responders: dict[str, Responder] = {}
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -49,6 +58,11 @@ class Signals:
     @property
     def node_id(self) -> str:
         return self.cluster.node_id
+
+    @property
+    def answering(self) -> int:
+        """Requests being answered now (at most ``max_replies``)."""
+        return len(self._tasks)
 
     def on(self, kind: str, handler: Handler) -> None:
         """Run ``handler`` with the data of every ``kind`` notice this node receives."""
@@ -94,8 +108,16 @@ class Signals:
                 future.set_result(data)
         elif "r" in message:
             responder = self._responders.get(kind)
-            if responder is not None:
-                self._spawn(self._reply(responder, data, message["f"], message["r"]))
+            if responder is None:
+                return
+            if len(self._tasks) >= self._max_replies:
+                self.dropped += 1
+                if self.dropped % 1000 == 1:  # the first, then one line per thousand
+                    log.warning(
+                        "dropped %d cluster requests: too many answers under way", self.dropped
+                    )
+                return
+            self._spawn(self._reply(responder, data, message["f"], message["r"]))
         else:
             handler = self._handlers.get(kind)
             if handler is not None:
