@@ -6,9 +6,10 @@ functions at the end render them (``rest_error``, ``close_for``,
 ``error_message``); nothing else in the code base chooses a status, a close
 code or an error body. Errors of the layers below (a request body that fails
 validation, aiohttp's own HTTP errors) are turned into these first:
-``invalid_body``, ``http_error``, ``malformed_request``. Anything else is an
-``InternalError``: logged by whoever reports it, shown only as a generic
-message. (Pure: no web framework is imported here.)
+``invalid_body``, ``http_error``, ``malformed_request``; a broker outage
+(``BrokerUnavailable``) becomes the retryable ``BrokerUnreachable``.
+Anything else is an ``InternalError``: logged by whoever reports it, shown
+only as a generic message. (Pure: no web framework is imported here.)
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import Any
 
 import orjson
 
+from scribeline.broker.base import BrokerUnavailable
+
 __all__ = [
     "AuthenticationFailed",
     "BotEnded",
+    "BrokerUnreachable",
     "CallEnded",
     "CloseCode",
     "Conflict",
@@ -234,6 +238,22 @@ class StorageUnavailable(ScribelineError):
         super().__init__(message, retryable=True)
 
 
+class BrokerUnreachable(ScribelineError):
+    """The broker that carries messages between servers cannot be reached (a Redis
+    outage): what needed it did not happen, and the client should retry (a
+    subscriber reconnects, a REST call is repeated)."""
+
+    code = "broker_unavailable"
+    http_status = 503
+    close_code = CloseCode.TRY_AGAIN_LATER
+    retry_after = 1
+
+    def __init__(
+        self, message: str = "Messaging between servers is unavailable; retry shortly"
+    ) -> None:
+        super().__init__(message, retryable=True)
+
+
 class InvalidJson(ScribelineError):
     code = "invalid_json"
     http_status = 400
@@ -274,8 +294,13 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def error_for(exc: BaseException) -> ScribelineError:
-    """The error a client is told about: ``exc`` itself, or an ``InternalError``."""
-    return exc if isinstance(exc, ScribelineError) else InternalError()
+    """The error a client is told about: ``exc`` itself, a retryable error for an
+    outage of a layer below (the broker), or an ``InternalError``."""
+    if isinstance(exc, ScribelineError):
+        return exc
+    if isinstance(exc, BrokerUnavailable):
+        return BrokerUnreachable()
+    return InternalError()
 
 
 def invalid_body(details: list[dict[str, Any]]) -> InvalidRequest:

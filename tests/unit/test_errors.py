@@ -128,3 +128,21 @@ def test_storage_unavailable_is_a_retryable_503_with_retry_after() -> None:
     assert response.body is not None
     assert b'"error":"storage_unavailable"' in bytes(response.body)  # type: ignore[arg-type]
     assert b'"retryable":true' in bytes(response.body)  # type: ignore[arg-type]
+
+
+def test_a_broker_outage_is_a_retryable_503_and_a_1013_close() -> None:
+    """A broker that cannot be reached is an outage, not a bug: REST answers 503 with
+    Retry-After and ``retryable``, a WebSocket closes with 1013 (come back), never
+    500/1011 and never 1000 (which a bot's subscriber reads as the bot's end)."""
+    from scribeline.api.responses import error_response
+    from scribeline.broker import BrokerUnavailable
+
+    outage = BrokerUnavailable("Redis: Connection refused")
+    assert close_for(outage) == (CloseCode.TRY_AGAIN_LATER, "broker_unavailable")
+    response = error_response(to_error(outage))
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.body is not None
+    body = bytes(response.body)  # type: ignore[arg-type]
+    assert b'"error":"broker_unavailable"' in body and b'"retryable":true' in body
+    assert b"refused" not in body  # the cause stays in the logs

@@ -8,18 +8,30 @@ import orjson
 
 from scribeline.api.websocket import Endpoint
 from scribeline.auth import Credentials
+from scribeline.broker import BrokerUnavailable
 from scribeline.errors import BotEnded, InvalidMessage, NotFound, ScribelineError
 
 CREDENTIALS = Credentials("token", None)
+
+
+class FakeTransport:
+    """The client's socket: open, or gone (the peer went away)."""
+
+    def __init__(self, gone: bool) -> None:
+        self.gone = gone
+
+    def is_closing(self) -> bool:
+        return self.gone
 
 
 class FakeConnection:
     """Stands in for Connection: records what is sent and how it closes (the first
     close wins, as with the real one)."""
 
-    def __init__(self, steps: list[str]) -> None:
+    def __init__(self, steps: list[str], *, peer_gone: bool = False) -> None:
         self.closing = False
         self.steps = steps
+        self.transport = FakeTransport(peer_gone)
 
     def send(self, payload: bytes) -> None:
         self.steps.append("send " + orjson.loads(payload)["error"])
@@ -38,6 +50,7 @@ async def _run(
     join_result: Any = "state",
     join_error: Exception | None = None,
     serve_error: Exception | None = None,
+    peer_gone: bool = False,
     **options: Any,
 ) -> list[str]:
     steps: list[str] = []
@@ -58,7 +71,8 @@ async def _run(
 
     options.setdefault("render", _render)
     endpoint = Endpoint(join, serve, leave=leave, **options)
-    await endpoint.run(FakeConnection(steps), CREDENTIALS)  # type: ignore[arg-type]
+    conn = FakeConnection(steps, peer_gone=peer_gone)
+    await endpoint.run(conn, CREDENTIALS)  # type: ignore[arg-type]
     return steps
 
 
@@ -110,3 +124,19 @@ async def test_an_internal_error_reaches_the_client_only_as_a_generic_one() -> N
     """An unexpected exception goes out as internal_error with 1011, never its text."""
     steps = await _run(serve_error=RuntimeError("secret detail"))
     assert steps[2:] == ["send internal_error", "close 1011 internal_error", "leave state"]
+
+
+async def test_a_broker_outage_closes_with_try_again_later() -> None:
+    """A broker that cannot be reached (a ConnectionError of our own side, while the
+    client is still there) closes with 1013 broker_unavailable, so the client
+    reconnects; it is not taken for the peer going away (a silent 1000, which a
+    bot's subscriber reads as the bot's end)."""
+    steps = await _run(serve_error=BrokerUnavailable("redis down"), render=None)
+    assert steps[2:] == ["close 1013 broker_unavailable", "leave state"]
+
+
+async def test_a_peer_that_went_away_is_not_reported() -> None:
+    """A connection error because the client's socket is gone is routine: nothing is
+    sent, nothing logged, the session just ends."""
+    steps = await _run(serve_error=ConnectionResetError("gone"), peer_gone=True)
+    assert steps == ["join token", "serve state", "leave state", "close 1000"]

@@ -216,9 +216,11 @@ async def report(
     error's close code and its code (``not_found``...) as the close reason, for
     clients that only see the close. Without ``render`` no message is sent and
     every error closes. Internal errors are logged here and reach the client
-    only as a generic message.
+    only as a generic message. A ``ConnectionError`` is silent only when the
+    client's socket is gone; any other (a broker outage) is reported, so the
+    client knows to come back rather than taking the close for the stream's end.
     """
-    if conn.closing or isinstance(exc, ConnectionError):
+    if conn.closing or (isinstance(exc, ConnectionError) and conn.transport.is_closing()):
         return  # nobody left to tell (a peer that went away is routine, not an error)
     error = error_for(exc)
     if isinstance(error, InternalError):
