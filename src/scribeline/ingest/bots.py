@@ -6,9 +6,12 @@ not stored: they are published on the bot's actions channel, which the
 node holding the bot's producer connection follows.
 
 Stopping (a ``stop`` action or REST): the producer, if this process holds
-it, is asked to stop and given ``stop_timeout`` seconds to store its own
-``stop``; otherwise, or if it does not, the server stores ``stop`` itself.
-The stream closes on the first ``stop`` stored, so there is exactly one.
+it, is sent the stop directly (no broker involved) and given
+``stop_timeout`` seconds to store its own ``stop``; otherwise, or if it does
+not, the server stores ``stop`` itself. The stream closes on the first
+``stop`` stored, so there is exactly one. With no producer here the stop is
+also published on the bot's actions channel, best effort: a broker outage
+does not keep the server from storing the stop.
 
 One producer per bot across the cluster: a producer holds the bot's claim
 (``bot-producer:N``), and a producer connecting on any node displaces the
@@ -27,7 +30,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from scribeline.broker import Broker
+from scribeline.broker import Broker, BrokerUnavailable
 from scribeline.cluster import Signals
 from scribeline.connection import Connection
 from scribeline.domain import Bot
@@ -98,13 +101,18 @@ class BotService:
             raise BotEnded(f"Bot {bot.public_id} has ended") from None
         await self._publisher.publish(bot.org_id, [stored], {"bot_id": bot.public_id})
         if stored.closes:
-            waiter = self._ended.pop(bot.id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._settle(bot)
         return stored
 
+    def _settle(self, bot: Bot) -> None:
+        """The bot has ended: wake whoever waits for its producer's stop."""
+        waiter = self._ended.pop(bot.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def act(self, bot: Bot, action: ChatAction | StopAction) -> None:
-        """Pass a subscriber's action to the bot's producer, wherever it is connected."""
+        """Pass a subscriber's action to the bot's producer, wherever it is connected
+        (``BrokerUnavailable`` if a chat message cannot be passed on now)."""
         if isinstance(action, StopAction):
             self._spawn(self.stop(bot))
         else:
@@ -133,22 +141,38 @@ class BotService:
         return {"stopped": True}
 
     async def _stop_here(self, bot: Bot) -> None:
-        if bot.id in self._producers:
-            waiter = self._ended.get(bot.id)
-            if waiter is None:
-                waiter = self._ended[bot.id] = asyncio.get_running_loop().create_future()
-            await self._broker.publish(bot.actions_channel, encode_action(STOP_ACTION))
+        producer = self._producers.get(bot.id)
+        if producer is None:
+            try:
+                # A producer on another process still hears it; the stream ends here regardless.
+                await self._broker.publish(bot.actions_channel, encode_action(STOP_ACTION))
+            except BrokerUnavailable as exc:
+                log.info("bot %s: stop not published (%s); storing it", bot.public_id, exc)
+            await self._store_stop(bot)
+            return
+        waiter = self._ended.get(bot.id)
+        if waiter is None:
+            waiter = self._ended[bot.id] = asyncio.get_running_loop().create_future()
+        try:
+            producer.send(encode_action(STOP_ACTION))  # ours: no broker in between
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(waiter), self._stop_timeout)
                 return
             log.info("bot %s did not stop in time; stopping it", bot.public_id)
-        else:
-            # A producer on another process still hears it; the stream ends here regardless.
-            await self._broker.publish(bot.actions_channel, encode_action(STOP_ACTION))
-        with contextlib.suppress(BotEnded):
+            await self._store_stop(bot)
+        finally:
+            # Whatever happened, nobody resolves this waiter any more (a stop stored
+            # on another node never passes through our append).
+            if self._ended.get(bot.id) is waiter:
+                del self._ended[bot.id]
+
+    async def _store_stop(self, bot: Bot) -> None:
+        try:
             await self.append(
                 bot, NewEvent(BotEventType.STOP, {"reason": MANUALLY_STOPPED}, closes=True)
             )
+        except BotEnded:
+            self._settle(bot)  # it ended elsewhere: a stop waiting here may return
 
     async def attach_producer(
         self, bot: Bot, conn: Connection, replaced: Callable[[], Coroutine[Any, Any, None]]

@@ -15,6 +15,13 @@ Contact changes arrive here already stored (storage appends each contact's
 transaction of the change): ``published`` publishes them, from outcomes
 recorded here and from linked calls (the calls service), and schedules the
 progress that follows.
+
+A progress append that storage refuses (a PostgreSQL blip) is tried again
+after ``PROGRESS_RETRY_DELAYS`` (about 20 s in all); past that it waits for
+the campaign's next change. A node that stops cleanly appends the progress
+it still had to come at once, without waiting for the turn: no other node
+knows of it. A node that crashes loses it (known limit): the campaign's next
+change, on any node, brings progress again.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ __all__ = ["CampaignService"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds before each new attempt at a progress append that failed.
+PROGRESS_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
 
 def campaign_meta(campaign: Campaign) -> dict[str, int]:
     """What the organization event stream filters campaign events on."""
@@ -52,9 +62,13 @@ class CampaignService:
         self._publisher = publisher
         self._interval = interval
         self._cluster = cluster
-        #: Campaigns with progress to come: the timer of the next try, or None
-        #: while the turn is being asked for.
-        self._scheduled: dict[int, asyncio.TimerHandle | None] = {}
+        #: Campaigns with progress to come: the campaign and the timer of the next
+        #: try, or None while the turn is being asked for.
+        self._scheduled: dict[int, tuple[Campaign, asyncio.TimerHandle | None]] = {}
+        #: Campaigns whose failed progress append waits to be tried again (that
+        #: attempt reads the counters as of then, so it covers later changes).
+        self._retrying: set[int] = set()
+        self._closing = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, org_id: int, campaign_id: int) -> Campaign:
@@ -131,19 +145,21 @@ class CampaignService:
             self.changed(campaign)
 
     def _forget(self, campaign_id: int) -> None:
-        handle = self._scheduled.pop(campaign_id, None)
+        _, handle = self._scheduled.pop(campaign_id, (None, None))
         if handle is not None:
             handle.cancel()
 
     def changed(self, campaign: Campaign) -> None:
         """A contact changed: a progress event follows, at most one per interval
         (across the cluster)."""
-        if self._interval <= 0:
+        if campaign.id in self._retrying:
+            return
+        if self._interval <= 0 or self._closing.is_set():
             self._spawn(self._append_progress(campaign))
             return
         if campaign.id in self._scheduled:
             return
-        self._scheduled[campaign.id] = None
+        self._scheduled[campaign.id] = (campaign, None)
         self._spawn(self._turn(campaign))
 
     async def _turn(self, campaign: Campaign) -> None:
@@ -156,16 +172,16 @@ class CampaignService:
             self._scheduled.pop(campaign.id, None)
             return
         if campaign.id not in self._scheduled:
-            return  # completed, or the service is closing
+            return  # completed, or taken over by ``close``
         if wait > 0:
-            loop = asyncio.get_running_loop()
-            self._scheduled[campaign.id] = loop.call_later(wait, self._retry, campaign)
+            handle = asyncio.get_running_loop().call_later(wait, self._next_turn, campaign)
+            self._scheduled[campaign.id] = (campaign, handle)
             return
         del self._scheduled[campaign.id]
         await self._append_progress(campaign)
 
-    def _retry(self, campaign: Campaign) -> None:
-        self._scheduled[campaign.id] = None
+    def _next_turn(self, campaign: Campaign) -> None:
+        self._scheduled[campaign.id] = (campaign, None)
         self._spawn(self._turn(campaign))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -174,22 +190,51 @@ class CampaignService:
         task.add_done_callback(self._tasks.discard)
 
     async def _append_progress(self, campaign: Campaign) -> None:
-        try:
-            event = await self._storage.append_progress(campaign.id)
-        except Exception:
-            log.exception("could not append progress of campaign %d", campaign.id)
-            return
+        """Append and publish the campaign's progress, trying again (a bounded number
+        of times) when storage refuses; while closing, one more attempt at once."""
+        delays = iter(PROGRESS_RETRY_DELAYS)
+        while True:
+            try:
+                event = await self._storage.append_progress(campaign.id)
+                break
+            except Exception as exc:
+                delay = None if self._closing.is_set() else next(delays, None)
+                if campaign.id in self._scheduled or campaign.id in self._retrying:
+                    return  # progress to come anyway, counted after this attempt
+                if delay is None:
+                    log.exception("gave up appending progress of campaign %d", campaign.id)
+                    return
+                log.warning(
+                    "could not append progress of campaign %d (%s); trying again in %.1f s",
+                    campaign.id,
+                    type(exc).__name__,
+                    delay,
+                )
+                await self._back_off(campaign.id, delay)
         if event is None:  # the campaign has completed
             self._forget(campaign.id)
             return
         await self._publisher.publish(campaign.org_id, [event], campaign_meta(campaign))
 
+    async def _back_off(self, campaign_id: int, delay: float) -> None:
+        """Wait ``delay`` seconds before a new attempt, or less if the service closes."""
+        self._retrying.add(campaign_id)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+        finally:
+            self._retrying.discard(campaign_id)
+
     async def close(self) -> None:
-        """Drop scheduled progress and finish what is being written."""
-        for handle in self._scheduled.values():
+        """Append the progress still to come at once, without waiting for the turn
+        (no other node knows of it), and finish what is being written; an append
+        waiting to be tried again is tried once more, now."""
+        self._closing.set()
+        scheduled, self._scheduled = self._scheduled, {}
+        for campaign, handle in scheduled.values():
             if handle is not None:
                 handle.cancel()
-        self._scheduled.clear()
-        for task in list(self._tasks):
-            with contextlib.suppress(Exception):
-                await task
+            self._spawn(self._append_progress(campaign))
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
