@@ -23,8 +23,11 @@ open connections, keeps one rule for every position a client holds.
 The organization channel (the firehose) interleaves streams, so it keeps a
 position per stream it has seen (anchored at the first event seen of each):
 a gap or a lost tail of a seen stream is repaired from storage and rendered
-with that stream's routing metadata. Its known limit: events of a stream
-published before the node first saw any event of it are not repaired.
+with that stream's routing metadata. A stream idle for ``firehose_idle``
+seconds, or ended, is forgotten but its last seq is remembered: a message
+repeated later is not shown twice, and a stream that resumes is repaired from
+there. Its known limit: events of a stream published before the node first
+saw any event of it are not repaired.
 Relays (a bot's actions) are neither stored nor sequenced: a lost message
 there is lost (the stop handshake has its own timeout).
 
@@ -47,13 +50,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from scribeline.broker import Broker, unpack, unpack_with_meta
+from scribeline.broker import Broker, unpack
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode
 from scribeline.events import Position
 from scribeline.hub_channels import (
-    FIREHOSE_IDLE_ROUNDS,
-    FIREHOSE_STREAMS,
+    FIREHOSE_IDLE,
     Channel,
     Encoder,
     Firehose,
@@ -102,6 +104,7 @@ class Hub:
     (0 suits the in-process broker; across nodes two publishers can swap the
     order of a stream's events). ``position_check_interval``: seconds between
     two position checks of every live stream, once :meth:`start` has run.
+    ``firehose_idle``: seconds an organization channel keeps an idle stream's position.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Hub:
         subscriptions_per_organization: int = 10_000,
         reorder_wait: float = 0.0,
         position_check_interval: float = 20.0,
+        firehose_idle: float = FIREHOSE_IDLE,
     ) -> None:
         self._firehose_limits = (subscriptions_per_connection, subscriptions_per_organization)
         self._broker = broker
@@ -124,6 +128,7 @@ class Hub:
         self._encode_firehose = firehose_encoder
         self._positions = Positions(storage, reorder_wait)
         self._check_interval = position_check_interval
+        self._firehose_idle = firehose_idle
         self._checker: asyncio.Task[None] | None = None
         self._check_requested = asyncio.Event()
         self._checks = 0
@@ -146,12 +151,7 @@ class Hub:
             return
         firehose = self._firehoses.get(channel)
         if firehose is not None:
-            if len(firehose):
-                event, meta = unpack_with_meta(payload)
-                pos = firehose.position(event, meta)
-                self._positions.receive(pos, event)
-                if event.closes and pos.last == event.seq:
-                    firehose.forget(event.stream)  # ended: nothing more can come
+            firehose.receive(self._positions, payload)
             return
         relay = self._relays.get(channel)
         if relay is not None:
@@ -186,20 +186,13 @@ class Hub:
         """Compare every live stream's position with storage and repair what is
         behind (a lost last event, messages lost while the broker was away)."""
         self._checks += 1
-        self._forget_idle_firehose_streams()
+        idle_since = asyncio.get_running_loop().time() - self._firehose_idle
+        for firehose in self._firehoses.values():
+            firehose.forget_idle(idle_since)
         positions = [t.position for t in self._topics.values() if t.ready.done()]
         for firehose in self._firehoses.values():
             positions.extend(firehose.streams.values())
         await self._positions.check(positions)
-
-    def _forget_idle_firehose_streams(self) -> None:
-        horizon = self._positions.round - FIREHOSE_IDLE_ROUNDS
-        for firehose in self._firehoses.values():
-            streams = firehose.streams
-            idle = [s for s, p in streams.items() if p.round < horizon and not p.behind()]
-            idle += list(streams)[: max(0, len(streams) - len(idle) - FIREHOSE_STREAMS)]
-            for stream in idle:
-                firehose.forget(stream)
 
     async def attach_relay(self, channel: str, conn: Connection) -> None:
         """Write every message published on ``channel`` to ``conn`` as a text frame."""
@@ -292,7 +285,7 @@ class Hub:
             self._topics,
             stream,
             lambda: Topic(stream),
-            lambda t: self._add(t, conn, format_key, encoder),
+            lambda t: t.add(conn, format_key, encoder),
             self._start_topic,
         )
 
@@ -345,14 +338,20 @@ class Hub:
         """Register ``channel`` and subscribe; connections that join meanwhile wait on
         ``ready``, which carries a failure to them too."""
         channels[name] = channel
+        subscribed = False
         try:
             await self._broker.subscribe(name)
+            subscribed = True
             if start is not None:
                 await start(channel)
         except BaseException as exc:
             channel.ready.set_exception(exc)
             channel.ready.exception()  # retrieved: the caller sees it here
-            channels.pop(name, None)
+            if not subscribed:
+                channels.pop(name, None)
+            else:  # no subscriber is left to unsubscribe it; the error is the one to raise
+                with contextlib.suppress(Exception):
+                    await self._leave(channels, name, channel)
             raise
         channel.ready.set_result(None)
 
@@ -366,12 +365,16 @@ class Hub:
         """The last subscriber out unsubscribes."""
         if len(channel) or channel.unsubscribed is not None:
             return
-        channel.unsubscribed = asyncio.get_running_loop().create_future()
         if isinstance(channel, Topic):
             self._positions.drop(channel.position)
         elif isinstance(channel, Firehose):
             for stream in list(channel.streams):
                 channel.forget(stream)
+        await self._leave(channels, name, channel)
+
+    async def _leave(self, channels: dict[str, C], name: str, channel: C) -> None:
+        """Unsubscribe; whoever joins ``name`` meanwhile waits for it (see ``_current``)."""
+        channel.unsubscribed = asyncio.get_running_loop().create_future()
         try:
             await self._broker.unsubscribe(name)
         finally:
@@ -391,11 +394,3 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await checker
         await self._positions.close()
-
-    @staticmethod
-    def _add(topic: Topic, conn: Connection, format_key: str, encoder: Encoder) -> None:
-        group = topic.groups.get(format_key)
-        if group is None:
-            topic.groups[format_key] = (encoder, {conn})
-        else:
-            group[1].add(conn)

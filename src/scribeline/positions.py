@@ -67,9 +67,9 @@ class StreamPosition:
         "gap_at",
         "held",
         "last",
+        "moved_at",
         "owner",
         "repair",
-        "round",
         "stream",
         "suspect",
         "target",
@@ -85,7 +85,7 @@ class StreamPosition:
         self.gap_at = 0.0  # when the current gap (or unreached target) was noticed
         self.suspect = False  # a delivery carried another epoch: ask storage
         self.repair: asyncio.Task[None] | None = None
-        self.round = 0  # the check round in which it last moved (idle eviction)
+        self.moved_at = _now()  # loop time it was created or last moved (idle eviction)
         self.dropped = False  # no longer followed: a running repair stops
 
     def behind(self) -> bool:
@@ -100,8 +100,6 @@ class Positions:
         self._storage = storage
         self._reorder_wait = reorder_wait
         self._repairs: set[asyncio.Task[None]] = set()
-        #: Incremented by every check; positions record it when they move.
-        self.round = 0
         #: Streams repaired from storage (reads of missing events that found some).
         self.repaired = 0
 
@@ -116,7 +114,7 @@ class Positions:
         if last is not None:
             if event.seq == last + 1 and not pos.held and (pos.epoch or not event.epoch):
                 pos.last = event.seq
-                pos.round = self.round
+                pos.moved_at = _now()
                 pos.owner.emit(event)
                 return
             if event.seq <= last:
@@ -138,12 +136,11 @@ class Positions:
         """Set a new position's head (read after subscribing) and emit what it held."""
         pos.last = head.seq
         pos.epoch = head.epoch or pos.epoch
-        pos.round = self.round
+        pos.moved_at = _now()
         self._release(pos)
 
     async def check(self, positions: Iterable[StreamPosition]) -> None:
         """Compare anchored positions with storage in one query; repair any behind."""
-        self.round += 1
         anchored = [p for p in positions if p.last is not None and not p.dropped]
         if not anchored:
             return
@@ -192,7 +189,7 @@ class Positions:
         while pos.last + 1 in held:
             event = held.pop(pos.last + 1)
             pos.last = event.seq
-            pos.round = self.round
+            pos.moved_at = _now()
             pos.owner.emit(event)
         if pos.behind():
             self._schedule(pos)
@@ -250,7 +247,7 @@ class Positions:
         if pos.last == before:
             return False
         self.repaired += 1
-        pos.round = self.round
+        pos.moved_at = _now()
         if pos.held:
             self._release(pos)  # emits what is now in line
         return True
@@ -283,3 +280,7 @@ class Positions:
         pos.held.clear()
         pos.target = 0
         pos.owner.fail()
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from scribeline.broker import Broker, Deliver, OnGap, pack
+from scribeline.errors import StorageUnavailable
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
 from scribeline.hub import CaughtUp, Hub
 from scribeline.storage import Storage, open_storage
@@ -334,4 +335,68 @@ async def test_storage_that_lacks_announced_events_closes_subscribers(storage: S
     phantom = StoredEvent(STREAM, 3, EventType.TRANSCRIPT, 0, {})
     broker.hand(STREAM, phantom)
     await _until(lambda: conn.closed_with == 1013)
+    await hub.close()
+
+
+async def test_quick_position_checks_do_not_forget_an_idle_firehose_stream(
+    storage: Storage,
+) -> None:
+    """Position checks seconds apart (one after each failed reconnect while the
+    broker is down) do not make the firehose forget an idle stream: idleness is
+    time, so a tail lost meanwhile is still repaired."""
+    hub, broker = await _hub(storage)
+    conn = Subscriber()
+    await hub.subscribe_firehose(ORG, conn, "transcription", "CA1")  # type: ignore[arg-type]
+    broker.hand(ORG, *await _append(storage, 3))
+    await _until(lambda: len(conn.frames) == 3)
+    for _ in range(6):
+        await hub.check_positions()
+    await _append(storage, 1)  # its publish is lost
+    await hub.check_positions()
+    await _until(lambda: len(conn.frames) == 4)
+    assert [frame[2:] for frame in conn.frames] == [b"1", b"2", b"3", b"4"]
+    await hub.close()
+
+
+async def test_a_forgotten_firehose_stream_shows_nothing_twice_and_resumes(
+    storage: Storage,
+) -> None:
+    """Once the firehose forgets an idle stream, messages it had already emitted
+    (a publisher resending after an outage) are dropped, and the stream's next
+    message resumes where it was: the event lost in between is read from storage."""
+    hub, broker = await _hub(storage, firehose_idle=0.0)
+    conn = Subscriber()
+    await hub.subscribe_firehose(ORG, conn, "transcription", "CA1")  # type: ignore[arg-type]
+    events = await _append(storage, 3)
+    broker.hand(ORG, *events)
+    await _until(lambda: len(conn.frames) == 3)
+    await hub.check_positions()  # idle: forgotten
+    events += await _append(storage, 2)
+    broker.hand(ORG, events[1], events[2])  # resent
+    broker.hand(ORG, events[4])  # seq 4 was lost
+    await _until(lambda: len(conn.frames) >= 5)
+    assert [frame[2:] for frame in conn.frames] == [b"1", b"2", b"3", b"4", b"5"]
+    await hub.close()
+
+
+async def test_a_failed_first_join_leaves_no_subscription_behind(storage: Storage) -> None:
+    """When the head read of a stream's first join fails (storage unavailable), the
+    join raises and undoes its broker subscription; a later join subscribes again
+    and follows the stream."""
+    hub, broker = await _hub(storage)
+    head = storage.head
+
+    async def unavailable(stream: str) -> Position:
+        raise StorageUnavailable("storage is unavailable")
+
+    storage.head = unavailable  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable):
+        await _join(hub)
+    assert broker.channels == set() and hub.topics == 0
+
+    storage.head = head  # type: ignore[method-assign]
+    conn = await _join(hub)
+    assert broker.channels == {STREAM}
+    broker.hand(STREAM, *await _append(storage, 1))
+    await _until(lambda: conn.seqs == [1])
     await hub.close()
