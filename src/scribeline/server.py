@@ -83,7 +83,7 @@ async def build_services(settings: Settings) -> Services:
     probes: dict[str, Probe] = {"storage": storage.ping, "broker": broker.ping}
     if not settings.broker_url.startswith("memory://"):
         # Without Redis a node still stores and serves (gaps are read from storage,
-        # limits count per node): degraded, not unavailable (docs/cluster.md).
+        # limits count per node): degraded, not unavailable (docs/deployment.md).
         probes["broker"] = soft(broker.ping, settings.readiness_timeout / 2)
         probes["cluster"] = cluster_check
     services = Services(
@@ -99,6 +99,7 @@ async def build_services(settings: Settings) -> Services:
         readiness=Readiness(probes, settings.readiness_timeout),
         assistants=AssistantService(storage),
         signals=signals,
+        publisher=publisher,
     )
     await cluster.start(signals.deliver)  # after every service said what it listens to
     return services
@@ -174,6 +175,7 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
 async def _close_services(services: Services) -> None:
     await services.campaigns.close()
     await services.bots.close()
+    await services.publisher.close()  # after the services that publish, before the broker
     await services.signals.close()
     await services.signals.cluster.close()  # gives back this node's slots and claims now
     await services.hub.close()

@@ -16,6 +16,7 @@ from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
+from scribeline.ingest.publish import Publisher
 from scribeline.readiness import Readiness
 from scribeline.storage import Storage
 
@@ -37,6 +38,8 @@ class Services:
     assistants: AssistantService
     #: Notices and requests between nodes; ``signals.cluster`` is this node's cluster.
     signals: Signals
+    #: Publishes stored events (closed after the services that publish).
+    publisher: Publisher
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

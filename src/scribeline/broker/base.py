@@ -54,6 +54,11 @@ class BrokerUnavailable(ConnectionError):
 class Broker(ABC):
     """Carries packed events between the processes of a deployment."""
 
+    #: Whether ``publish`` is a function call within this process (no I/O, never
+    #: waits): publishers then call it inline, so local subscribers have an event
+    #: before its append is acknowledged. Otherwise they queue (``ingest.publish``).
+    in_process: bool = False
+
     @abstractmethod
     async def start(self, deliver: Deliver, on_gap: OnGap | None = None) -> None:
         """Connect; deliver every message of subscribed channels to ``deliver``,

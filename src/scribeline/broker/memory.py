@@ -13,6 +13,8 @@ __all__ = ["MemoryBroker"]
 class MemoryBroker(Broker):
     """Delivers synchronously within ``publish``, so per-channel order is publish order."""
 
+    in_process = True
+
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
         self._channels: set[str] = set()

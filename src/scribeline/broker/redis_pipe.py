@@ -9,9 +9,11 @@ reader task hands each caller its replies in the order Redis sends them.
 A reply that does not come within ``timeout`` (a dead or blackholed
 connection) fails every waiting caller with ``BrokerUnavailable`` and drops
 the connection; after such a timeout, calls fail at once for ``retry_delay``
-seconds instead of each waiting for a timeout of its own, so ingest never
-queues behind a broken broker. A connection that is closed or refused is
-simply tried again by the next call (that fails fast by itself).
+seconds instead of each waiting for a timeout of its own. A connection that
+is closed or refused is simply tried again by the next call (that fails fast
+by itself). Known limit: until then a call waits for the reply, or for a
+connect under way, up to ``timeout`` seconds. Appends never do:
+``ingest.publish.Publisher`` queues their events and one task sends them.
 """
 
 from __future__ import annotations
