@@ -104,6 +104,7 @@ class RedisBroker(Broker):
         self._received_at = 0.0
         self._probe_waiter: asyncio.Future[None] | None = None
         self._ever_lost = False
+        self._recorded = False  # a subscribe recorded while not connected
         self._failing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._first: asyncio.Future[None] | None = None
@@ -141,7 +142,8 @@ class RedisBroker(Broker):
         self._names[raw] = channel
         conn = self._live
         if conn is None:
-            return  # the next connection subscribes it, then calls on_gap
+            self._recorded = True  # the next connection subscribes it, then calls on_gap
+            return
         confirmed = self._expect(raw)
         try:
             async with asyncio.timeout(self._timeout):
@@ -236,7 +238,12 @@ class RedisBroker(Broker):
             if self._ever_lost:
                 self._reconnects += 1
                 log.info("Redis pub/sub at %s reconnected", self._where)
-                self._gap()  # published while we were away: lost; the hub repairs
+            if self._ever_lost or self._recorded:
+                # Published while we were away, or before a subscription recorded
+                # meanwhile (even during the first connect) took effect: lost; the
+                # hub repairs.
+                self._recorded = False
+                self._gap()
             await self._watch(reader)
         finally:
             self._live = None
