@@ -82,7 +82,17 @@ def location(config: Settings) -> str:
         return f"database {Path(config.database_url.removeprefix('sqlite:///')).resolve()}"
     if config.database_url in ("", "sqlite:", "sqlite://"):
         return f"data directory {config.data_dir.resolve()}"
-    return f"database {config.database_url.split(':', 1)[0]}:"
+    return f"database {_without_credentials(config.database_url)}"
+
+
+def _without_credentials(url: str) -> str:
+    """``scheme://host:port/name`` of a URL, with no user, password or query."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _check(config: Settings) -> None:
