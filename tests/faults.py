@@ -13,6 +13,9 @@ an upstream port. A test can then break the path the way networks break:
   NAT entry: only a new connection after the path heals gets through).
 * ``resume()``: forward again (connections that were blackholed stay useless:
   what was discarded is gone; clients are expected to reconnect).
+* ``cut_at(marker, deliver=...)``: a one-shot cut at the next client-to-server
+  chunk that holds ``marker`` (a COMMIT, say): the client's socket is reset at
+  once, so no reply reaches it, and the chunk reaches the server or not.
 
 It runs on the test's event loop; ``await proxy.start()`` / ``await proxy.stop()``.
 """
@@ -39,6 +42,8 @@ class TcpProxy:
         self._severing = False
         self._dead: set[asyncio.StreamWriter] = set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._cut: tuple[bytes, bool, bool] | None = None
+        self.cuts = 0
 
     def url(self, scheme: str = "redis", path: str = "/0") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
@@ -57,6 +62,16 @@ class TcpProxy:
     def sever(self) -> None:
         self._severing = True
         self._dead.update(self._writers)
+
+    def cut_at(self, marker: bytes, *, deliver: bool, hold_upstream: bool = False) -> None:
+        """Arm a one-shot cut at the next client-to-server chunk holding ``marker``.
+
+        The client's socket is reset before anything more reaches it (a lost
+        reply); the chunk is forwarded to the server if ``deliver``. The
+        server's socket is then closed, or with ``hold_upstream`` kept open and
+        silent until ``stop()`` (a client that vanished without a FIN).
+        """
+        self._cut = (marker, deliver, hold_upstream)
 
     def resume(self) -> None:
         self._forwarding = True
@@ -111,6 +126,9 @@ class TcpProxy:
     ) -> None:
         try:
             while data := await source.read(65536):
+                if self._cut is not None and sink is pair[1] and self._cut[0] in data:
+                    await self._cut_here(data, sink, pair[0])
+                    return
                 if self._forwarding and pair[0] not in self._dead:
                     sink.write(data)
                     await sink.drain()
@@ -122,3 +140,18 @@ class TcpProxy:
             for writer in pair:
                 self._writers.discard(writer)
                 writer.close()
+
+    async def _cut_here(
+        self, data: bytes, upstream: asyncio.StreamWriter, client: asyncio.StreamWriter
+    ) -> None:
+        assert self._cut is not None
+        _, deliver, hold = self._cut
+        self._cut = None
+        self.cuts += 1
+        client.transport.abort()  # first: the reply must find no way back
+        if deliver:
+            upstream.write(data)
+            with contextlib.suppress(OSError):
+                await upstream.drain()
+        if hold:
+            await asyncio.Event().wait()  # until stop() cancels this pump

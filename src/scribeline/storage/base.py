@@ -36,8 +36,21 @@ call appends its initial status event in the same transaction, and the call's
 
 Every method of every interface raises ``StorageUnavailable`` (retryable)
 when the database cannot be reached or drops the connection, never a false
-success; a backend reconnects by itself once the database is back. The
-decisions every backend makes alike (seqs, projections, campaign rules) are
+success; a backend reconnects by itself once the database is back.
+
+Nor a false failure where it can be told: a write whose commit's reply was
+lost returns its result if it did commit (the PostgreSQL store asks the
+server what became of the transaction), so that its caller publishes it and
+a producer's retry does not store it twice. ``StorageUnavailable`` from a
+write thus means that nothing was stored, but for two cases, in which it may
+have committed: the database crashed or failed over with the commit in
+flight, or it stayed unreachable for the few seconds spent asking.
+
+Writes waiting for their commit are bounded per backend; past the bound a
+write fails at once with ``StorageUnavailable`` (nothing queued) rather than
+waiting for room, which keeps the ordering rule above.
+
+The decisions every backend makes alike (seqs, projections, campaign rules) are
 pure functions in ``storage.rules``: a backend is the SQL around them.
 """
 

@@ -15,9 +15,23 @@ SAVEPOINT per write. Deadlocks between nodes run the batch again.
 Any failure to reach the server, or a connection lost mid-query, raises
 ``StorageUnavailable`` to the caller, never a false success. A read or a
 batch that fails so *before* its COMMIT was sent is tried once more on a
-fresh connection (the server is back, or the error stands); a batch whose
-COMMIT was in flight is reported unavailable, as its outcome is unknown.
+fresh connection (the server is back, or the error stands). A batch whose
+connection breaks once its COMMIT was sent has an unknown outcome: the
+writer asks the server what became of the transaction, by its id, read
+just before the COMMIT (``postgres_outcome``). Committed: the callers get
+their results, as if the reply had arrived (so they publish, and a producer
+does not store its events twice by retrying). Not committed, a server that
+restarted in between (its answer could be another transaction's), or no
+answer within a few seconds: ``StorageUnavailable``. The writer waits for that
+answer before it takes the next batch, so batches still commit in order.
 The pool replaces broken connections by itself.
+
+The writer's queue is bounded: past ``MAX_PENDING`` writes waiting for their
+commit (queued or in the batch being committed), a new write fails at once
+with ``StorageUnavailable`` (nothing is queued, so a retry is safe) rather
+than waiting: a write is queued when it is called or never, which keeps the
+ordering rule, and a database that falls behind turns into retryable errors
+instead of a backlog that grows without limit.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import asyncpg
 from scribeline.errors import StorageUnavailable
 from scribeline.events import NewEvent, StoredEvent
 from scribeline.storage.postgres_log import append_many
+from scribeline.storage.postgres_outcome import Transaction, committed, transaction_of
 
 __all__ = ["Conn", "PostgresDatabase", "connection_lost"]
 
@@ -51,6 +66,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 512
 #: Times a batch runs again after a deadlock or a serialization failure.
 ROLLBACK_RETRIES = 5
+#: Most writes waiting for their commit; past it, writes are refused (retryable).
+MAX_PENDING = 10_000
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -98,11 +115,15 @@ class _Failed(Exception):
 class PostgresDatabase:
     """A pool and a writer task for one PostgreSQL database."""
 
-    def __init__(self, dsn: str, pool_size: int = 10) -> None:
+    def __init__(self, dsn: str, pool_size: int = 10, max_pending: int = MAX_PENDING) -> None:
         self._dsn = dsn
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        # Bounded by this count rather than the queue's size: the close marker
+        # always fits, and writes in the batch being committed count too.
+        self._max_pending = max_pending
+        self._pending = 0
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -169,6 +190,9 @@ class PostgresDatabase:
         return asyncio.get_running_loop().create_future()
 
     def _submit(self, job: _Job) -> asyncio.Future[Any]:
+        if self._pending >= self._max_pending:
+            raise StorageUnavailable("The database is overloaded; retry shortly")
+        self._pending += 1
         self._queue.put_nowait(job)
         return job.future
 
@@ -194,6 +218,7 @@ class PostgresDatabase:
                 log.exception("the database writer failed a batch")
                 for job in batch:
                     job.result, job.error = None, exc
+            self._pending -= len(batch)
             _resolve(batch)
 
     async def _commit(self, batch: list[_Job]) -> None:
@@ -203,13 +228,15 @@ class PostgresDatabase:
         while True:
             for job in batch:
                 job.result, job.error = None, None
-            committing = False
+            committing, xact = False, None
             try:
                 async with self._pool.acquire() as conn:
                     transaction = conn.transaction()
                     await transaction.start()
                     try:
                         await self._run(conn, batch, careful)
+                        # What to ask about should the COMMIT's reply be lost.
+                        xact = await transaction_of(conn)
                     except _Failed:
                         await transaction.rollback()
                         return
@@ -232,10 +259,24 @@ class PostgresDatabase:
                 if not connection_lost(exc):
                     raise
                 await self._pool.expire_connections()
-                if committing or reconnected:
+                if committing:
+                    await self._settle(batch, xact)
+                    return
+                if reconnected:
                     _fail(batch, StorageUnavailable())
                     return
                 reconnected = True
+
+    async def _settle(self, batch: list[_Job], xact: Transaction | None) -> None:
+        """The COMMIT of ``batch`` was sent but its reply was lost: keep the
+        results if it committed, else fail the batch as retryable."""
+        assert self._pool is not None
+        if xact is None:
+            return  # it wrote nothing: whatever became of it, the results stand
+        if await committed(self._pool, xact):
+            log.info("a COMMIT's reply was lost, but it committed: its writes stand")
+            return
+        _fail(batch, StorageUnavailable())
 
     async def _run(self, conn: Conn, batch: list[_Job], careful: bool) -> None:
         """Every write of ``batch`` in the open transaction: consecutive appends as

@@ -9,6 +9,13 @@ shared transaction itself (the others run again in a new one); the thread
 survives every error. One fsync thus covers every append that arrived while the previous
 commit was in progress; durability is per commit (``synchronous=FULL``).
 
+The writer's queue is bounded, as PostgreSQL's (``postgres_db``): past
+``MAX_PENDING`` writes waiting for their commit (queued or in the batch being
+committed), a new write fails at once with ``StorageUnavailable`` (nothing
+is queued, so a retry is safe) rather than waiting, so that a write is
+queued when it is called or never (the ordering rule) and a disk that falls
+behind turns into retryable errors instead of a backlog without limit.
+
 Reads never wait for the writer (WAL). Bounded point reads (a key, a call,
 a stream's head, one page of events) run on the event loop's own connection:
 they take microseconds, less than a hand-off to a thread would cost. Reads
@@ -30,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scribeline.errors import StorageUnavailable
+
 __all__ = ["SqliteDatabase", "connect"]
 
 T = TypeVar("T")
@@ -38,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Most writes taken into one transaction.
 MAX_BATCH = 1024
+#: Most writes waiting for their commit; past it, writes are refused (retryable).
+MAX_PENDING = 10_000
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -61,8 +72,11 @@ class _Job:
 class SqliteDatabase:
     """Runs functions against one SQLite file from an event loop."""
 
-    def __init__(self, path: Path, readers: int = 2) -> None:
+    def __init__(self, path: Path, readers: int = 2, max_pending: int = MAX_PENDING) -> None:
         self._path = path
+        # Counted on the event loop's thread only: at submission and at resolution.
+        self._max_pending = max_pending
+        self._pending = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -84,7 +98,10 @@ class SqliteDatabase:
         """Run ``fn`` in a write transaction; return once it is committed."""
         if self._closed or self._loop is None:
             raise RuntimeError("database is not running")
+        if self._pending >= self._max_pending:
+            raise StorageUnavailable("The database is overloaded; retry shortly")
         future: asyncio.Future[T] = self._loop.create_future()
+        self._pending += 1
         self._queue.put(_Job(fn, future))
         return await future
 
@@ -154,8 +171,13 @@ class SqliteDatabase:
                 conn = None
             assert self._loop is not None
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                self._loop.call_soon_threadsafe(_resolve, batch)
+                self._loop.call_soon_threadsafe(self._resolve, batch)
         _discard(conn)
+
+    def _resolve(self, batch: list[_Job]) -> None:
+        """On the event loop's thread: the batch is done; wake its callers."""
+        self._pending -= len(batch)
+        _resolve(batch)
 
 
 def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:
