@@ -224,9 +224,11 @@ class SlowConsumer(ScribelineError):
 
 
 class StorageUnavailable(ScribelineError):
-    """The system of record cannot be reached or refused the write: nothing was
-    stored, nothing is acknowledged, and the client should retry (a producer
-    WebSocket stays open and gets this in the append's ack)."""
+    """The system of record cannot be reached, refused the write or is overloaded:
+    nothing is acknowledged and the client should retry (a producer WebSocket
+    stays open and gets this in the append's ack). Nothing was stored, except
+    when PostgreSQL crashed or became unreachable with the write's COMMIT in
+    flight, where the outcome cannot be known (storage/base.py)."""
 
     code = "storage_unavailable"
     http_status = 503
