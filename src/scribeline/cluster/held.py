@@ -34,7 +34,8 @@ class Held:
         self.slots: dict[str, set[str]] = {}
         self.claims: dict[str, tuple[str, OnLost]] = {}
         self.turns: dict[str, float] = {}
-        #: Released while Redis could not be told.
+        #: Released while Redis could not be told, or asked of Redis by a request
+        #: whose answer was lost (it may have landed): given back at the next chance.
         self.unreleased: set[Pair] = set()
         #: Released while a re-assertion is under way (None: none is).
         self.released_meanwhile: set[Pair] | None = None

@@ -18,7 +18,9 @@ so a key's slot set and claim live on one Redis Cluster shard):
 
 Leases last ``lease`` seconds and are renewed every ``renew`` seconds for
 everything this node holds, in one pipeline (``redis_leases``: a renewal
-extends only what is still there, so it never undoes a release). Any Redis
+extends only what is still there, so it never undoes a release). Slots are
+taken and given back in batches (``redis_batch``), so a burst of connections
+opening or closing needs one Redis connection, not one each. Any Redis
 connection error, timeout (``timeout`` seconds) or refusal to write
 (``OUTAGE``: a read-only replica after a failover, out of memory) turns the
 node *degraded*: it answers from what it holds alone (slots it holds count
@@ -26,6 +28,11 @@ against the limit; claims and turns are its own) until a retry, every
 second, reaches Redis again. It then re-asserts its leases (adds them back,
 even past the limit: the limit is checked when a connection is admitted,
 never by closing one) and gives back what was released meanwhile.
+
+``close`` (a clean stop) waits for the batches on their way, then gives back
+everything the node holds or released without Redis hearing of it, in one
+pipeline, even while degraded (Redis may be back; if not, the leases run out
+as after a crash).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import contextlib
 import logging
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -49,9 +56,10 @@ from scribeline.cluster.base import (
     split_member,
 )
 from scribeline.cluster.held import Held, call_lost
+from scribeline.cluster.redis_batch import SlotBatcher
 from scribeline.cluster.redis_leases import Leases
 from scribeline.cluster.redis_listen import Listener
-from scribeline.cluster.redis_scripts import ACQUIRE, COALESCE, OUTAGE
+from scribeline.cluster.redis_scripts import COALESCE, OUTAGE
 
 __all__ = ["RedisCluster"]
 
@@ -59,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to reach Redis again while degraded.
 RETRY_SECONDS = 1.0
+#: Redis connections per node at most (pub/sub, renewals, slot batches, claims...).
+MAX_CONNECTIONS = 64
 
 _MESSAGE = b"m"
 _LOST = b"l"
@@ -85,14 +95,18 @@ class RedisCluster(Cluster):
         self._retry = min(RETRY_SECONDS, renew)
         self._probe = probe or min(renew / 4, 5.0)
         # No retries inside redis-py: an unreachable Redis must degrade the node
-        # at once, not hold a connecting client for several backoffs.
-        self._client = Redis.from_url(
+        # at once, not hold a connecting client for several backoffs. A burst
+        # beyond the pool waits for a connection (up to ``timeout``) instead of
+        # failing at once, which would pass for an outage.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
-        self._acquire = self._client.register_script(ACQUIRE)
+        self._client = Redis.from_pool(pool)
         self._coalesce = self._client.register_script(COALESCE)
         self._all_channel = f"{namespace}:cluster:all"
         self._listener = Listener(
@@ -113,12 +127,17 @@ class RedisCluster(Cluster):
             lease_ms=self._lease_ms,
             node_key=self._key("node", self.node_id),
         )
+        self._slots = SlotBatcher(
+            self._client, self._held, key=self._key, full=self._full, lease_ms=self._lease_ms
+        )
         #: Why Redis cannot be used (an exception's type name), or None.
         self._down: str | None = None
         #: The next renewal re-adds what this node holds (a lease was found missing).
         self._reassert = False
         #: Renew now, not at the next cadence (Redis went away, or a lease is missing).
         self._wake = asyncio.Event()
+        #: Set by ``close``: the renewal loop ends after the renewal under way.
+        self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timeout = timeout
         self._closed = False
@@ -160,22 +179,46 @@ class RedisCluster(Cluster):
     async def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # from now on nothing new goes to Redis
+        grace = self._timeout * 2 + 1
         self._listener.close()
-        for task in self._tasks:
-            task.cancel()
+        self._stop.set()
+        self._wake.set()
         if self._tasks:
+            # The listener is cancelled at once; a renewal under way finishes
+            # first, so none of its writes can land after the release below.
             # Bounded: a cancellation that redis-py turns into a timeout is
             # caught by the loops, which then see ``_closed`` and end.
-            await asyncio.wait(self._tasks, timeout=self._timeout * 2 + 1)
+            maintain, listener = self._tasks
+            listener.cancel()
+            done, _ = await asyncio.wait([maintain], timeout=grace)
+            if not done:
+                maintain.cancel()
+            await asyncio.wait(self._tasks, timeout=grace)
         self._tasks = []
-        if self._down is None:
-            # A clean stop frees its slots now, not a lease later.
-            with contextlib.suppress(*OUTAGE):
-                await self._leases.release_all(self._held.everything())
+        await self._slots.close(grace)
+        await self._give_back()
         self._held.clear()
         self._on_message = None
         await self._client.aclose()
+
+    async def _give_back(self) -> None:
+        # A clean stop frees its slots and claims now, not a lease later, and
+        # tries even while degraded: Redis may be back since the last retry.
+        pairs = self._held.everything() + sorted(self._held.unreleased)
+        if not pairs:
+            return
+        try:
+            await self._leases.release_all(pairs)
+        except OUTAGE as exc:
+            log.warning(
+                "cluster: could not give back %d slots and claims (%s); "
+                "they free themselves when their leases run out",
+                len(pairs),
+                type(exc).__name__,
+            )
+        else:
+            self._held.unreleased.clear()
 
     async def ping(self) -> None:
         if self._down is not None:
@@ -191,12 +234,9 @@ class RedisCluster(Cluster):
     # -- slots --------------------------------------------------------------------
 
     async def acquire(self, key: str, limit: int, member: str) -> bool:
-        if self._down is None:
+        if self._down is None and not self._closed:
             try:
-                taken = await self._acquire(
-                    keys=[self._key("lim", key)],
-                    args=[self._full(member), limit, self._lease_ms],
-                )
+                taken = await self._slots.acquire(key, limit, member)
             except OUTAGE as exc:
                 self._degrade(exc)
             else:
@@ -207,12 +247,13 @@ class RedisCluster(Cluster):
 
     async def release(self, key: str, member: str) -> None:
         self._held.drop(key, member)
-        if self._down is None:
+        if self._down is None and not self._closed:
             try:
-                await self._leases.release(key, member)
-                return
+                # Cancelled meanwhile, the release still goes out with its batch.
+                await self._slots.release(key, member)
             except OUTAGE as exc:
-                self._degrade(exc)
+                self._degrade(exc)  # the batch remembered it for the next renewal
+            return
         self._held.remember_unreleased([(key, member)])
 
     # -- claims -------------------------------------------------------------------
@@ -312,13 +353,13 @@ class RedisCluster(Cluster):
     # -- leases -------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        while not self._closed:
+        while not self._stop.is_set():
             if self._down is None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._renew):  # the lease cadence
-                        await self._wake.wait()
+                await _wait(self._wake, self._renew)  # the lease cadence
             if self._down is not None:
-                await asyncio.sleep(self._retry)  # the retry cadence while degraded
+                await _wait(self._stop, self._retry)  # the retry cadence while degraded
+            if self._stop.is_set():
+                return
             self._wake.clear()
             try:
                 await self._renew_all()
@@ -337,6 +378,13 @@ class RedisCluster(Cluster):
         self._reassert = missing
         if missing:
             self._wake.set()  # put back what Redis lost now, not a renewal later
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` have passed."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _text(value: bytes | str) -> str:
