@@ -14,7 +14,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import connects, fanout, firehose, idle, ingest, many_calls, meetings
+from bench import (
+    cluster,
+    cluster_throughput,
+    connects,
+    fanout,
+    firehose,
+    idle,
+    ingest,
+    many_calls,
+    meetings,
+)
 from bench.common import RESULTS_DIR, Result, emit
 from bench.workers import run_async
 
@@ -43,6 +53,18 @@ SCENARIOS: dict[str, Scenario] = {
         duration=3 if quick else 20,
         warmup=1 if quick else 2,
         actions=40 if quick else 200,
+    ),
+    # PostgreSQL and Redis from tests.services, started and stopped by each scenario.
+    "cluster": lambda quick: cluster.run(
+        calls=100 if quick else 1000, rate=200 if quick else 1000, duration=3 if quick else 8
+    ),
+    "cluster_throughput": lambda quick: cluster_throughput.run(
+        subscribers_per_call=100 if quick else 500, duration=3 if quick else 8
+    ),
+    "ingest_backends": lambda quick: ingest.run_backends(
+        ("sqlite", "pg_redis"),
+        messages=5000 if quick else 50_000,
+        rest_requests=1000 if quick else 10_000,
     ),
 }
 
@@ -88,6 +110,24 @@ def headline(result: Result) -> str:
             f"{_num(r['connects_per_s'])} connects/s, {_num(r['server_us_per_connect'])} µs "
             f"server CPU/connect, p99 to established {_num(lat['p99_ms'])} ms"
         )
+    if name == "cluster":
+        return _cluster_headline(r)
+    if name == "cluster_throughput" and "two_nodes" in r:
+        one, two = r["one_node"], r["two_nodes"]
+        return (
+            f"1 node {_num(one['deliveries_per_s'])}/s, 2 nodes {_num(two['deliveries_per_s'])}/s,"
+            f" ratio {_num(r['ratio_two_over_one'])}"
+            f" (core per node: {_num(r['projected_ratio_core_per_node'])}); µs/delivery"
+            f" 1 node {_num(one['node_A_us_per_delivery'])}, 2 nodes"
+            f" A {_num(two['node_A_us_per_delivery'])} B {_num(two['node_B_us_per_delivery'])}"
+        )
+    if name == "ingest_backends":
+        return "; ".join(
+            f"{b} WS {_num(r.get(f'{b}_ws_appends_per_s', math.nan))}/s"
+            f" REST {_num(r.get(f'{b}_rest_appends_per_s', math.nan))}/s"
+            for b in ingest.BACKENDS
+            if f"{b}_ws_appends" in r or f"{b}_rest_appends" in r
+        )
     if name == "ingest":
         return (
             f"WS {_num(r.get('ws_appends_per_s', math.nan))}/s "
@@ -96,6 +136,26 @@ def headline(result: Result) -> str:
             f"({_num(r.get('rest_server_us_per_append', math.nan))} µs/append)"
         )
     return str(result.get("error", "?"))
+
+
+def _cluster_headline(r: dict[str, Any]) -> str:
+    """p50/p99 in ms per phase (same- and cross-node apart) and node µs per delivery."""
+    parts = []
+    for phase, f in r.items():
+        if "cross_node_p99_ms" in f:
+            text = (
+                f"same {_num(f['same_node_p50_ms'])}/{_num(f['same_node_p99_ms'])}"
+                f" cross {_num(f['cross_node_p50_ms'])}/{_num(f['cross_node_p99_ms'])}"
+            )
+        else:
+            text = f"{_num(f['p50_ms'])}/{_num(f['p99_ms'])}"
+        nodes = " ".join(
+            f"{k[5]} {_num(v)}"
+            for k, v in f.items()
+            if k.startswith("node_") and k.endswith("_us_per_delivery")
+        )
+        parts.append(f"{phase} {text} (µs/delivery {nodes})")
+    return "p50/p99 ms: " + "; ".join(parts)
 
 
 def _flags(result: Result) -> str:

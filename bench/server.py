@@ -40,14 +40,21 @@ def scribeline_bin() -> str:
 
 
 class Server:
-    """Start with ``with Server(env) as server:``; stopped with SIGTERM on exit."""
+    """Start with ``with Server(env) as server:``; stopped with SIGTERM on exit.
 
-    def __init__(self, env: dict[str, str] | None = None, keep_data: bool = False) -> None:
+    ``env`` also reaches the admin commands, so ``SCRIBELINE_DATABASE_URL`` puts the
+    organization and key in that database. A node joining a database another node
+    already set up is given that node's ``key`` and creates none.
+    """
+
+    def __init__(
+        self, env: dict[str, str] | None = None, keep_data: bool = False, key: str = ""
+    ) -> None:
         self.env = dict(env or {})
         self.keep_data = keep_data
         self.data_dir = Path(tempfile.mkdtemp(prefix="scribeline-bench-"))
         self.port = 0
-        self.key = ""
+        self.key = key
         self.exit_code: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._ps: psutil.Process | None = None
@@ -80,15 +87,17 @@ class Server:
             text=True,
             timeout=60,
             check=False,
+            env={**os.environ, **self.env},
         )
         if done.returncode != 0:
             raise RuntimeError(f"scribeline {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
     def start(self, timeout: float = 30.0) -> None:
-        self._admin("orgs", "create", "bench", "--init")
-        out = self._admin("keys", "create", "--org", "bench", "--scopes", "read,write")
-        self.key = out.strip().splitlines()[-1].strip()
+        if not self.key:
+            self._admin("orgs", "create", "bench", "--init")
+            out = self._admin("keys", "create", "--org", "bench", "--scopes", "read,write")
+            self.key = out.strip().splitlines()[-1].strip()
         raise_nofile()  # the server inherits this process's open-files limit
         env = {**os.environ, **self.env}
         stdout = (self.data_dir / "server.out").open("wb")
