@@ -6,11 +6,14 @@ the queue, runs them in one transaction and commits once, then resolves the
 callers in queue order: one WAL flush covers every write that arrived while
 the previous commit was in flight, and nobody waits on purpose (an idle
 writer commits a lone write at once). Consecutive appends of a batch run as
-one group: their heads are locked and their events inserted with one
-statement each (``postgres_log.append_many``). A write that fails fails
-alone: per-append refusals are decided before any SQL; if a group's SQL
-fails anyway, the transaction is rolled back and the batch runs again with a
-SAVEPOINT per write. Deadlocks between nodes run the batch again.
+one group: one statement locks their heads, and one more writes their
+events, heads and segments and reads the transaction's id
+(``postgres_log.append_many``), so that a commit of appends takes four round
+trips (BEGIN, the two, COMMIT), each of which needs both processes
+scheduled. A write that fails fails alone: per-append refusals are decided
+before any SQL; if a group's SQL fails anyway, the transaction is rolled
+back and the batch runs again with a SAVEPOINT per write. Deadlocks
+between nodes run the batch again.
 
 Any failure to reach the server, or a connection lost mid-query, raises
 ``StorageUnavailable`` to the caller, never a false success. A read or a
@@ -18,7 +21,7 @@ batch that fails so *before* its COMMIT was sent is tried once more on a
 fresh connection (the server is back, or the error stands). A batch whose
 connection breaks once its COMMIT was sent has an unknown outcome: the
 writer asks the server what became of the transaction, by its id, read
-just before the COMMIT (``postgres_outcome``). Committed: the callers get
+before the COMMIT (``postgres_outcome``). Committed: the callers get
 their results, as if the reply had arrived (so they publish, and a producer
 does not store its events twice by retrying). Not committed, a server that
 restarted in between (its answer could be another transaction's), or no
@@ -234,9 +237,11 @@ class PostgresDatabase:
                     transaction = conn.transaction()
                     await transaction.start()
                     try:
-                        await self._run(conn, batch, careful)
-                        # What to ask about should the COMMIT's reply be lost.
-                        xact = await transaction_of(conn)
+                        # What to ask about should the COMMIT's reply be lost:
+                        # read by the appends' statement, else asked here.
+                        xact = await self._run(conn, batch, careful)
+                        if xact is None:
+                            xact = await transaction_of(conn)
                     except _Failed:
                         await transaction.rollback()
                         return
@@ -278,10 +283,15 @@ class PostgresDatabase:
             return
         _fail(batch, StorageUnavailable())
 
-    async def _run(self, conn: Conn, batch: list[_Job], careful: bool) -> None:
+    async def _run(self, conn: Conn, batch: list[_Job], careful: bool) -> Transaction | None:
         """Every write of ``batch`` in the open transaction: consecutive appends as
         one group (unless ``careful``), each unit in a SAVEPOINT when there are
-        several. A failed unit without a SAVEPOINT rolls the transaction back."""
+        several. A failed unit without a SAVEPOINT rolls the transaction back.
+
+        Returns the transaction if a group of appends read it (its id, once
+        assigned, stands for the whole transaction, whatever rolls back to a
+        SAVEPOINT later), else None."""
+        xact: Transaction | None = None
         units: list[list[_Job]] = []
         for job in batch:
             grouped = not careful and job.fn is None and units and units[-1][0].fn is None
@@ -294,9 +304,10 @@ class PostgresDatabase:
             try:
                 if savepoints:
                     async with conn.transaction():
-                        await _run_unit(conn, unit)
+                        read = await _run_unit(conn, unit)
                 else:
-                    await _run_unit(conn, unit)
+                    read = await _run_unit(conn, unit)
+                xact = xact or read
             except _Rerun:
                 raise
             except Exception as exc:
@@ -309,19 +320,21 @@ class PostgresDatabase:
                 unit[0].error = exc
                 if not savepoints:
                     raise _Failed() from exc
+        return xact
 
 
-async def _run_unit(conn: Conn, unit: list[_Job]) -> None:
+async def _run_unit(conn: Conn, unit: list[_Job]) -> Transaction | None:
     first = unit[0]
     if first.fn is not None:
         first.result = await first.fn(conn)
-        return
-    outcomes = await append_many(conn, [(job.stream, job.events) for job in unit])
+        return None
+    outcomes, xact = await append_many(conn, [(job.stream, job.events) for job in unit])
     for job, outcome in zip(unit, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             job.error = outcome
         else:
             job.result = outcome
+    return xact
 
 
 def _fail(jobs: list[_Job], exc: BaseException) -> None:

@@ -17,6 +17,7 @@ import orjson
 
 from scribeline.events import NewEvent, Position, StoredEvent
 from scribeline.recovery import SegmentHead
+from scribeline.storage.postgres_outcome import TRANSACTION_COLUMNS, Transaction, transaction_from
 from scribeline.storage.rules import StreamState, new_stream, project, stamp
 
 if TYPE_CHECKING:
@@ -43,22 +44,28 @@ _CREATE = (
     " SELECT s, e, 0, false FROM unnest($1::text[], $2::text[]) AS t(s, e) ORDER BY s"
     " ON CONFLICT (stream) DO NOTHING RETURNING stream, head, epoch, closed"
 )
-_INSERT = (
-    "INSERT INTO events (stream, seq, type, ts, closes, data) SELECT * FROM"
-    " unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::bool[], $6::bytea[])"
+# The events, the heads and the segments in one statement (one round trip),
+# which also reads the transaction's id for the lost-COMMIT check
+# (``postgres_outcome``). Its sub-statements run in no set order, which is
+# fine: they touch different tables and read none of them. The id is read
+# with ``pg_current_xact_id()``, which assigns it if the inserts have not yet.
+_WRITE = f"""
+WITH events_in AS (
+  INSERT INTO events (stream, seq, type, ts, closes, data) SELECT * FROM
+  unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::bool[], $6::bytea[])
+), heads AS (
+  UPDATE streams AS s SET head = u.head, closed = u.closed
+  FROM unnest($7::text[], $8::int8[], $9::bool[]) AS u(stream, head, closed)
+  WHERE s.stream = u.stream
+), segments_in AS (
+  INSERT INTO segments AS g (stream, segment_id, last_final, last_partial) SELECT * FROM
+  unnest($10::text[], $11::text[], $12::int8[], $13::int8[])
+  ON CONFLICT (stream, segment_id) DO UPDATE SET
+  last_final = coalesce(excluded.last_final, g.last_final),
+  last_partial = coalesce(excluded.last_partial, g.last_partial)
 )
-_ADVANCE = (
-    "UPDATE streams AS s SET head = u.head, closed = u.closed"
-    " FROM unnest($1::text[], $2::int8[], $3::bool[]) AS u(stream, head, closed)"
-    " WHERE s.stream = u.stream"
-)
-_SEGMENTS = (
-    "INSERT INTO segments AS g (stream, segment_id, last_final, last_partial) SELECT * FROM"
-    " unnest($1::text[], $2::text[], $3::int8[], $4::int8[])"
-    " ON CONFLICT (stream, segment_id) DO UPDATE SET"
-    " last_final = coalesce(excluded.last_final, g.last_final),"
-    " last_partial = coalesce(excluded.last_partial, g.last_partial)"
-)
+SELECT pg_current_xact_id()::text, {TRANSACTION_COLUMNS}
+"""
 
 
 async def lock_streams(conn: Connection, streams: Collection[str]) -> dict[str, StreamState]:
@@ -80,12 +87,14 @@ async def lock_streams(conn: Connection, streams: Collection[str]) -> dict[str, 
 
 async def append_many(
     conn: Connection, appends: Sequence[tuple[str, Sequence[NewEvent]]]
-) -> list[list[StoredEvent] | Exception]:
+) -> tuple[list[list[StoredEvent] | Exception], Transaction | None]:
     """Append each ``(stream, events)`` in order, in the caller's transaction.
 
     Returns, per append, its stored events or the error that refused it
     (``StreamClosed``, or an event that cannot be encoded); a refused append
-    writes nothing and does not affect the others. SQL errors propagate.
+    writes nothing and does not affect the others. Also returns the open
+    transaction (None if nothing was written), for the lost-COMMIT check.
+    SQL errors propagate.
     """
     states = await lock_streams(conn, [stream for stream, _ in appends])
     outcomes: list[list[StoredEvent] | Exception] = []
@@ -114,38 +123,35 @@ async def append_many(
     if unused:
         await conn.execute("DELETE FROM streams WHERE stream = ANY($1::text[])", unused)
     if not written:
-        return outcomes
-    await conn.execute(_INSERT, *columns)
-    advanced = [(s, states[s].head, states[s].closed) for s in written]
-    await conn.execute(_ADVANCE, *map(list, zip(*advanced, strict=True)))
-    await _apply_projections(conn, written)
-    return outcomes
+        return outcomes, None
+    heads = [list(written), [states[s].head for s in written], [states[s].closed for s in written]]
+    segments: list[list[object]] = [[], [], [], []]
+    for stream, stored_events in written.items():
+        projection = project(stream, stored_events)
+        row = projection.row
+        if row is not None:
+            # Column names come from rules.project, never from input.
+            names = ", ".join(f"{name} = ${n}" for n, name in enumerate(row.changes, 2))
+            await conn.execute(
+                f"UPDATE {row.table} SET {names} WHERE id = $1", row.id, *row.changes.values()
+            )
+        for segment, (last_final, last_partial) in projection.segments.items():
+            for column, value in zip(
+                segments, (stream, segment, last_final, last_partial), strict=True
+            ):
+                column.append(value)
+    xact = transaction_from(await conn.fetchrow(_WRITE, *columns, *heads, *segments))
+    return outcomes, xact
 
 
 async def append_one(
     conn: Connection, stream: str, events: Sequence[NewEvent]
 ) -> list[StoredEvent]:
     """Append to one stream in the caller's transaction; raise what refuses it."""
-    (outcome,) = await append_many(conn, [(stream, events)])
+    (outcome,), _ = await append_many(conn, [(stream, events)])
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
-
-
-async def _apply_projections(conn: Connection, written: dict[str, list[StoredEvent]]) -> None:
-    segments: list[tuple[str, str, int | None, int | None]] = []
-    for stream, events in written.items():
-        projection = project(stream, events)
-        row = projection.row
-        if row is not None:
-            # Column names come from rules.project, never from input.
-            columns = ", ".join(f"{name} = ${n}" for n, name in enumerate(row.changes, 2))
-            await conn.execute(
-                f"UPDATE {row.table} SET {columns} WHERE id = $1", row.id, *row.changes.values()
-            )
-        segments += [(stream, seg, *head) for seg, head in projection.segments.items()]
-    if segments:
-        await conn.execute(_SEGMENTS, *map(list, zip(*segments, strict=True)))
 
 
 async def read_events(

@@ -8,11 +8,12 @@ such writes as failed makes a producer retry an event that is already stored
 published; reporting them as done would be a false acknowledgement when the
 server never committed. So the writer asks.
 
-Before sending COMMIT, the writer reads the transaction's id
-(``pg_current_xact_id_if_assigned()``: a 64-bit ``xid8``, which does not
-wrap around; PostgreSQL 13 or later) and its server process id
-(:func:`transaction_of`). When the outcome is unknown,
-:func:`committed` asks ``pg_xact_status(xid)`` on a fresh connection:
+Before sending COMMIT, the writer reads the transaction's id (a 64-bit
+``xid8``, which does not wrap around; PostgreSQL 13 or later; once assigned
+it stays for the whole transaction) and its server process id: in the
+statement that writes a group of appends (``postgres_log``), or else with
+:func:`transaction_of`. When the outcome is unknown, :func:`committed` asks
+``pg_xact_status(xid)`` on a fresh connection:
 
 * ``committed``: the writes are stored; their callers get their results.
 * ``aborted``: nothing was stored; a retry is safe.
@@ -52,7 +53,15 @@ import asyncpg
 if TYPE_CHECKING:
     from scribeline.storage.postgres_db import Conn
 
-__all__ = ["IN_PROGRESS_GRACE", "OUTCOME_TIMEOUT", "Transaction", "committed", "transaction_of"]
+__all__ = [
+    "IN_PROGRESS_GRACE",
+    "OUTCOME_TIMEOUT",
+    "TRANSACTION_COLUMNS",
+    "Transaction",
+    "committed",
+    "transaction_from",
+    "transaction_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +94,28 @@ class Transaction:
     stats_reset: datetime | None
 
 
+#: The columns of a :class:`Transaction` after its id, for a statement that
+#: reads them on its way (the writer's append statement does, which saves a
+#: round trip per commit).
+TRANSACTION_COLUMNS = (
+    "pg_backend_pid(), pg_postmaster_start_time(), pg_stat_get_bgwriter_stat_reset_time()"
+)
+
+
 async def transaction_of(conn: Conn) -> Transaction | None:
     """The transaction open on ``conn``; None if it has written nothing (it has no
     id then, and its outcome does not matter: it stored nothing)."""
     row = await conn.fetchrow(
-        "SELECT pg_current_xact_id_if_assigned()::text, pg_backend_pid(),"
-        " pg_postmaster_start_time(), pg_stat_get_bgwriter_stat_reset_time()"
+        f"SELECT pg_current_xact_id_if_assigned()::text, {TRANSACTION_COLUMNS}"
     )
+    return transaction_from(row)
+
+
+def transaction_from(row: asyncpg.Record | None) -> Transaction | None:
+    """The :class:`Transaction` of a row of its id (text, or None: nothing
+    written) followed by ``TRANSACTION_COLUMNS``."""
     assert row is not None
-    return None if row[0] is None else Transaction(*row)
+    return None if row[0] is None else Transaction(*row[:4])
 
 
 async def committed(pool: asyncpg.Pool, xact: Transaction) -> bool:
