@@ -1,7 +1,9 @@
 """pg_drivers: durable appends per second on PostgreSQL, asyncpg against psycopg 3.
 
-Each driver runs the shape of the store's append path (``storage/postgres_db``
-and ``postgres_log``): one writer task takes every append waiting in a queue,
+Each driver runs the shape of the store's append path as it was when the
+driver was chosen (``storage/postgres_db`` and ``postgres_log``; the store now
+merges the insert and the head update into one statement, the ``store`` rows
+measure it as it is): one writer task takes every append waiting in a queue,
 and in one transaction locks the streams' head rows (``SELECT ... FOR
 UPDATE``), inserts the events with one ``unnest`` statement, advances the
 heads, commits, and only then resolves the callers. The two drivers run the
