@@ -97,6 +97,23 @@ async def test_killed_pubsub_connection_reports_a_gap_and_resubscribes(
     assert got.got == [("a", b"1"), ("a", b"2"), ("b", b"3")]
 
 
+async def test_every_outage_reconnects_quickly_not_after_the_last_backoff(
+    own_redis: Redis, opened: list[Broker]
+) -> None:
+    """Nine pub/sub kills in a row, each after the broker is back: each reconnect
+    starts from the shortest wait (a connection that worked resets the backoff),
+    so all nine take well under the 4.6 s that doubling waits would add up to."""
+    subscriber = _open(opened, own_redis.url)
+    got = await Collector().start(subscriber)
+    await subscriber.subscribe("a")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for n in range(1, 10):
+        own_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        await got.until(lambda n=n: subscriber.counters()["reconnects"] == n, seconds=10)
+    assert loop.time() - began < 3.0
+
+
 async def test_redis_restart_degrades_then_recovers(own_redis: Redis, opened: list[Broker]) -> None:
     """While Redis is down: ping and publish fail at once with BrokerUnavailable, a
     subscribe returns, and gaps keep being reported (the hub polls storage). When it

@@ -96,6 +96,7 @@ class RedisBroker(Broker):
         self._names: dict[bytes, str] = {}  # Redis channel -> channel, for wanted ones
         self._live: AbstractConnection | None = None  # the pub/sub connection, once connected
         self._up = False  # subscribed to everything wanted
+        self._came_up = False  # the current session got as far as subscribing
         self._reader: asyncio.Task[None] | None = None
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
         self._inbox: deque[tuple[bytes, bytes]] = deque()
@@ -200,6 +201,7 @@ class RedisBroker(Broker):
         """Keep one pub/sub connection alive for as long as the broker runs."""
         delay = BACKOFF_MIN
         while True:
+            self._came_up = False
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -209,8 +211,10 @@ class RedisBroker(Broker):
                 level = logging.DEBUG if self._failing else logging.WARNING
                 log.log(level, "Redis pub/sub at %s lost: %s", self._where, describe(exc))
                 self._failing = True
-            if self._up:
-                delay = BACKOFF_MIN  # it had been working: reconnect quickly
+            if self._came_up:
+                # It had been working (_up is already False here: the reader's
+                # cleanup ran first): reconnect quickly, not after the last wait.
+                delay = BACKOFF_MIN
             self._up = False
             self._ever_lost = True
             if self._first is not None and not self._first.done():
@@ -230,7 +234,7 @@ class RedisBroker(Broker):
             self._reader = reader
             self._live = conn  # from here, subscribe() sends on this connection too
             await self._subscribe_all(conn)
-            self._up = True
+            self._up = self._came_up = True
             self._failing = False
             self._received_at = asyncio.get_running_loop().time()
             if self._first is not None and not self._first.done():
