@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from scribeline.broker import Broker, Deliver, OnGap, pack
+from scribeline.broker.memory import MemoryBroker
 from scribeline.errors import StorageUnavailable
 from scribeline.events import EventType, NewEvent, Position, StoredEvent
 from scribeline.hub import CaughtUp, Hub
 from scribeline.storage import Storage, open_storage
+from tests.unit.test_hub import ListLog, WritingConnection
 
 STREAM = "call:1"
 ORG = "org:1"
@@ -399,4 +401,20 @@ async def test_a_failed_first_join_leaves_no_subscription_behind(storage: Storag
     assert broker.channels == {STREAM}
     broker.hand(STREAM, *await _append(storage, 1))
     await _until(lambda: conn.seqs == [1])
+    await hub.close()
+
+
+async def test_a_repeated_org_event_is_written_once() -> None:
+    """The broker delivers seq 1, 2, then 1 and 2 again (a publish retried after an
+    ambiguous timeout): an event-stream subscriber gets each once."""
+    broker = MemoryBroker()
+    hub = Hub(broker, ListLog(0), lambda e, m: b"{}")
+    await broker.start(hub.deliver)
+    conn = WritingConnection()
+    await hub.subscribe_firehose("org:1", conn, "transcription", "*")  # type: ignore[arg-type]
+    meta = {"call_sid": "CA1", "assistant_id": 1}
+    events = [StoredEvent("call:1", s, EventType.TRANSCRIPT, 0, {}) for s in (1, 2)]
+    for event in events + events:
+        await broker.publish("org:1", pack(event, meta))
+    assert len(conn.frames) == 2
     await hub.close()
