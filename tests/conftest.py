@@ -10,26 +10,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import Postgres, Redis, postgres_bin, redis_bin, require
+from tests.services import (
+    Postgres,
+    Redis,
+    running_postgres,
+    running_redis,
+)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A PostgreSQL cluster for the whole session (skipped, or failed under CI, if absent)."""
-    require("PostgreSQL", postgres_bin() is not None)
-    server = Postgres().init().start()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[Redis]:
     """A Redis server for the whole session (skipped, or failed under CI, if absent)."""
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()

@@ -22,12 +22,21 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-__all__ = ["Postgres", "Redis", "free_port", "postgres_bin", "redis_bin", "require"]
+__all__ = [
+    "Postgres",
+    "Redis",
+    "free_port",
+    "postgres_bin",
+    "redis_bin",
+    "require",
+    "running_postgres",
+    "running_redis",
+]
 
 START_TIMEOUT = 30.0
 
@@ -286,3 +295,27 @@ class Redis:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """A PostgreSQL cluster of one's own for the block (skipped, or failed under CI,
+    when PostgreSQL is not installed); removed afterwards."""
+    require("PostgreSQL", postgres_bin() is not None)
+    server = Postgres().init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[Redis]:
+    """A Redis of one's own for the block (skipped, or failed under CI, when
+    redis-server is not installed); removed afterwards."""
+    require("Redis", redis_bin() is not None)
+    server = Redis().start()
+    try:
+        yield server
+    finally:
+        server.destroy()

@@ -17,7 +17,7 @@ import pytest
 from scribeline.cluster import ClusterDegraded, Signals, open_cluster
 from tests.contract.cluster_backends import *  # noqa: F403 - the fixtures
 from tests.contract.cluster_backends import Node, Nodes, eventually
-from tests.services import Redis, redis_bin, require
+from tests.services import Redis, redis_bin, require, running_redis
 
 
 def test_open_cluster_chooses_by_url_and_refuses_nonsense() -> None:
@@ -263,12 +263,8 @@ async def test_a_node_answers_a_bounded_number_of_requests_at_once(nodes: Nodes)
 @pytest.fixture
 def own_redis() -> Iterator[Redis]:
     """A Redis server this test may stop, pause and restart."""
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 async def test_redis_outage_degrades_to_node_local_limits_and_recovers(own_redis: Redis) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.contract.cluster_backends import *  # noqa: F403 - the fixtures
 from tests.contract.cluster_backends import Node, Nodes
-from tests.services import Redis, redis_bin, require
+from tests.services import Redis, running_redis
 
 #: Slots one node holds on one call: more than redis-py's default pool of 100.
 MANY = 400
@@ -70,12 +70,8 @@ async def test_a_burst_of_acquires_is_limited_cluster_wide(nodes: Nodes) -> None
 @pytest.fixture
 def own_redis() -> Iterator[Redis]:
     """A Redis server this test may pause."""
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 def _members(server: Redis, key: str) -> list[str]:

@@ -16,7 +16,7 @@ from scribeline.broker import Broker, BrokerUnavailable
 from scribeline.broker.redis import RedisBroker
 from tests.contract.broker_backends import Collector
 from tests.faults import TcpProxy
-from tests.services import Redis, redis_bin, require
+from tests.services import Redis, running_redis
 
 PROBE_INTERVAL = 0.3
 TIMEOUT = 0.5
@@ -25,12 +25,8 @@ TIMEOUT = 0.5
 @pytest.fixture
 def own_redis() -> Iterator[Redis]:
     """A Redis of this test's own, free to be stopped."""
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture

@@ -13,17 +13,13 @@ import pytest
 
 from tests.e2e.cluster import Cluster, running_cluster
 from tests.integration.helpers import Tenant
-from tests.services import Postgres, Redis, redis_bin, require
+from tests.services import Postgres, Redis, running_redis
 
 
 @pytest.fixture(scope="module")
 def cluster_redis() -> Iterator[Redis]:
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

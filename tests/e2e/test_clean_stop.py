@@ -24,7 +24,7 @@ from tests.integration.helpers import (
     new_sid,
     open_live,
 )
-from tests.services import Postgres, Redis, redis_bin, require
+from tests.services import Postgres, Redis, running_redis
 
 #: The per-call limit, and how many subscribers the stopped node holds.
 LIMIT = 150
@@ -32,12 +32,8 @@ LIMIT = 150
 
 @pytest.fixture(scope="module")
 def stop_redis() -> Iterator[Redis]:
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

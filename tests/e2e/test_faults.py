@@ -35,7 +35,12 @@ from tests.e2e.followers import (
 )
 from tests.faults import TcpProxy
 from tests.integration.helpers import Api, Tenant, new_sid, open_live, read_until_seq, transcript
-from tests.services import Postgres, Redis, postgres_bin, redis_bin, require
+from tests.services import (
+    Postgres,
+    Redis,
+    running_postgres,
+    running_redis,
+)
 
 REPEAT = int(os.environ.get("SCRIBELINE_FAULT_REPEAT", "3"))
 EVENTS = 120
@@ -49,22 +54,14 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def fault_postgres() -> Iterator[Postgres]:
-    require("PostgreSQL", postgres_bin() is not None)
-    server = Postgres().init().start()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")
 def fault_redis() -> Iterator[Redis]:
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

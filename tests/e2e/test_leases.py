@@ -28,7 +28,7 @@ from tests.integration.helpers import (
     recv_json,
     transcript,
 )
-from tests.services import Postgres, Redis, redis_bin, require
+from tests.services import Postgres, Redis, running_redis
 
 LEASE = 2.0
 ENV = {
@@ -42,12 +42,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def lease_redis() -> Iterator[Redis]:
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

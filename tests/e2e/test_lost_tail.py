@@ -21,7 +21,7 @@ from tests.e2e.cluster import Cluster
 from tests.e2e.followers import Follower, assert_exactly_once, stored_seqs
 from tests.e2e.test_faults import ThreadedProxy
 from tests.integration.helpers import Api, ServerProcess, Tenant, new_sid, transcript
-from tests.services import Postgres, Redis, redis_bin, require
+from tests.services import Postgres, Redis, running_redis
 
 ENV = {
     "SCRIBELINE_BROKER_PROBE_INTERVAL": "0.5",
@@ -47,12 +47,8 @@ class SplitCluster(Cluster):
 
 @pytest.fixture(scope="module")
 def tail_redis() -> Iterator[Redis]:
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

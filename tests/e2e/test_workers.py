@@ -18,19 +18,15 @@ import psutil
 import pytest
 
 from tests.integration.helpers import Api, ServerProcess, new_sid, open_live
-from tests.services import Postgres, Redis, redis_bin, require
+from tests.services import Postgres, Redis, running_redis
 
 READY = re.compile(r"^Scribeline listening on http://127\.0\.0\.1:(\d+)$")
 
 
 @pytest.fixture
 def workers_redis() -> Iterator[Redis]:
-    require("Redis", redis_bin() is not None)
-    server = Redis().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 def _env(postgres: Postgres, redis: Redis) -> dict[str, str]:
