@@ -14,7 +14,7 @@ DATA   ?= $(or $(SCRIBELINE_DATA_DIR),./data)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[server,postgres,redis,test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[server,postgres,redis,speech,test]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -24,6 +24,7 @@ from bench import (
     ingest,
     many_calls,
     meetings,
+    speech,
 )
 from bench.common import RESULTS_DIR, Result, emit
 from bench.workers import run_async
@@ -65,6 +66,10 @@ SCENARIOS: dict[str, Scenario] = {
         ("sqlite", "pg_redis"),
         messages=5000 if quick else 50_000,
         rest_requests=1000 if quick else 10_000,
+    ),
+    # No server: the local speech engine in this process, fed the demo call at real time.
+    "speech": lambda quick: speech.run(
+        calls=(1,) if quick else (1, 2, 4), sweep_seconds=0 if quick else 150
     ),
 }
 
@@ -127,6 +132,13 @@ def headline(result: Result) -> str:
             f" REST {_num(r.get(f'{b}_rest_appends_per_s', math.nan))}/s"
             for b in ingest.BACKENDS
             if f"{b}_ws_appends" in r or f"{b}_rest_appends" in r
+        )
+    if name == "speech" and "calls_1" in r:
+        runs = [v for k, v in r.items() if k.startswith("calls_")]
+        return (
+            "end of speech -> final p50/p90 s: "
+            + ", ".join(f"{x['calls']} calls {x['p50_s']}/{x['p90_s']}" for x in runs)
+            + f"; {r['tracks_per_core_within_3s']} tracks/core within 3 s; WER {r['wer_one_call']}"
         )
     if name == "ingest":
         return (

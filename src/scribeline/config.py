@@ -7,6 +7,7 @@ implies (PROTOCOL.md section 1, DESIGN.md "Defaults").
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,6 +107,40 @@ class Settings(BaseSettings):
     #: Base of the WebSocket URLs handed out (``wss://scribe.example.com``);
     #: empty: built from the request's host.
     public_url: str = ""
+
+    #: Live audio (docs/audio.md). The engine used when neither the organization
+    #: nor the assistant chose one: ``local`` or ``deepgram``.
+    speech_engine: Literal["local", "deepgram"] = "local"
+    #: A CTranslate2 whisper model directory for the local engine; empty: the
+    #: packaged tiny.en model.
+    speech_model_dir: Path | None = None
+    #: Decode workers of the local engine (one thread each); 0: one per core.
+    speech_workers: int = Field(0, ge=0, le=64)
+    #: Local tracks transcribed at once on this node; 0: three per decode worker.
+    #: Past it a stream goes to Deepgram (with a key) or is refused.
+    speech_max_local_tracks: int = Field(0, ge=0)
+    #: Milliseconds of non-speech that end an utterance (local engine).
+    speech_endpoint_ms: int = Field(500, ge=100, le=5000)
+    #: webrtcvad aggressiveness, 0 (least) to 3 (most).
+    speech_vad_mode: int = Field(2, ge=0, le=3)
+    #: Longest utterance before it is cut into a final (seconds).
+    speech_max_utterance: float = Field(15.0, ge=1.0, le=30.0)
+    #: Least seconds between two partials of one track (local engine; partials
+    #: are decoded only when a worker is idle).
+    speech_partial_interval: float = Field(1.5, gt=0)
+    #: Seconds a media stream may take to send ``start`` after connecting.
+    media_start_timeout: float = Field(5.0, gt=0)
+    #: Seconds a stopped media stream's engine gets to deliver its last finals.
+    media_finish_timeout: float = Field(30.0, gt=0)
+    #: Messages per second read from a media stream (Twilio sends 50 per track);
+    #: a faster sender is slowed down.
+    media_messages_per_second: float = Field(2000.0, gt=0)
+    #: Deepgram's live API and the settings sent to it (docs/audio.md).
+    deepgram_url: str = "wss://api.deepgram.com/v1/listen"
+    deepgram_model: str = "nova-3"
+    deepgram_language: str = "en-US"
+    deepgram_endpointing_ms: int = Field(300, ge=10, le=10_000)
+    deepgram_utterance_end_ms: int = Field(1000, ge=1000, le=5000)
 
     access_log: bool = False
     log_level: str = "INFO"

@@ -3,10 +3,10 @@
 No code path logs a token on purpose (the access log prints paths without
 their query). This filter is the guarantee for everything else: text from
 a library, a request echoed in an exception message, a traceback. API keys,
-JWTs, ``token=`` and ``key=`` parameters, ``Bearer`` values,
-``burki-token-`` subprotocols and the ``user:password`` of a URL
-(``postgresql://``, ``redis://``) are replaced wherever they appear in a
-record's message, exception or stack.
+JWTs, ``token=`` and ``key=`` parameters, ``Bearer`` and ``Token`` values,
+a media stream's path token, Twilio signatures, ``burki-token-`` subprotocols
+and the ``user:password`` of a URL (``postgresql://``, ``redis://``) are
+replaced wherever they appear in a record's message, exception or stack.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ _SECRETS = re.compile(
     r"scl_[A-Za-z0-9_\-]{4,}"  # an API key
     r"|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"  # a JWT
     r"|(?<=token=)[^&\s'\"\\]+|(?<=key=)[^&\s'\"\\]+"  # query parameters
-    r"|(?<=Bearer )\S+|(?<=bearer )\S+"  # Authorization values
+    r"|(?<=Bearer )\S+|(?<=bearer )\S+|(?<=Token )\S+"  # Authorization values (Deepgram: Token)
+    r"|(?<=/v1/media-stream/)[^/\s?'\"<]+"  # a media stream's path token
+    r"|(?<=X-Twilio-Signature: )\S+"  # a Twilio signature (replayable for its URL)
     r"|(?<=burki-token-)[^,\s'\"\\]+"  # the subprotocol
     r"|(?<=://)[^/\s@'\"]*:[^/\s@'\"]+(?=@)",  # user:password@ in a database or Redis URL
 )
@@ -64,3 +66,6 @@ def configure(level: str, fmt: str = SERVER_FORMAT) -> None:
         if not any(isinstance(f, RedactSecrets) for f in handler.filters):
             handler.addFilter(RedactSecrets())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # faster-whisper logs a line per decode at INFO and the words it heard at
+    # DEBUG: transcript text never goes to the server's log.
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""The log filter scrubs the credentials of database and Redis URLs."""
+"""The log filter scrubs credentials: database and Redis URLs, live-audio secrets."""
 
 from __future__ import annotations
 
@@ -30,3 +30,17 @@ def test_url_passwords_are_redacted(text: str, shown: str) -> None:
 )
 def test_urls_without_a_password_are_left_alone(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("GET /v1/media-stream/abcDEF123.x HTTP/1.1", f"GET /v1/media-stream/{REDACTED} HTTP/1.1"),
+        ("Authorization: Token dg_live_key", f"Authorization: Token {REDACTED}"),
+        ("X-Twilio-Signature: 9sQ2k+abc=", f"X-Twilio-Signature: {REDACTED}"),
+        ('"/v1/media-stream/<token>" 101', '"/v1/media-stream/<token>" 101'),  # already hidden
+    ],
+)
+def test_live_audio_credentials_are_redacted(text: str, shown: str) -> None:
+    """A media stream's path token, Deepgram's ``Token`` header, a Twilio signature."""
+    assert redact(text) == shown
