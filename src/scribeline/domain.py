@@ -22,6 +22,7 @@ __all__ = [
     "ContactStatus",
     "Counters",
     "Organization",
+    "SpeechSettings",
 ]
 
 
@@ -57,6 +58,24 @@ class Assistant:
     name: str
     is_default: bool
     transcription_enabled: bool = True
+    #: The speech engine for its calls' audio: ``default`` (the organization's
+    #: choice), ``local`` or ``deepgram``.
+    speech_engine: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSettings:
+    """An organization's live-audio settings. The secrets are sealed
+    (``scribeline.secrets``): what storage holds never reads as the secret."""
+
+    org_id: int
+    #: ``default`` (the server's ``speech_engine``), ``local`` or ``deepgram``.
+    engine: str = "default"
+    twilio_auth_token: bytes | None = None
+    deepgram_api_key: bytes | None = None
+    #: Refuse media streams of this organization that carry no valid Twilio signature.
+    require_twilio_signature: bool = False
+    updated_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,9 +43,11 @@ __all__ = [
     "RequestTimeout",
     "ScribelineError",
     "SlowConsumer",
+    "SpeechNotConfigured",
     "StorageUnavailable",
     "StreamClosed",
     "TranscriptionDisabled",
+    "TranscriptionUnavailable",
     "close_code_for",
     "close_for",
     "error_for",
@@ -217,6 +219,26 @@ class TranscriptionDisabled(ScribelineError):
     keeps_connection = True
 
 
+class TranscriptionUnavailable(ScribelineError):
+    """No speech engine can take a media stream now (the local engine is at its
+    limit and no Deepgram key takes the overflow, or Deepgram cannot be reached):
+    the call goes on untranscribed, and a new stream may be tried later."""
+
+    code = "transcription_unavailable"
+    http_status = 503
+    close_code = CloseCode.TRY_AGAIN_LATER
+    retry_after = 5
+
+
+class SpeechNotConfigured(ScribelineError):
+    """The chosen speech engine cannot run: the ``speech`` extra is not installed,
+    or Deepgram is chosen without a (valid) key. Retrying will not help."""
+
+    code = "speech_not_configured"
+    http_status = 503
+    close_code = CloseCode.INTERNAL_ERROR
+
+
 class SlowConsumer(ScribelineError):
     code = "slow_consumer"
     http_status = 503
@@ -339,11 +361,22 @@ def close_code_for(exc: BaseException) -> CloseCode:
     return error_for(exc).close_code
 
 
-def close_for(exc: BaseException) -> tuple[CloseCode, str]:
+#: The most a close frame's reason may hold (RFC 6455 section 5.5: 125 bytes of payload).
+MAX_CLOSE_REASON = 123
+
+
+def close_for(exc: BaseException, *, explain: bool = False) -> tuple[CloseCode, str]:
     """How a WebSocket closes on ``exc``: its close code and, as the reason, its
-    code (``not_found``...), for clients that only see the close."""
+    code (``not_found``...), for clients that only see the close. With ``explain``
+    (endpoints that send no messages at all, such as the media stream) the reason
+    is ``code: message``, cut to what a close frame holds."""
     error = error_for(exc)
-    return error.close_code, error.code
+    if not explain:
+        return error.close_code, error.code
+    reason = f"{error.code}: {error.message}".encode()
+    if len(reason) > MAX_CLOSE_REASON:
+        reason = reason[: MAX_CLOSE_REASON - 3].decode("utf-8", "ignore").encode() + b"..."
+    return error.close_code, reason.decode()
 
 
 def error_message(error: ScribelineError, ref: Any = None) -> bytes:

@@ -34,6 +34,9 @@ from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.protocols import org_events
 from scribeline.readiness import Probe, Readiness, soft
+from scribeline.sealed import SecretBox
+from scribeline.speech.media import build_media
+from scribeline.speech.settings import SpeechSettingsService
 from scribeline.storage import open_storage
 from scribeline.tokens import load_or_create_secret
 
@@ -86,20 +89,26 @@ async def build_services(settings: Settings) -> Services:
         # limits count per node): degraded, not unavailable (docs/deployment.md).
         probes["broker"] = soft(broker.ping, settings.readiness_timeout / 2)
         probes["cluster"] = cluster_check
+    auth = Authenticator(storage, secret, settings.auth_cache_seconds, signals=signals)
+    calls = CallService(storage, publisher, campaigns, signals)
+    assistants = AssistantService(storage)
+    speech = SpeechSettingsService(storage, SecretBox(secret), signals)
     services = Services(
         settings=settings,
         storage=storage,
         broker=broker,
         hub=hub,
         registry=registry,
-        auth=Authenticator(storage, secret, settings.auth_cache_seconds, signals=signals),
-        calls=CallService(storage, publisher, campaigns, signals),
+        auth=auth,
+        calls=calls,
         campaigns=campaigns,
         bots=BotService(storage, broker, publisher, settings.bot_stop_timeout, signals),
         readiness=Readiness(probes, settings.readiness_timeout),
-        assistants=AssistantService(storage),
+        assistants=assistants,
         signals=signals,
         publisher=publisher,
+        speech=speech,
+        media=build_media(settings, auth, speech, calls, assistants),
     )
     await cluster.start(signals.deliver)  # after every service said what it listens to
     return services
@@ -173,6 +182,7 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
 
 
 async def _close_services(services: Services) -> None:
+    await services.media.close()  # the media streams have ended: their decode workers go
     await services.campaigns.close()
     await services.bots.close()
     await services.publisher.close()  # after the services that publish, before the broker

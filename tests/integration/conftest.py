@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from .helpers import Api, ServerProcess, Tenant, running_server
+from .media_helpers import MEDIA_ENV
 
 # Enough connections per call for the fan-out tests, and the small outgoing buffer that
 # the slow-consumer test overflows.
@@ -62,3 +63,23 @@ def api_a(http: aiohttp.ClientSession, server: ServerProcess, tenant_a: Tenant) 
 def api_b(http: aiohttp.ClientSession, server: ServerProcess, tenant_b: Tenant) -> Api:
     """Tenant B's read-write REST client."""
     return Api(http, server, tenant_b.rw)
+
+
+@pytest.fixture(scope="module")
+def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of the module's own with a small speech-engine pool (``MEDIA_ENV``)."""
+    with running_server(tmp_path_factory.mktemp("media") / "data", MEDIA_ENV) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def media_tenant(media_server: ServerProcess) -> Tenant:
+    return media_server.create_tenant("phones")
+
+
+@pytest.fixture
+async def media_api(
+    http: aiohttp.ClientSession, media_server: ServerProcess, media_tenant: Tenant
+) -> Api:
+    """The media tenant's read-write REST client."""
+    return Api(http, media_server, media_tenant.rw)

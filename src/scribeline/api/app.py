@@ -8,18 +8,19 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from scribeline.api import assistants, bots, campaigns, rest, tokens
+from scribeline.api import assistants, bots, campaigns, rest, speech, tokens
 from scribeline.api.bot_streams import bot_producer, bot_subscriber
 from scribeline.api.events import event_stream
 from scribeline.api.http import SERVER_NAME
 from scribeline.api.live import live_transcript
+from scribeline.api.media_stream import media_stream
 from scribeline.api.producer import producer
 from scribeline.api.responses import error_response, to_error
 from scribeline.api.state import SERVICES, Services
 from scribeline.errors import CloseCode, InternalError
 from scribeline.readiness import is_ready, summary
 
-__all__ = ["AccessLogger", "create_app"]
+__all__ = ["AccessLogger", "create_app", "loggable_path"]
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,29 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+#: Paths whose rest may be a credential (``/v1/media-stream/{token}``).
+_TOKEN_PATHS = ("/v1/media-stream/",)
+
+
+def loggable_path(request: web.BaseRequest) -> str:
+    """The request's path without its query string, and without what follows a
+    prefix that carries a token in the path: no credential is logged."""
+    path = request.path
+    for prefix in _TOKEN_PATHS:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return prefix + "<token>"
+    return path
+
+
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: the path without its query string, so no token is logged."""
+    """One line per request, with :func:`loggable_path` (no token is logged)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %.1fms',
             request.remote,
             request.method,
-            request.path,
+            loggable_path(request),
             response.status,
             time * 1000,
         )
@@ -94,6 +109,8 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/live-transcript/{call_sid}", live_transcript)
     app.router.add_get("/v1/ingest/{call_sid}", producer)
+    app.router.add_get("/v1/media-stream", media_stream)
+    app.router.add_get("/v1/media-stream/{token}", media_stream)
     app.router.add_get("/ws/campaigns/{campaign_id}/progress", campaigns.campaign_progress)
     app.router.add_get("/v1/events", event_stream)
     app.router.add_get("/v1/bots/{bot_id}/ws", bot_subscriber)
@@ -103,6 +120,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(assistants.routes)
     app.router.add_routes(tokens.routes)
     app.router.add_routes(bots.routes)
+    app.router.add_routes(speech.routes)
     app.on_response_prepare.append(_server_header)
     app.on_shutdown.append(_close_streams)
     return app

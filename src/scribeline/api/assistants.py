@@ -1,4 +1,5 @@
-"""Assistant routes: create, list, and switch transcription on or off."""
+"""Assistant routes: create, list, switch transcription on or off, choose the
+speech engine."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def assistant_json(assistant: Assistant) -> dict[str, Any]:
         "name": assistant.name,
         "is_default": assistant.is_default,
         "transcription_enabled": assistant.transcription_enabled,
+        "speech_engine": assistant.speech_engine,
     }
 
 
@@ -30,7 +32,7 @@ async def create_assistant(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "write")
     body = CreateAssistant.model_validate(await read_json(request))
     assistant = await services.assistants.create(
-        principal.org_id, body.name, body.transcription_enabled
+        principal.org_id, body.name, body.transcription_enabled, body.speech_engine
     )
     return json_response(assistant_json(assistant), status=201)
 
@@ -48,7 +50,7 @@ async def update_assistant(request: web.Request) -> web.Response:
     assistant_id = path_id(request, "assistant_id", "Assistant")
     body = UpdateAssistant.model_validate(await read_json(request))
     assistant = await services.assistants.update(
-        principal.org_id, assistant_id, body.transcription_enabled
+        principal.org_id, assistant_id, body.transcription_enabled, body.speech_engine
     )
     await services.calls.forget_assistant(assistant.id)
     return json_response(assistant_json(assistant))

@@ -18,6 +18,8 @@ from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.readiness import Readiness
+from scribeline.speech.media import Media
+from scribeline.speech.settings import SpeechSettingsService
 from scribeline.storage import Storage
 
 __all__ = ["SERVICES", "Services"]
@@ -40,6 +42,10 @@ class Services:
     signals: Signals
     #: Publishes stored events (closed after the services that publish).
     publisher: Publisher
+    #: Organizations' speech settings (engine choice, sealed secrets).
+    speech: SpeechSettingsService
+    #: Live audio: media streams and their speech engines.
+    media: Media
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

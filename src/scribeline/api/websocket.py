@@ -60,7 +60,8 @@ class Endpoint(Generic[S]):
     ``render`` writes an error in the endpoint's format (None: the format has
     no error message, so every error closes with its code and name only).
     ``ending``: errors from ``serve`` that close even though their kind
-    usually leaves a connection open.
+    usually leaves a connection open. ``explain``: close reasons carry the
+    error's message too (for formats without error messages).
     """
 
     join: Callable[[Connection, Credentials], Awaitable[S | None]]
@@ -68,13 +69,14 @@ class Endpoint(Generic[S]):
     render: Renderer | None
     leave: Callable[[Connection, S], Awaitable[None]] | None = None
     ending: tuple[type[ScribelineError], ...] = ()
+    explain: bool = False
 
     async def run(self, conn: Connection, credentials: Credentials) -> None:
         """Join, serve, leave and close ``conn``, reporting any error to the client."""
         try:
             state = await self.join(conn, credentials)
         except Exception as exc:
-            await report(conn, exc, self.render, refusal=True)
+            await report(conn, exc, self.render, refusal=True, explain=self.explain)
             await conn.close(CloseCode.NORMAL)
             return
         if state is None:
@@ -83,7 +85,13 @@ class Endpoint(Generic[S]):
         try:
             await self.serve(conn, state)
         except Exception as exc:
-            await report(conn, exc, self.render, refusal=isinstance(exc, self.ending))
+            await report(
+                conn,
+                exc,
+                self.render,
+                refusal=isinstance(exc, self.ending),
+                explain=self.explain,
+            )
         finally:
             if self.leave is not None:
                 await self.leave(conn, state)
@@ -209,6 +217,7 @@ async def report(
     render: Renderer | None,
     *,
     refusal: bool = False,
+    explain: bool = False,
 ) -> None:
     """Tell the client about ``exc``; close unless the error leaves the connection usable.
 
@@ -229,4 +238,4 @@ async def report(
         with contextlib.suppress(ConnectionError):
             conn.send(render(error))
     if refusal or render is None or not error.keeps_connection:
-        await conn.close(*close_for(error))
+        await conn.close(*close_for(error, explain=explain))

@@ -43,6 +43,7 @@ __all__ = [
     "NewContact",
     "Outcome",
     "SetStatus",
+    "SpeechEngineName",
     "Transcript",
     "TranscriptBatch",
     "UpdateAssistant",
@@ -167,13 +168,26 @@ class Transcript(_Strict):
 TranscriptBatch: TypeAdapter[list[Transcript]] = TypeAdapter(list[Transcript])
 
 
+#: Where an assistant's or an organization's live audio is transcribed:
+#: ``default`` defers to the organization (for an assistant) or the server.
+SpeechEngineName = Literal["default", "local", "deepgram"]
+
+
 class CreateAssistant(_Strict):
     name: str = Field(min_length=1, max_length=200)
     transcription_enabled: bool = True
+    speech_engine: SpeechEngineName = "default"
 
 
 class UpdateAssistant(_Strict):
-    transcription_enabled: bool
+    transcription_enabled: bool | None = None
+    speech_engine: SpeechEngineName | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateAssistant:
+        if self.transcription_enabled is None and self.speech_engine is None:
+            raise ValueError("give transcription_enabled or speech_engine")
+        return self
 
 
 class CreateCampaign(_Strict):

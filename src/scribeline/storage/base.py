@@ -69,6 +69,7 @@ from scribeline.domain import (
     Contact,
     Counters,
     Organization,
+    SpeechSettings,
 )
 from scribeline.events import NewEvent, Position, StoredEvent
 from scribeline.recovery import SegmentHead
@@ -156,7 +157,7 @@ class Catalog(ABC):
 
     @abstractmethod
     async def create_assistant(
-        self, org_id: int, name: str, transcription_enabled: bool
+        self, org_id: int, name: str, transcription_enabled: bool, speech_engine: str = "default"
     ) -> Assistant: ...
 
     @abstractmethod
@@ -164,8 +165,27 @@ class Catalog(ABC):
 
     @abstractmethod
     async def update_assistant(
-        self, org_id: int, assistant_id: int, transcription_enabled: bool
-    ) -> Assistant | None: ...
+        self,
+        org_id: int,
+        assistant_id: int,
+        transcription_enabled: bool | None = None,
+        speech_engine: str | None = None,
+    ) -> Assistant | None:
+        """Change what is given (None: unchanged); None if there is no such assistant."""
+
+    @abstractmethod
+    async def get_speech_settings(self, org_id: int) -> SpeechSettings | None:
+        """The organization's live-audio settings; None if it never set them."""
+
+    @abstractmethod
+    async def put_speech_settings(self, settings: SpeechSettings) -> SpeechSettings:
+        """Store the organization's settings whole (insert or replace); returns them
+        with ``updated_at`` set."""
+
+    @abstractmethod
+    async def speech_settings_with_twilio_token(self) -> list[SpeechSettings]:
+        """Every organization's settings that hold a Twilio auth token (to find whose
+        signature a media stream carries)."""
 
     @abstractmethod
     async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, list[StoredEvent]]:

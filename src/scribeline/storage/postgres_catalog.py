@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
+from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization, SpeechSettings
 from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
 from scribeline.events import NewEvent, StoredEvent, now_ms
 from scribeline.storage.postgres_campaigns import complete_linked_contact, take_contact
@@ -24,7 +25,10 @@ _CALL = (
 
 if TYPE_CHECKING:
     from scribeline.storage.postgres_db import Conn
-_ASSISTANT = "id, org_id, name, is_default, transcription_enabled"
+_ASSISTANT = "id, org_id, name, is_default, transcription_enabled, speech_engine"
+_SPEECH = (
+    "org_id, engine, twilio_auth_token, deepgram_api_key, require_twilio_signature, updated_at"
+)
 
 
 def _key(row: asyncpg.Record | None) -> ApiKey | None:
@@ -160,15 +164,17 @@ class PostgresCatalog:
         return _assistant(row)
 
     async def create_assistant(
-        self, org_id: int, name: str, transcription_enabled: bool
+        self, org_id: int, name: str, transcription_enabled: bool, speech_engine: str = "default"
     ) -> Assistant:
         async def run(conn: Conn) -> Assistant:
             row = await conn.fetchrow(
                 "INSERT INTO assistants (org_id, name, is_default, transcription_enabled,"
-                f" created_at) VALUES ($1, $2, false, $3, $4) RETURNING {_ASSISTANT}",
+                " speech_engine, created_at) VALUES ($1, $2, false, $3, $4, $5)"
+                f" RETURNING {_ASSISTANT}",
                 org_id,
                 name,
                 transcription_enabled,
+                speech_engine,
                 now_ms(),
             )
             assistant = _assistant(row)
@@ -186,20 +192,64 @@ class PostgresCatalog:
         return [Assistant(**row) for row in rows]
 
     async def update_assistant(
-        self, org_id: int, assistant_id: int, transcription_enabled: bool
+        self,
+        org_id: int,
+        assistant_id: int,
+        transcription_enabled: bool | None = None,
+        speech_engine: str | None = None,
     ) -> Assistant | None:
         async def run(conn: Conn) -> Assistant | None:
             return _assistant(
                 await conn.fetchrow(
-                    "UPDATE assistants SET transcription_enabled = $3"
+                    "UPDATE assistants SET"
+                    " transcription_enabled = coalesce($3, transcription_enabled),"
+                    " speech_engine = coalesce($4, speech_engine)"
                     f" WHERE org_id = $1 AND id = $2 RETURNING {_ASSISTANT}",
                     org_id,
                     assistant_id,
                     transcription_enabled,
+                    speech_engine,
                 )
             )
 
         return await self._db.write(run)
+
+    async def get_speech_settings(self, org_id: int) -> SpeechSettings | None:
+        row = await self._db.read(
+            lambda c: c.fetchrow(f"SELECT {_SPEECH} FROM speech_settings WHERE org_id = $1", org_id)
+        )
+        return None if row is None else SpeechSettings(**row)
+
+    async def put_speech_settings(self, settings: SpeechSettings) -> SpeechSettings:
+        stored = dataclasses.replace(settings, updated_at=now_ms())
+
+        async def run(conn: Conn) -> SpeechSettings:
+            await conn.execute(
+                f"INSERT INTO speech_settings ({_SPEECH}) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (org_id) DO UPDATE SET engine = excluded.engine,"
+                " twilio_auth_token = excluded.twilio_auth_token,"
+                " deepgram_api_key = excluded.deepgram_api_key,"
+                " require_twilio_signature = excluded.require_twilio_signature,"
+                " updated_at = excluded.updated_at",
+                stored.org_id,
+                stored.engine,
+                stored.twilio_auth_token,
+                stored.deepgram_api_key,
+                stored.require_twilio_signature,
+                stored.updated_at,
+            )
+            return stored
+
+        return await self._db.write(run)
+
+    async def speech_settings_with_twilio_token(self) -> list[SpeechSettings]:
+        rows = await self._db.read(
+            lambda c: c.fetch(
+                f"SELECT {_SPEECH} FROM speech_settings"
+                " WHERE twilio_auth_token IS NOT NULL ORDER BY org_id"
+            )
+        )
+        return [SpeechSettings(**row) for row in rows]
 
     async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, list[StoredEvent]]:
         async def run(conn: Conn) -> tuple[Call, list[StoredEvent]]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization
+from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization, SpeechSettings
 from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
 from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.files import private_dir, private_file
@@ -34,7 +35,10 @@ _CALL_COLUMNS = (
     "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
     " call_type, started_at, ended_at, campaign_id, campaign_contact_id"
 )
-_ASSISTANT_COLUMNS = "id, org_id, name, is_default, transcription_enabled"
+_ASSISTANT_COLUMNS = "id, org_id, name, is_default, transcription_enabled, speech_engine"
+_SPEECH_COLUMNS = (
+    "org_id, engine, twilio_auth_token, deepgram_api_key, require_twilio_signature, updated_at"
+)
 
 
 def _key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
@@ -55,7 +59,11 @@ def _call(row: sqlite3.Row | tuple[Any, ...]) -> Call:
 
 
 def _assistant(row: sqlite3.Row | tuple[Any, ...]) -> Assistant:
-    return Assistant(row[0], row[1], row[2], bool(row[3]), bool(row[4]))
+    return Assistant(row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5])
+
+
+def _speech(row: sqlite3.Row | tuple[Any, ...]) -> SpeechSettings:
+    return SpeechSettings(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
 
 
 class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
@@ -261,16 +269,18 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
         return self._db.read_now(run)
 
     async def create_assistant(
-        self, org_id: int, name: str, transcription_enabled: bool
+        self, org_id: int, name: str, transcription_enabled: bool, speech_engine: str = "default"
     ) -> Assistant:
         def run(conn: sqlite3.Connection) -> Assistant:
             cur = conn.execute(
                 "INSERT INTO assistants (org_id, name, is_default, transcription_enabled,"
-                " created_at) VALUES (?, ?, 0, ?, ?)",
-                (org_id, name, transcription_enabled, now_ms()),
+                " speech_engine, created_at) VALUES (?, ?, 0, ?, ?, ?)",
+                (org_id, name, transcription_enabled, speech_engine, now_ms()),
             )
             assert cur.lastrowid is not None
-            return Assistant(cur.lastrowid, org_id, name, False, transcription_enabled)
+            return Assistant(
+                cur.lastrowid, org_id, name, False, transcription_enabled, speech_engine
+            )
 
         return await self._db.write(run)
 
@@ -285,12 +295,19 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
         return self._db.read_now(run)
 
     async def update_assistant(
-        self, org_id: int, assistant_id: int, transcription_enabled: bool
+        self,
+        org_id: int,
+        assistant_id: int,
+        transcription_enabled: bool | None = None,
+        speech_engine: str | None = None,
     ) -> Assistant | None:
         def run(conn: sqlite3.Connection) -> Assistant | None:
             conn.execute(
-                "UPDATE assistants SET transcription_enabled = ? WHERE org_id = ? AND id = ?",
-                (transcription_enabled, org_id, assistant_id),
+                "UPDATE assistants SET"
+                " transcription_enabled = coalesce(?, transcription_enabled),"
+                " speech_engine = coalesce(?, speech_engine)"
+                " WHERE org_id = ? AND id = ?",
+                (transcription_enabled, speech_engine, org_id, assistant_id),
             )
             row = conn.execute(
                 f"SELECT {_ASSISTANT_COLUMNS} FROM assistants WHERE org_id = ? AND id = ?",
@@ -299,6 +316,45 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
             return None if row is None else _assistant(row)
 
         return await self._db.write(run)
+
+    async def get_speech_settings(self, org_id: int) -> SpeechSettings | None:
+        def run(conn: sqlite3.Connection) -> SpeechSettings | None:
+            row = conn.execute(
+                f"SELECT {_SPEECH_COLUMNS} FROM speech_settings WHERE org_id = ?", (org_id,)
+            ).fetchone()
+            return None if row is None else _speech(row)
+
+        return self._db.read_now(run)
+
+    async def put_speech_settings(self, settings: SpeechSettings) -> SpeechSettings:
+        stored = dataclasses.replace(settings, updated_at=now_ms())
+
+        def run(conn: sqlite3.Connection) -> SpeechSettings:
+            conn.execute(
+                f"INSERT OR REPLACE INTO speech_settings ({_SPEECH_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    stored.org_id,
+                    stored.engine,
+                    stored.twilio_auth_token,
+                    stored.deepgram_api_key,
+                    stored.require_twilio_signature,
+                    stored.updated_at,
+                ),
+            )
+            return stored
+
+        return await self._db.write(run)
+
+    async def speech_settings_with_twilio_token(self) -> list[SpeechSettings]:
+        def run(conn: sqlite3.Connection) -> list[SpeechSettings]:
+            rows = conn.execute(
+                f"SELECT {_SPEECH_COLUMNS} FROM speech_settings"
+                " WHERE twilio_auth_token IS NOT NULL ORDER BY org_id"
+            ).fetchall()
+            return [_speech(r) for r in rows]
+
+        return await self._db.read(run)
 
     async def set_call_status(self, call: Call, event: NewEvent) -> list[StoredEvent]:
         def run(conn: sqlite3.Connection) -> list[StoredEvent]:

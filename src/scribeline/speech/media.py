@@ -1,0 +1,55 @@
+"""The media-stream services of one server: credential checks, streams, engines."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from scribeline.auth import Authenticator
+from scribeline.config import Settings
+from scribeline.ingest.assistants import AssistantService
+from scribeline.ingest.calls import CallService
+from scribeline.speech.access import MediaAccess
+from scribeline.speech.deepgram import DeepgramEngine
+from scribeline.speech.engine import SpeechEngine
+from scribeline.speech.local import LocalEngine, missing_extra
+from scribeline.speech.router import SpeechRouter
+from scribeline.speech.settings import SpeechSettingsService
+from scribeline.speech.streams import MediaStreamService
+
+__all__ = ["Media", "build_media"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    access: MediaAccess
+    streams: MediaStreamService
+    #: The shared local engine (None without the ``speech`` extra).
+    local: LocalEngine | None
+
+    async def close(self) -> None:
+        if self.local is not None:
+            await self.local.close()
+
+
+def build_media(
+    settings: Settings,
+    auth: Authenticator,
+    speech: SpeechSettingsService,
+    calls: CallService,
+    assistants: AssistantService,
+) -> Media:
+    """The services; the local engine loads its model on first use (``Media.local.load``
+    loads it ahead)."""
+    missing = missing_extra()
+    local = None if missing else LocalEngine(settings)
+    if missing:
+        log.info("live audio: %s", missing)
+
+    def deepgram(key: str) -> SpeechEngine:
+        return DeepgramEngine(key, settings)
+
+    router = SpeechRouter(settings, local, deepgram, missing)
+    return Media(MediaAccess(auth, speech), MediaStreamService(calls, assistants, router), local)

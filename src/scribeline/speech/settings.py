@@ -1,0 +1,148 @@
+"""The speech-settings service: an organization's engine choice and its secrets.
+
+Secrets go in sealed (``scribeline.sealed``) and come out only to the code
+that uses them (the Twilio signature check, the Deepgram engine), never to an
+API response or a log line. Settings are read on every media stream, so they
+are cached briefly; a change tells every node to drop its copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from scribeline.cluster import Signals
+from scribeline.domain import SpeechSettings
+from scribeline.sealed import SecretBox, SecretUnreadable
+from scribeline.speech.twilio import signature_valid
+from scribeline.storage import Storage
+
+__all__ = ["SPEECH_CHANGED", "OrgSpeech", "SpeechSettingsService", "SpeechUpdate"]
+
+log = logging.getLogger(__name__)
+
+#: The cluster notice that an organization's speech settings changed.
+SPEECH_CHANGED = "speech.changed"
+
+_TWILIO, _DEEPGRAM = "twilio_auth_token", "deepgram_api_key"
+
+#: Organizations' settings cached at most this many seconds (and dropped on change).
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSpeech:
+    """An organization's settings, opened: for the media-stream code only."""
+
+    org_id: int
+    engine: str
+    twilio_auth_token: str | None
+    deepgram_api_key: str | None
+    require_twilio_signature: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechUpdate:
+    """A change: None leaves a field as it is; an empty secret removes it."""
+
+    engine: str | None = None
+    twilio_auth_token: str | None = None
+    deepgram_api_key: str | None = None
+    require_twilio_signature: bool | None = None
+
+
+def _context(org_id: int, field: str) -> str:
+    return f"org:{org_id}:{field}"
+
+
+class SpeechSettingsService:
+    """Reads, changes and opens organizations' speech settings."""
+
+    def __init__(self, storage: Storage, box: SecretBox, signals: Signals) -> None:
+        self._storage = storage
+        self._box = box
+        self._signals = signals
+        self._cache: dict[int, tuple[float, OrgSpeech]] = {}
+        self._signers: tuple[float, list[OrgSpeech]] | None = None
+        signals.on(SPEECH_CHANGED, self._forget)
+
+    def _forget(self, notice: dict[str, Any]) -> None:
+        self._cache.pop(notice["org_id"], None)
+        self._signers = None
+
+    async def get(self, org_id: int) -> SpeechSettings:
+        """The stored settings (with sealed secrets: show only whether they are set)."""
+        return await self._storage.get_speech_settings(org_id) or SpeechSettings(org_id)
+
+    async def update(self, org_id: int, change: SpeechUpdate) -> SpeechSettings:
+        current = await self.get(org_id)
+        new = replace(
+            current,
+            engine=change.engine if change.engine is not None else current.engine,
+            twilio_auth_token=self._sealed(
+                org_id, _TWILIO, change.twilio_auth_token, current.twilio_auth_token
+            ),
+            deepgram_api_key=self._sealed(
+                org_id, _DEEPGRAM, change.deepgram_api_key, current.deepgram_api_key
+            ),
+            require_twilio_signature=(
+                change.require_twilio_signature
+                if change.require_twilio_signature is not None
+                else current.require_twilio_signature
+            ),
+        )
+        stored = await self._storage.put_speech_settings(new)
+        await self._signals.broadcast(SPEECH_CHANGED, {"org_id": org_id})
+        return stored
+
+    def _sealed(
+        self, org_id: int, field: str, secret: str | None, kept: bytes | None
+    ) -> bytes | None:
+        if secret is None:
+            return kept
+        return self._box.seal(secret, _context(org_id, field)) if secret else None
+
+    async def opened(self, org_id: int) -> OrgSpeech:
+        """The organization's settings with their secrets opened (cached briefly)."""
+        now = time.monotonic()
+        cached = self._cache.get(org_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        org = self._open(await self.get(org_id))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[org_id] = (now + CACHE_SECONDS, org)
+        return org
+
+    async def signer(self, url: str, signature: str) -> OrgSpeech | None:
+        """The organization whose Twilio auth token signed ``url`` with ``signature``."""
+        now = time.monotonic()
+        if self._signers is None or self._signers[0] <= now:
+            stored = await self._storage.speech_settings_with_twilio_token()
+            self._signers = (now + CACHE_SECONDS, [self._open(s) for s in stored])
+        for org in self._signers[1]:
+            token = org.twilio_auth_token
+            if token is not None and signature_valid(token, url, signature):
+                return org
+        return None
+
+    def _open(self, stored: SpeechSettings) -> OrgSpeech:
+        return OrgSpeech(
+            org_id=stored.org_id,
+            engine=stored.engine,
+            twilio_auth_token=self._open_secret(stored.org_id, _TWILIO, stored.twilio_auth_token),
+            deepgram_api_key=self._open_secret(stored.org_id, _DEEPGRAM, stored.deepgram_api_key),
+            require_twilio_signature=stored.require_twilio_signature,
+        )
+
+    def _open_secret(self, org_id: int, field: str, sealed: bytes | None) -> str | None:
+        if sealed is None:
+            return None
+        try:
+            return self._box.open(sealed, _context(org_id, field))
+        except SecretUnreadable as exc:
+            # The token secret changed since it was stored: as if it were not set.
+            log.warning("organization %d: its stored %s cannot be opened (%s)", org_id, field, exc)
+            return None
