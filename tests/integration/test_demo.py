@@ -23,6 +23,8 @@ from .helpers import (
 URL = r"(ws://[^' ]+)"
 #: The simulated meeting speaks a sentence every few seconds at normal speed.
 MEETING_EVENT_WITHIN = 30.0
+#: The recorded call's first sentence ends 4.7 s in; its final follows within seconds.
+AUDIO_FINAL_WITHIN = 30.0
 
 
 async def _ready(ws: ClientConnection) -> None:
@@ -53,14 +55,17 @@ async def _run(command: str) -> str:
 async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
     tmp_path: Path,
 ) -> None:
-    """`scribeline demo` prints working commands: a live call streams transcripts, the
-    meeting streams bot events, echoes a chat action, the running campaign and the
-    organizations can be found (the banner's campaign ends), and it stops cleanly."""
+    """`scribeline demo` prints working commands: a live call streams transcripts, a
+    recorded phone call's audio becomes text, the meeting streams bot events, echoes
+    a chat action, the running campaign and the organizations can be found (the
+    banner's campaign ends), and it stops cleanly."""
     server = ServerProcess(data_dir=tmp_path / "data", command="demo")
     server.start()
     try:
         call_url = server.expect_line(rf"a live call:.*{URL}").group(1)
         tail_command = server.expect_line(r"the same, readable: (.+)$").group(1)
+        server.expect_line(r"a phone call's audio, transcribed here")
+        audio_command = server.expect_line(r"^\s+(\S.* tail CA\w+ .+)$").group(1)
         server.expect_line(r"the meeting, read-only:")
         read_only_url = server.expect_line(URL).group(1)
         server.expect_line(r"the meeting, read-write")
@@ -89,6 +94,21 @@ async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
         finally:
             tail.kill()
             await tail.wait()
+
+        # The recorded phone call, transcribed by the local engine: its first final.
+        audio = await asyncio.create_subprocess_exec(
+            "bash", "-c", audio_command, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert audio.stdout is not None
+            async with asyncio.timeout(AUDIO_FINAL_WITHIN):
+                line = await audio.stdout.readline()  # the call's status first
+                while line.startswith("\u2014 status".encode()):
+                    line = await audio.stdout.readline()
+            assert line.startswith(b"assistant: ") and b"calling" in line.lower(), line
+        finally:
+            audio.kill()
+            await audio.wait()
 
         watcher = await open_url(read_only_url)
         async with watcher, await open_url(read_write_url) as speaker:

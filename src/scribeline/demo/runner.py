@@ -10,18 +10,23 @@ import asyncio
 import random
 import shlex
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from scribeline.auth import Principal, new_api_key
 from scribeline.demo.sink import ServiceSink
 from scribeline.domain import Bot, Campaign, Organization
-from scribeline.errors import Conflict
+from scribeline.errors import Conflict, NotFound
 from scribeline.server import Running
 from scribeline.storage import Storage
 
 __all__ = ["DEMO_ORG", "start_demo"]
 
 DEMO_ORG = "demo"
+
+#: Seconds the banner waits for the first recorded phone call (the model loads first).
+FIRST_AUDIO_CALL_WAIT = 30.0
 
 
 async def _demo_org(storage: Storage) -> Organization:
@@ -59,6 +64,50 @@ def _finding_commands(scribeline: str, key: str, server: str, data_dir: Path | N
         orgs = f"{scribeline} orgs list --data-dir {shlex.quote(str(data_dir))}"
         lines += f"  Organizations in this data directory: {orgs}\n"
     return lines
+
+
+@dataclass
+class _Phone:
+    """The recorded phone calls: the first one's SID (None: no live audio here)."""
+
+    first: str | None
+    task: asyncio.Task[None] | None
+    missing: str | None = None
+
+
+async def _start_phone_calls(
+    running: Running, principal: Principal, org_id: int, rng: random.Random
+) -> _Phone:
+    """Start playing recorded calls into the media stream (when the local engine is
+    installed) and wait until the first one's call exists, for the banner."""
+    from scribeline.demo.phone_calls import run_phone_calls
+    from scribeline.speech.local import missing_extra
+
+    missing = missing_extra()
+    if missing is not None:
+        return _Phone(None, None, missing)
+    sids: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        run_phone_calls(running, principal, rng=rng, announce=sids.put_nowait)
+    )
+    first = await sids.get()
+    deadline = time.monotonic() + FIRST_AUDIO_CALL_WAIT
+    while time.monotonic() < deadline and not task.done():
+        try:
+            await running.services.calls.get(org_id, first)
+            break
+        except NotFound:
+            await asyncio.sleep(0.05)  # the stream creates the call once the model is loaded
+    return _Phone(first, task)
+
+
+def _phone_commands(phone: _Phone, key: str, scribeline: str, server: str) -> str:
+    if phone.first is None:
+        return f"    (no phone audio: {phone.missing})\n"
+    tail = f"SCRIBELINE_API_KEY={key} {scribeline} tail {phone.first} --server {server}"
+    return (
+        f"    a phone call's audio, transcribed here, interim text then finals:\n        {tail}\n"
+    )
 
 
 async def start_demo(running: Running, data_dir: Path | None = None) -> None:
@@ -107,6 +156,7 @@ async def start_demo(running: Running, data_dir: Path | None = None) -> None:
         )
     )
     bot_urls = await first_meeting
+    phone = await _start_phone_calls(running, principal, org.id, rng)
     pinned_created = sink.created(pinned)
     calls = asyncio.create_task(
         run_simulation(
@@ -127,6 +177,7 @@ async def start_demo(running: Running, data_dir: Path | None = None) -> None:
         "  Paste into another terminal to watch:\n"
         f"    a live call:        {client} {watch_call}\n"
         f"    the same, readable: {tail}\n"
+        f"{_phone_commands(phone, key, scribeline, running.base_url)}"
         f"    the campaign:       {client} {watch_campaign}\n"
         f"    everything (then type "
         '{"action":"subscribe","topic":"transcription","filter":"*"}):\n'
@@ -138,3 +189,5 @@ async def start_demo(running: Running, data_dir: Path | None = None) -> None:
     await calls
     await campaigns
     await meeting
+    if phone.task is not None:
+        await phone.task
