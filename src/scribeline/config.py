@@ -131,7 +131,13 @@ class Settings(BaseSettings):
     #: Seconds a media stream may take to send ``start`` after connecting.
     media_start_timeout: float = Field(5.0, gt=0)
     #: Seconds a stopped media stream's engine gets to deliver its last finals.
-    media_finish_timeout: float = Field(30.0, gt=0)
+    media_finish_timeout: float = Field(15.0, gt=0)
+    #: Seconds a call made by media streams stays open after its last stream ends,
+    #: for a new stream of it (a stream stopped and started again) to begin.
+    media_end_grace: float = Field(3.0, ge=0)
+    #: How much faster than real time a media stream may send audio (a replay);
+    #: a faster sender is read more slowly. Twilio sends at real time.
+    media_max_speed: float = Field(20.0, ge=1)
     #: Messages per second read from a media stream (Twilio sends 50 per track);
     #: a faster sender is slowed down.
     media_messages_per_second: float = Field(2000.0, gt=0)

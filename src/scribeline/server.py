@@ -108,7 +108,7 @@ async def build_services(settings: Settings) -> Services:
         signals=signals,
         publisher=publisher,
         speech=speech,
-        media=build_media(settings, auth, speech, calls, assistants),
+        media=build_media(settings, auth, speech, calls, assistants, cluster),
     )
     await cluster.start(signals.deliver)  # after every service said what it listens to
     return services
@@ -182,7 +182,9 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
 
 
 async def _close_services(services: Services) -> None:
-    await services.media.close()  # the media streams have ended: their decode workers go
+    # Media streams still ending store their last finals (storage is still open),
+    # then the engines and their decode workers go.
+    await services.media.close(services.settings.media_finish_timeout)
     await services.campaigns.close()
     await services.bots.close()
     await services.publisher.close()  # after the services that publish, before the broker

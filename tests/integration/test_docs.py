@@ -3,8 +3,8 @@ the way ``make run`` starts it.
 
 - A block's tag says what it is. ``sh``, ``python`` and ``js`` blocks are run; ``json``
   blocks must parse (the whole block, or one JSON value per line where a doc shows
-  messages line by line); ``text`` blocks (synopses, diagrams) are not run. Any other
-  tag, or none, fails.
+  messages line by line); ``xml`` blocks (TwiML) must be well-formed; ``text``
+  blocks (synopses, diagrams) are not run. Any other tag, or none, fails.
 - Each document gets its own server, started as ``make run`` does (``python -m
   scribeline demo --host 127.0.0.1 --data-dir ./data``, the data directory given as an
   absolute path and ``--port 0`` for a free port) for a temporary working directory that
@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from xml.etree import ElementTree
 
 import pytest
 
@@ -58,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 
 RUN_TAGS = frozenset({"sh", "python", "js"})
-TAGS = RUN_TAGS | {"json", "text"}
+TAGS = RUN_TAGS | {"json", "text", "xml"}
 FENCE = re.compile(r"^```(?P<tag>[^`\n]*)\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 ADDRESS = re.compile(r"\b(?:127\.0\.0\.1|localhost):8000\b")
 #: What a block that follows a live stream forever says.
@@ -362,7 +363,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Doc
 
 def test_every_block_is_tagged() -> None:
     """Every fenced block says what it is: a command or program to run (sh, python, js),
-    or data and synopses that are not run (json, text)."""
+    or data and synopses that are not run (json, xml, text)."""
     bad = [f"{b.id} ({b.tag!r})" for b in BLOCKS if b.tag not in TAGS]
     assert not bad, f"blocks without one of the tags {sorted(TAGS)}: {bad}"
 
@@ -379,6 +380,15 @@ def test_json_block_parses(block: Block) -> None:
                     json.loads(line)
                 except ValueError as exc:
                     pytest.fail(f"{block.doc}:{n} is not JSON ({exc}): {line}", pytrace=False)
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.tag == "xml"], ids=lambda b: b.id)
+def test_xml_block_parses(block: Block) -> None:
+    """An XML block (TwiML) is a well-formed document."""
+    try:
+        ElementTree.fromstring(block.body)
+    except ElementTree.ParseError as exc:
+        pytest.fail(f"{block.doc}:{block.line} is not well-formed XML ({exc})", pytrace=False)
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.is_make], ids=lambda b: b.id)

@@ -18,7 +18,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from scribeline.demo.phone import connected_message, new_stream_sid, start_message
+from scribeline.demo.phone import (
+    connected_message,
+    media_message,
+    new_stream_sid,
+    start_message,
+)
 
 from ..speech.deepgram_fake import Utterance as Scripted
 from ..speech.deepgram_fake import running_fake
@@ -158,8 +163,9 @@ async def open_and_hold(url: str, sid: str, tracks: list[str]) -> ClientConnecti
 async def test_streams_past_the_local_limit_go_to_deepgram_or_are_refused(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """Two local tracks per node here: a second two-track stream is refused with
-    1013 while the first goes on; with a Deepgram key it is transcribed there."""
+    """Two local tracks per node here: while one two-track call holds them, three more
+    streams started at once are all refused with 1013 and create no call; the first
+    goes on; with a Deepgram key the next stream is transcribed there."""
     script = [
         Scripted(u.start, u.end, u.text) for u in RECORDING.utterances if u.track == "inbound"
     ]
@@ -180,9 +186,15 @@ async def test_streams_past_the_local_limit_go_to_deepgram_or_are_refused(
                 )
                 try:
                     await wait_for_status(media_api, first, "in-progress")
-                    refused = await play(srv, new_sid(), media_tenant.write)
-                    assert refused.close_code == 1013
-                    assert refused.close_reason.startswith("transcription_unavailable")
+                    extra = [new_sid() for _ in range(3)]
+                    refused = await asyncio.gather(
+                        *(play(srv, sid, media_tenant.write) for sid in extra)
+                    )
+                    for result in refused:
+                        assert result.close_code == 1013, result
+                        assert result.close_reason.startswith("transcription_unavailable")
+                    for sid in extra:
+                        assert (await media_api.request("GET", f"/v1/calls/{sid}")).status == 404
 
                     resp = await media_api.request(
                         "PATCH",
@@ -210,3 +222,125 @@ async def test_streams_past_the_local_limit_go_to_deepgram_or_are_refused(
             srv.stop()
             logs = srv.stderr_path.read_text()
     assert "dg-test-key" not in logs
+
+
+async def test_a_call_with_two_streams_ends_with_the_last_of_them(
+    media_server: ServerProcess, media_tenant: Tenant, media_api: Api
+) -> None:
+    """One stream per track (two <Stream>s): the first to end leaves the call open,
+    the other's finals are all stored, and the call completes after the last."""
+    sid = new_sid()
+    short, full = new_stream_sid(), new_stream_sid()
+    first = asyncio.create_task(
+        play(
+            media_server,
+            sid,
+            media_tenant.write,
+            stream_sid=short,
+            tracks=["inbound"],
+            speed=4.0,
+            cut_after=3.0,
+        )
+    )
+    second = asyncio.create_task(
+        play(media_server, sid, media_tenant.write, stream_sid=full, tracks=["outbound"], speed=2.0)
+    )
+    early, late = await asyncio.gather(first, second)
+    assert early.aborted and not late.server_closed
+    call = await wait_for_status(media_api, sid, "completed")
+    history = await media_api.final_transcript(sid)
+    outbound = [d for d in history if d["segment_id"].startswith(f"{full}:out:")]
+    # The outbound stream kept going after the inbound one was cut: its last line is in.
+    assert outbound and outbound[-1]["segment_start"] > 25.0, outbound
+    assert call["status"] == "completed"
+
+
+async def test_a_stream_stopped_and_started_again_keeps_its_call(
+    media_server: ServerProcess, media_tenant: Tenant, media_api: Api
+) -> None:
+    """<Stop><Stream> then <Start><Stream> (around a card number): the second stream
+    of the call is accepted and transcribed; the call completes after it."""
+    sid = new_sid()
+    before = await play(media_server, sid, media_tenant.write, speed=0, cut_after=1.0)
+    assert before.aborted
+    again = new_stream_sid()
+    after = await play(media_server, sid, media_tenant.write, stream_sid=again, speed=4.0)
+    assert not after.server_closed, after.close_reason
+    await wait_for_status(media_api, sid, "completed")
+    history = await media_api.final_transcript(sid)
+    assert any(d["segment_id"].startswith(f"{again}:") for d in history)
+
+
+async def test_a_long_silence_on_a_track_is_skipped_and_times_stay_true(
+    media_server: ServerProcess, media_tenant: Tenant, media_api: Api
+) -> None:
+    """The customer's track goes quiet for a minute (no media at all, as on hold):
+    the stream goes on, and the next line's times are the call's, a minute later."""
+    sid = new_sid()
+    stream_sid = new_stream_sid()
+    hold = 60_000  # ms without media, after the first 4 s
+    url = media_url(media_server, media_tenant.write)
+    async with connect(url) as ws:
+        await ws.send(json.dumps(connected_message()))
+        start = start_message(
+            sequence=1,
+            account_sid="AC" + "2" * 32,
+            call_sid=sid,
+            stream_sid=stream_sid,
+            tracks=["inbound"],
+            custom_parameters={},
+        )
+        await ws.send(json.dumps(start))
+        for chunk, frame in enumerate(RECORDING.frames("inbound"), start=1):
+            ms = (chunk - 1) * 20
+            if ms < 4000:
+                continue  # before the customer speaks: sent as nothing at all
+            message = media_message(
+                sequence=chunk + 1,
+                stream_sid=stream_sid,
+                track="inbound",
+                chunk=chunk,
+                timestamp_ms=ms + hold,
+                audio=frame,
+            )
+            await ws.send(json.dumps(message))
+        await ws.send(json.dumps({"event": "stop", "streamSid": stream_sid}))
+    await wait_for_status(media_api, sid, "completed")
+    history = await media_api.final_transcript(sid)
+    first_line = next(u for u in RECORDING.utterances if u.track == "inbound")
+    assert history, "nothing was transcribed after the silence"
+    assert abs(history[0]["segment_start"] - (first_line.start + hold / 1000)) < 1.0, history[0]
+    assert "ordered" in history[0]["content"].lower() or "boots" in history[0]["content"].lower()
+
+
+async def test_a_server_stopping_mid_call_stores_the_last_finals_first(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SIGTERM while a call is streamed: the stream's open utterance still becomes a
+    final and its call is completed before storage closes (seen after a restart)."""
+    data = tmp_path_factory.mktemp("stopping") / "data"
+    sid = new_sid()
+    with running_server(data, MEDIA_ENV) as srv:
+        tenant = srv.create_tenant("stopping")
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, srv, tenant.rw)
+            player = asyncio.create_task(play(srv, sid, tenant.write, speed=1.0))
+            await wait_for_status(api, sid, "in-progress")
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await api.final_transcript(sid):  # the first line (ends at 4.7 s)
+                assert asyncio.get_running_loop().time() < deadline, "no final in 30 s"
+                await asyncio.sleep(0.2)  # polling the REST transcript
+            # The fault goes in at a point of the call's audio: well into the customer's
+            # first line (5-9 s), which has no final yet.
+            await asyncio.sleep(2.5)
+            srv.terminate()
+            assert srv.wait() == 0
+            result = await player
+            assert result.close_code == 1001  # going away: told, not dropped
+    with running_server(data, MEDIA_ENV) as srv:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, srv, tenant.rw)
+            call = await api.get_call(sid)
+            assert call["status"] == "completed"
+            inbound = [d for d in await api.final_transcript(sid) if ":in:" in d["segment_id"]]
+            assert inbound and inbound[0]["segment_start"] < 8.0, inbound

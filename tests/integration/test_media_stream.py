@@ -95,18 +95,29 @@ async def test_custom_parameter_token_is_checked_on_start(
     await wait_for_status(media_api, sid, "completed")
 
 
-async def test_media_before_start_is_not_processed(
-    media_server: ServerProcess, media_tenant: Tenant
+async def test_only_a_few_messages_may_come_before_start(
+    media_server: ServerProcess, media_tenant: Tenant, media_api: Api
 ) -> None:
-    """Audio ahead of start is passed over; an unauthenticated start then closes."""
-    async with connect(media_url(media_server)) as ws:
+    """Early media is passed over, unprocessed; a socket that keeps sending without
+    a start is refused."""
+    media = {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "////"}
+    early = json.dumps({"event": "media", "sequenceNumber": "1", "media": media})
+    url = media_url(media_server, media_tenant.write)
+    async with connect(url) as ws:
         await ws.send(json.dumps(connected_message()))
-        media = {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "////"}
-        await ws.send(json.dumps({"event": "media", "sequenceNumber": "1", "media": media}))
-        await ws.send(json.dumps(start(new_sid())))
+        for _ in range(4):
+            await ws.send(early)
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert closed.value.rcvd.reason.startswith("invalid_message: Expected start")
+
+    sid = new_sid()
+    async with connect(url) as ws:
+        await ws.send(json.dumps(connected_message()))
+        await ws.send(early)
+        await ws.send(json.dumps(start(sid)))
+        await wait_for_status(media_api, sid, "in-progress")  # the stream went on
 
 
 async def test_no_start_in_time_is_closed(media_server: ServerProcess) -> None:

@@ -10,7 +10,8 @@ and a 1000 close, and errors as close frames whose reason carries Deepgram's
 code (``NET-0001`` after an idle spell, ``DATA-0000`` for an empty frame).
 
 Results fire at audio time, so a test feeds bytes and gets the same results
-however fast it feeds them. Every track (connection) plays the same script.
+however fast it feeds them. Every track (connection) plays the same script, or
+each its own (``scripts``, in the order connections open).
 
     async with running_fake(script=[Utterance(0.5, 2.0, "hello there")], key="k") as fake:
         engine = DeepgramEngine("k", Settings(deepgram_url=fake.url))
@@ -275,6 +276,9 @@ class DeepgramFake:
 
     key: str
     script: Sequence[Utterance] = ()
+    #: One script per connection, in the order they open (instead of ``script``
+    #: for all): a real Deepgram hears each track's own words.
+    scripts: Sequence[Sequence[Utterance]] = ()
     #: Seconds without any frame before the fake closes 1011 "NET-0001".
     idle_timeout: float = 10.0
     #: Seconds of audio between two interim results.
@@ -370,8 +374,9 @@ class DeepgramFake:
         channels = int(conn.query.get("channels", "1"))
         per_second = int(conn.query.get("sample_rate", "8000")) * channels
         ue_ms = conn.query.get("utterance_end_ms")
+        order = self.connections.index(conn)
         session = Session(
-            self.script,
+            self.scripts[order % len(self.scripts)] if self.scripts else self.script,
             conn.request_id,
             utterance_end=(
                 int(ue_ms) / 1000 if ue_ms and conn.query.get("interim_results") == "true" else None

@@ -17,6 +17,7 @@ from scribeline.speech.engine import (
     SpeechFailed,
     SpeechTrack,
     SpeechUnavailable,
+    SpeechUnreachable,
 )
 from tests.speech.deepgram_fake import DeepgramFake, FakeConnection, Utterance, running_fake
 
@@ -226,17 +227,21 @@ async def test_the_key_is_not_logged_on_a_good_track(caplog: pytest.LogCaptureFi
 
 
 async def test_other_refusals_and_unreachable_hosts_are_unavailable() -> None:
-    """HTTP 400, a closed port and a slow handshake give SpeechUnavailable with the reason."""
+    """HTTP 400 is SpeechUnavailable (retrying will not help); a server error, a closed
+    port and a slow handshake are SpeechUnreachable (a later try may work)."""
     async with running_fake(key=KEY, refuse_status=400) as fake:
         with pytest.raises(SpeechUnavailable, match="HTTP 400"):
+            await engine_for(fake).open_track(Collector(), "call-1:in")
+    async with running_fake(key=KEY, refuse_status=503) as fake:
+        with pytest.raises(SpeechUnreachable, match="HTTP 503"):
             await engine_for(fake).open_track(Collector(), "call-1:in")
         url = fake.url
     # The fake has stopped: nothing listens on its port any more.
     engine = DeepgramEngine(KEY, Settings(deepgram_url=url))
-    with pytest.raises(SpeechUnavailable, match="cannot connect"):
+    with pytest.raises(SpeechUnreachable, match="cannot connect"):
         await engine.open_track(Collector(), "call-1:in")
     async with running_fake(key=KEY, handshake_delay=1.0) as fake:
-        with pytest.raises(SpeechUnavailable, match="timed out"):
+        with pytest.raises(SpeechUnreachable, match="timed out"):
             await engine_for(fake, open_timeout=0.2).open_track(Collector(), "call-1:in")
     with pytest.raises(SpeechUnavailable, match="no Deepgram API key"):
         await DeepgramEngine("", Settings()).open_track(Collector(), "call-1:in")

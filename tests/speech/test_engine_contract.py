@@ -39,10 +39,12 @@ async def engine(request: pytest.FixtureRequest) -> AsyncIterator[SpeechEngine]:
             await local.load()
             yield local
         else:
-            script = [
-                Utterance(u.start, u.end, u.text) for u in CALL.utterances if u.track == TRACK
+            # Tracks open inbound (TRACK) first, then outbound (the independence test).
+            scripts = [
+                [Utterance(u.start, u.end, u.text) for u in CALL.utterances if u.track == track]
+                for track in ("inbound", "outbound")
             ]
-            fake = await stack.enter_async_context(running_fake(script=script, key="k"))
+            fake = await stack.enter_async_context(running_fake(scripts=scripts, key="k"))
             yield DeepgramEngine("k", settings.model_copy(update={"deepgram_url": fake.url}))
 
 
@@ -107,24 +109,43 @@ async def test_finish_turns_an_utterance_cut_mid_word_into_a_final(engine: Speec
 
 
 async def test_abort_delivers_nothing_more(engine: SpeechEngine) -> None:
-    heard = Heard()
-    track = await engine.open_track(heard, "contract/abort")
-    await feed(track, until=9.5)  # past the end of an utterance: a decode may be pending
+    """A segment being delivered when abort() comes is never completed, and nothing
+    queued behind it arrives: finish() after abort() returns at once, empty."""
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+    delivered: list[Segment] = []
+
+    async def held(segment: Segment) -> None:
+        entered.set()
+        await gate.wait()  # the receiver is busy when abort() comes
+        delivered.append(segment)
+
+    track = await engine.open_track(held, "contract/abort")
+    for i, frame in enumerate(CALL.frames(TRACK)):  # past two utterances' ends
+        if i * 0.02 >= 15.0:
+            break
+        track.feed(frame)
+        if entered.is_set():
+            break
+        await asyncio.sleep(0)  # let the engine's tasks run between frames
+    await asyncio.wait_for(entered.wait(), 30)
     await track.abort()
-    count = len(heard.segments)
-    # Nothing may arrive after abort() returned. An absence has no event to await:
-    # watch for a window longer than a decode hand-off and the fake's result step.
-    await asyncio.sleep(0.5)
-    assert len(heard.segments) == count
+    gate.set()
+    await track.finish()
+    assert delivered == []
 
 
 async def test_tracks_are_independent(engine: SpeechEngine) -> None:
-    """Two tracks at once: each gets only its own audio's segments."""
-    a, b = Heard(), Heard()
-    first = await engine.open_track(a, "contract/a")
-    second = await engine.open_track(b, "contract/b")
-    await feed(first)
-    await second.finish()  # a track that heard nothing finishes with nothing
-    await first.finish()
-    assert b.segments == []
-    assert a.finals
+    """Two tracks fed at once, interleaved: each hears only its own audio."""
+    heard = {"inbound": Heard(), "outbound": Heard()}
+    tracks = {name: await engine.open_track(h, f"contract/{name}") for name, h in heard.items()}
+    frames = {name: list(CALL.frames(name)) for name in tracks}
+    for pair in zip(frames["inbound"], frames["outbound"], strict=True):
+        for name, frame in zip(tracks, pair, strict=True):
+            tracks[name].feed(frame)
+            await tracks[name].ready()
+    for track in tracks.values():
+        await track.finish()
+    for name, h in heard.items():
+        text = " ".join(f.text for f in h.finals)
+        assert word_error_rate(CALL.text(name), text) <= MAX_WER, (name, text)

@@ -30,6 +30,12 @@ __all__ = ["media_stream"]
 
 log = logging.getLogger(__name__)
 
+#: Messages a stream may send before ``start`` (Twilio sends one: ``connected``).
+MAX_BEFORE_START = 4
+
+#: Seconds of media a stream may be ahead of real time before it is paced (jitter).
+REAL_TIME_SLACK = 1.0
+
 #: Events a listener takes note of and otherwise ignores (``mark`` echoes only on
 #: bidirectional streams; ``dtmf`` is not transcribed).
 _IGNORED = frozenset({"connected", "dtmf", "mark"})
@@ -39,6 +45,8 @@ _IGNORED = frozenset({"connected", "dtmf", "mark"})
 class _Stream:
     admission: Admission
     stream: MediaStream | None = None
+    #: Whether the stream ended with ``stop`` (else its socket closed).
+    stopped: bool = False
 
 
 async def media_stream(request: web.Request) -> web.StreamResponse:
@@ -65,12 +73,17 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         if start is None:
             return
         state.stream = await _begin(services, state.admission, start)
-        await _transcribe(conn, state.stream)
+        state.stopped = await _transcribe(conn, state.stream, s.media_max_speed)
 
     async def leave(conn: Connection, state: _Stream) -> None:
         if state.stream is not None:
-            # Shielded: a stop or a cut socket still gets its last finals stored.
-            await asyncio.shield(_end(state.stream, s.media_finish_timeout))
+            reason = "stop" if state.stopped else "connection_closed"
+            ending = services.media.streams.end(
+                state.stream, within=s.media_finish_timeout, reason=reason
+            )
+            # Shielded: if this handler is cancelled (the server stopping), the stream
+            # still ends, and the server waits for it before closing storage.
+            await asyncio.shield(ending)
 
     return await serve_websocket(
         request,
@@ -81,8 +94,12 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _until_start(conn: Connection) -> Start | None:
-    """Read up to ``start`` (``connected`` and early ``media`` are passed over)."""
-    while (inbound := await conn.next_message()) is not None:
+    """Read up to ``start``: ``connected`` and a few early messages are passed over
+    (unprocessed); a socket that sends more before ``start`` is refused."""
+    for _ in range(MAX_BEFORE_START + 1):
+        inbound = await conn.next_message()
+        if inbound is None:
+            return None
         message = decode_object(inbound.text())
         event = message.get("event")
         if event == "start":
@@ -92,7 +109,7 @@ async def _until_start(conn: Connection) -> Start | None:
                 raise InvalidMessage(f"start: {_describe(exc)}") from None
         if event == "stop":
             return None
-    return None
+    raise InvalidMessage(f"Expected start within the first {MAX_BEFORE_START} messages")
 
 
 async def _begin(services: Services, admission: Admission, start: Start) -> MediaStream:
@@ -103,8 +120,10 @@ async def _begin(services: Services, admission: Admission, start: Start) -> Medi
     return await services.media.streams.begin(org, request)
 
 
-async def _transcribe(conn: Connection, stream: MediaStream) -> None:
-    """Feed ``media`` to the tracks until ``stop``, the socket's end or the call's."""
+async def _transcribe(conn: Connection, stream: MediaStream, max_speed: float) -> bool:
+    """Feed ``media`` to the tracks until ``stop`` (True), the socket's end (False)
+    or the call's. A sender ahead of real time (a replay) is held to the engines'
+    pace and to ``max_speed`` times real time; Twilio, at real time, never waits."""
     while (inbound := await conn.next_message()) is not None:
         message = decode_object(inbound.text())
         event = message.get("event")
@@ -116,20 +135,21 @@ async def _transcribe(conn: Connection, stream: MediaStream) -> None:
                 detail = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
                 raise InvalidMessage(f"media: {detail}") from None
             stream.feed(media.track, media.timestamp, audio)
-            await stream.ready()  # a sender faster than real time waits for the engine
+            if stream.ahead() > REAL_TIME_SLACK:
+                await stream.ready()
+                sent = stream.ahead() + stream.elapsed()  # seconds of media
+                wait = sent / max_speed - stream.elapsed()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # pacing to max_speed times real time
         elif event == "stop":
-            return
+            return True
         elif event == "start":
             raise InvalidMessage("A stream sends start once")
         elif event not in _IGNORED:
             log.debug("%s: ignored an unknown event %r", stream.label, event)
         if stream.stopped is not None:
             raise stream.stopped
-
-
-async def _end(stream: MediaStream, within: float) -> None:
-    await stream.finish(within)
-    log.info("%s ended: %d finals, %d partials", stream.label, stream.finals, stream.partials)
+    return False
 
 
 def _describe(exc: ValidationError) -> str:

@@ -127,6 +127,14 @@ class CallService:
             self._storage, call.stream, after, head.seq, limit, max_bytes
         )
 
+    async def opening_metadata(self, call: Call) -> dict[str, Any]:
+        """The metadata of the call's first status event (what created it)."""
+        first = await self._storage.read(call.stream, 0, 1)
+        if not first or first[0].type != EventType.CALL_STATUS:
+            return {}
+        metadata = first[0].data.get("metadata")
+        return metadata if isinstance(metadata, dict) else {}
+
     async def replay(
         self,
         conn: Connection,
@@ -139,11 +147,20 @@ class CallService:
         ``history.replay``): the last seq covered and whether the call ended."""
         return await history.replay(self._storage, conn, call.stream, after, upto, render)
 
-    async def create(self, org_id: int, body: CreateCall) -> Call:
+    async def create(
+        self,
+        org_id: int,
+        body: CreateCall,
+        *,
+        started_at: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Call:
+        """Create a call; ``started_at`` (ms) when it began before this request (a
+        media stream's start), ``metadata`` on its first status event."""
         assistant = await self._storage.get_assistant(org_id, body.assistant_id)
         if assistant is None:
             raise InvalidRequest(f"Assistant {body.assistant_id} not found")
-        ts = now_ms()
+        ts = now_ms() if started_at is None else started_at
         draft = Call(
             id=0,
             org_id=org_id,
@@ -157,7 +174,7 @@ class CallService:
             ended_at=None,
             campaign_contact_id=body.campaign_contact_id,
         )
-        initial = _status_event(draft, body.status, {}, ts)
+        initial = _status_event(draft, body.status, metadata or {}, ts)
         call, stored = await self._storage.create_call(draft, initial)
         # The call's first event, then the contact_update of a linked contact,
         # which goes through the campaign service (it schedules the progress).

@@ -42,6 +42,7 @@ from scribeline.speech.engine import (
     SpeechFailed,
     SpeechTrack,
     SpeechUnavailable,
+    SpeechUnreachable,
 )
 
 __all__ = ["FRAME_BYTES", "MAX_QUEUED_SECONDS", "DeepgramEngine", "DeepgramTrack", "Utterances"]
@@ -222,7 +223,7 @@ class DeepgramEngine(SpeechEngine):
         except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else self._safe(str(exc))
             log.warning("deepgram track %s: cannot connect: %s", label, reason)
-            raise SpeechUnavailable(f"cannot connect to Deepgram: {reason}") from None
+            raise SpeechUnreachable(f"cannot connect to Deepgram: {reason}") from None
         request_id = ws.response.headers.get("dg-request-id", "") if ws.response else ""
         log.info("deepgram track %s opened (request_id %s)", label, request_id or "unknown")
         return DeepgramTrack(
@@ -233,14 +234,20 @@ class DeepgramEngine(SpeechEngine):
             finish_timeout=self._settings.close_timeout + FINISH_GRACE,
         )
 
-    def _refused(self, exc: InvalidStatus, label: str) -> SpeechUnavailable:
+    def _refused(self, exc: InvalidStatus, label: str) -> SpeechUnavailable | SpeechUnreachable:
         status = exc.response.status_code
         detail = self._safe(exc.response.headers.get("dg-error", ""))[:200]
         log.warning("deepgram track %s: handshake refused: HTTP %d %s", label, status, detail)
         if status in (401, 403):
             return SpeechUnavailable("Deepgram refused the API key")
         suffix = f" ({detail})" if detail else ""
-        return SpeechUnavailable(f"Deepgram refused the connection: HTTP {status}{suffix}")
+        message = f"Deepgram refused the connection: HTTP {status}{suffix}"
+        # A server error or a rate limit may pass; a bad request will not.
+        return (
+            SpeechUnreachable(message)
+            if status >= 500 or status == 429
+            else SpeechUnavailable(message)
+        )
 
     def _safe(self, text: str) -> str:
         """``text`` without the key, should a library or Deepgram ever echo it."""

@@ -31,6 +31,7 @@ __all__ = [
     "SpeechFailed",
     "SpeechTrack",
     "SpeechUnavailable",
+    "SpeechUnreachable",
 ]
 
 #: 8 kHz mono mu-law: one byte per sample (Twilio's media payload).
@@ -62,7 +63,13 @@ class SpeechBusy(SpeechError):
 
 
 class SpeechUnavailable(SpeechError):
-    """The engine cannot run here (a missing extra, a missing key): no track was opened."""
+    """The engine cannot run here (a missing extra, a missing or refused key): no
+    track was opened, and trying again will not help until something is changed."""
+
+
+class SpeechUnreachable(SpeechError):
+    """The engine cannot be reached now (a remote engine's network, its server
+    errors): no track was opened; a later try may work."""
 
 
 class SpeechFailed(SpeechError):
@@ -104,7 +111,8 @@ class SpeechEngine(ABC):
     @abstractmethod
     async def open_track(self, on_segment: OnSegment, label: str) -> SpeechTrack:
         """A new track whose segments go to ``on_segment``; ``label`` names it in logs
-        (never a secret). Raises :class:`SpeechBusy` or :class:`SpeechUnavailable`."""
+        (never a secret). Raises :class:`SpeechBusy`, :class:`SpeechUnreachable` or
+        :class:`SpeechUnavailable`."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook; most engines hold nothing
         """Release what the engine holds (models, workers); its tracks are gone by then."""

@@ -134,7 +134,15 @@ class LocalEngine(SpeechEngine):
         if self._model is None:
             if self._loading is None:
                 self._loading = asyncio.ensure_future(asyncio.to_thread(self._load_blocking))
-            self._model = await asyncio.shield(self._loading)
+            loading = self._loading
+            try:
+                self._model = await asyncio.shield(loading)
+            except SpeechUnavailable:
+                if self._loading is loading:
+                    self._loading = None  # the next stream tries again
+                raise
+        if self._closed:
+            raise SpeechUnavailable("the local speech engine is closed")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="speech-decode")
 

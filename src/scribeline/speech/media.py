@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from scribeline.auth import Authenticator
+from scribeline.cluster import Cluster
 from scribeline.config import Settings
 from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.calls import CallService
@@ -29,7 +30,10 @@ class Media:
     #: The shared local engine (None without the ``speech`` extra).
     local: LocalEngine | None
 
-    async def close(self) -> None:
+    async def close(self, within: float) -> None:
+        """Let the streams being ended finish (at most ``within`` seconds), abort the
+        rest, then close the engines."""
+        await self.streams.close(within)
         if self.local is not None:
             await self.local.close()
 
@@ -40,6 +44,7 @@ def build_media(
     speech: SpeechSettingsService,
     calls: CallService,
     assistants: AssistantService,
+    cluster: Cluster,
 ) -> Media:
     """The services; the local engine loads its model on first use (``Media.local.load``
     loads it ahead)."""
@@ -52,4 +57,7 @@ def build_media(
         return DeepgramEngine(key, settings)
 
     router = SpeechRouter(settings, local, deepgram, missing)
-    return Media(MediaAccess(auth, speech), MediaStreamService(calls, assistants, router), local)
+    streams = MediaStreamService(
+        calls, assistants, router, cluster, end_grace=settings.media_end_grace
+    )
+    return Media(MediaAccess(auth, speech), streams, local)

@@ -22,6 +22,7 @@ from scribeline.speech.engine import (
     SpeechEngine,
     SpeechTrack,
     SpeechUnavailable,
+    SpeechUnreachable,
 )
 from scribeline.speech.settings import OrgSpeech
 
@@ -91,13 +92,17 @@ class SpeechRouter:
                     f"{busy}, and this organization has no Deepgram key to take the stream"
                 ) from None
             log.info("%s: %s; the stream goes to Deepgram", label, busy)
-            return await self._on_deepgram(key, sinks, label)
+        except SpeechUnavailable as broken:  # the model cannot load here
+            if key is None:
+                raise SpeechNotConfigured(str(broken)) from None
+            log.warning("%s: %s; the stream goes to Deepgram", label, broken)
+        return await self._on_deepgram(key, sinks, label)
 
     async def _on_deepgram(self, key: str, sinks: Mapping[str, OnSegment], label: str) -> Opened:
         engine = self._deepgram(key)
         try:
             return Opened(engine.name, await _open_all(engine, sinks, label))
-        except SpeechBusy as exc:
+        except (SpeechBusy, SpeechUnreachable) as exc:
             raise TranscriptionUnavailable(str(exc)) from None
         except SpeechUnavailable as exc:
             raise SpeechNotConfigured(str(exc)) from None

@@ -65,7 +65,8 @@ class SpeechSettingsService:
         self._box = box
         self._signals = signals
         self._cache: dict[int, tuple[float, OrgSpeech]] = {}
-        self._signers: tuple[float, list[OrgSpeech]] | None = None
+        # (valid until, [(organization, its Twilio auth token)])
+        self._signers: tuple[float, list[tuple[int, str]]] | None = None
         signals.on(SPEECH_CHANGED, self._forget)
 
     def _forget(self, notice: dict[str, Any]) -> None:
@@ -117,16 +118,24 @@ class SpeechSettingsService:
         return org
 
     async def signer(self, url: str, signature: str) -> OrgSpeech | None:
-        """The organization whose Twilio auth token signed ``url`` with ``signature``."""
+        """The organization whose Twilio auth token signed ``url`` with ``signature``
+        (one HMAC per organization that stored a token). None if none did, or if
+        more than one did: organizations sharing a Twilio account cannot be told
+        apart by signature, and must use tokens."""
         now = time.monotonic()
         if self._signers is None or self._signers[0] <= now:
             stored = await self._storage.speech_settings_with_twilio_token()
-            self._signers = (now + CACHE_SECONDS, [self._open(s) for s in stored])
-        for org in self._signers[1]:
-            token = org.twilio_auth_token
-            if token is not None and signature_valid(token, url, signature):
-                return org
-        return None
+            tokens = [
+                (s.org_id, self._open_secret(s.org_id, _TWILIO, s.twilio_auth_token))
+                for s in stored
+            ]
+            self._signers = (now + CACHE_SECONDS, [(o, t) for o, t in tokens if t is not None])
+        matches = [o for o, token in self._signers[1] if signature_valid(token, url, signature)]
+        if len(matches) != 1:
+            if matches:
+                log.warning("organizations %s share a Twilio auth token", matches)
+            return None
+        return await self.opened(matches[0])
 
     def _open(self, stored: SpeechSettings) -> OrgSpeech:
         return OrgSpeech(

@@ -2,27 +2,33 @@
 
 A stream names its call by Twilio's ``callSid`` (or a ``call_sid`` custom
 parameter). If the organization has no such call yet, the stream creates it
-and ends it when the stream stops; a call created over REST is attached to,
-and whoever drives it over REST ends it. Each track's segments become
-transcript events of the call, with ``segment_id`` ``{streamSid}:{in|out}:{n}``
-(partials replaced by their final) and times in seconds from the call's start.
+(marked ``"source": "media-stream"``); a call created over REST is attached
+to, and whoever drives it over REST ends it. A call made by a media stream is
+completed when its last stream ends: several streams may carry one call (one
+per track, or a stream stopped and started again around a card number), so a
+stream that ends waits ``media_end_grace`` seconds and completes the call
+only if no stream of it is left on any node (cluster-wide slots). Each
+track's segments become transcript events of the call, with ``segment_id``
+``{streamSid}:{in|out}:{n}`` (partials replaced by their final) and times in
+seconds from the call's start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from scribeline.cluster import Cluster
 from scribeline.domain import Assistant, Call
 from scribeline.errors import (
     BrokerUnreachable,
     CallEnded,
     Conflict,
+    ConnectionLimit,
     InvalidMessage,
     NotFound,
     StorageUnavailable,
@@ -38,7 +44,14 @@ from scribeline.speech.router import SpeechRouter
 from scribeline.speech.settings import OrgSpeech
 from scribeline.speech.twilio import Start
 
-__all__ = ["MediaStream", "MediaStreamService", "StreamRequest", "parse_start"]
+__all__ = [
+    "MAX_STREAMS_PER_CALL",
+    "SOURCE",
+    "MediaStream",
+    "MediaStreamService",
+    "StreamRequest",
+    "parse_start",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +59,15 @@ SPEAKERS = ("user", "assistant")
 _DEFAULT_SPEAKERS = {"inbound": "user", "outbound": "assistant"}
 _SHORT = {"inbound": "in", "outbound": "out"}
 
+#: Streams one call may have at once, over every node (Twilio forks at most 4).
+MAX_STREAMS_PER_CALL = 4
+
+#: The first status event's metadata of a call that a media stream created.
+SOURCE = {"source": "media-stream"}
+
 #: Seconds a final keeps being retried while storage or the broker is unavailable.
 FINAL_RETRY_SECONDS = 10.0
+_RETRY_PAUSE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +78,8 @@ class StreamRequest:
     tracks: tuple[str, ...]
     speakers: dict[str, str]
     call: CreateCall
+    #: When ``start`` arrived (ms): media time 0 of the stream.
+    started_at: int = field(default_factory=now_ms)
 
 
 def parse_start(start: Start) -> StreamRequest:
@@ -109,30 +131,21 @@ class _Track:
 class MediaStream:
     """One media stream being transcribed into its call."""
 
-    def __init__(
-        self,
-        calls: CallService,
-        call: Call,
-        request: StreamRequest,
-        *,
-        owns_call: bool,
-        offset: float,
-    ) -> None:
+    def __init__(self, calls: CallService, call: Call, request: StreamRequest) -> None:
         self.call = call
         self.request = request
         self.engine = ""
-        #: Whether the stream ends the call when it stops (it created the call).
-        self.owns_call = owns_call
+        #: Seconds from the call's start to the stream's (segment times are the call's).
+        self.offset = 0.0
         #: Why the stream has nothing left to do (the call ended elsewhere, its
         #: assistant's transcription was switched off), once that happened.
         self.stopped: CallEnded | TranscriptionDisabled | None = None
         self.finals = 0
         self.partials = 0
-        #: Seconds from the call's start to the stream's (segment times are the call's).
-        self.offset = offset
         self._calls = calls
         self._tracks: dict[str, _Track] = {}
         self._partial_shown: set[str] = set()
+        self._began = time.monotonic()
         self.label = f"media stream {request.stream_sid} of call {call.call_sid}"
 
     def sink(self, track: str) -> OnSegment:
@@ -140,7 +153,7 @@ class MediaStream:
         prefix = f"{self.request.stream_sid}:{_SHORT[track]}:"
 
         async def on_segment(segment: Segment) -> None:
-            await self._store(segment, speaker, prefix + str(segment.index))
+            await self._store(segment, track, speaker, prefix + str(segment.index))
 
         return on_segment
 
@@ -163,51 +176,63 @@ class MediaStream:
             state.failed = True
             log.warning("%s: the %s track's engine failed: %s", self.label, track, exc)
 
+    def elapsed(self) -> float:
+        """Seconds since the stream began."""
+        return time.monotonic() - self._began
+
+    def ahead(self) -> float:
+        """Seconds of media the stream has sent beyond the time since it started
+        (a Twilio stream, at real time, stays at or below zero)."""
+        media = max((t.placement.seconds for t in self._tracks.values()), default=0.0)
+        return media - self.elapsed()
+
     async def ready(self) -> None:
-        """Wait until every track can take more audio (backpressure: see
-        ``SpeechTrack.ready``); a Twilio stream, at real time, never waits."""
+        """Wait until every track can take more audio (``SpeechTrack.ready``)."""
         for track in self._tracks.values():
             if not track.failed:
                 await track.speech.ready()
 
     async def finish(self, within: float) -> None:
         """The stream stopped (or its socket closed): every track's last utterance
-        gets its final, for at most ``within`` seconds; then a call this stream
-        created is completed."""
+        gets its final, for at most ``within`` seconds. Never raises: a track
+        whose engine fails or hangs is logged and aborted."""
         try:
             async with asyncio.timeout(within):
-                await asyncio.gather(*(self._finish(n, t) for n, t in self._tracks.items()))
+                results = await asyncio.gather(
+                    *(t.speech.finish() for t in self._tracks.values()), return_exceptions=True
+                )
         except TimeoutError:
             log.warning("%s: the engine took over %.0f s to finish; cut short", self.label, within)
-            await self.abort()
-        if self.owns_call and not isinstance(self.stopped, CallEnded):
-            with contextlib.suppress(CallEnded):
-                await self._calls.set_status(self.call, CallStatus.COMPLETED, {})
-
-    async def _finish(self, name: str, track: _Track) -> None:
-        try:
-            await track.speech.finish()
-        except SpeechFailed as exc:
-            log.warning("%s: the %s track's engine failed at the end: %s", self.label, name, exc)
+            results = []
+        for (name, _), result in zip(self._tracks.items(), results, strict=False):
+            if isinstance(result, SpeechFailed):
+                log.warning("%s: the %s track failed at the end: %s", self.label, name, result)
+            elif isinstance(result, BaseException):
+                log.error("%s: the %s track failed to finish", self.label, name, exc_info=result)
+        await self.abort()  # whatever did not finish cleanly lets go of its engine
 
     async def abort(self) -> None:
         for track in self._tracks.values():
             await track.speech.abort()
 
-    async def _store(self, segment: Segment, speaker: str, segment_id: str) -> None:
+    async def _store(self, segment: Segment, track: str, speaker: str, segment_id: str) -> None:
         if self.stopped is not None:
             return
         if not segment.text and (segment.is_final and segment_id not in self._partial_shown):
             return  # nothing heard and nothing shown: an empty final would say nothing
+        placement = self._tracks[track].placement
+        start = placement.media_seconds(segment.start)
+        end = max(start, placement.media_seconds(segment.end, end=True))
         item = Transcript(
             content=segment.text,
             speaker=speaker,  # type: ignore[arg-type]  # one of SPEAKERS
             is_final=segment.is_final,
             confidence=segment.confidence,
-            segment_start=round(self.offset + segment.start, 3),
-            segment_end=round(self.offset + max(segment.end, segment.start), 3),
+            segment_start=round(self.offset + start, 3),
+            segment_end=round(self.offset + end, 3),
             segment_id=segment_id,
         )
+        # A partial is soon replaced: it is not worth a retry; a final is.
         deadline = time.monotonic() + (FINAL_RETRY_SECONDS if segment.is_final else 0.0)
         while True:
             try:
@@ -219,9 +244,10 @@ class MediaStream:
                 return
             except (StorageUnavailable, BrokerUnreachable) as exc:
                 if time.monotonic() >= deadline:
-                    log.warning("%s: %s dropped (%s)", self.label, segment_id, exc.code)
+                    level = logging.WARNING if segment.is_final else logging.DEBUG
+                    log.log(level, "%s: %s dropped (%s)", self.label, segment_id, exc.code)
                     return
-                await asyncio.sleep(0.5)  # retry pacing while storage recovers
+                await asyncio.sleep(_RETRY_PAUSE)  # retry pacing while storage recovers
         if segment.is_final:
             self.finals += 1
             self._partial_shown.discard(segment_id)
@@ -231,19 +257,34 @@ class MediaStream:
 
 
 class MediaStreamService:
-    """Starts media streams: resolves the call, opens the tracks on an engine."""
+    """Starts and ends media streams: resolves the call, opens the tracks on an
+    engine, and completes a stream-made call when its last stream is over."""
 
     def __init__(
-        self, calls: CallService, assistants: AssistantService, router: SpeechRouter
+        self,
+        calls: CallService,
+        assistants: AssistantService,
+        router: SpeechRouter,
+        cluster: Cluster,
+        *,
+        end_grace: float,
     ) -> None:
         self._calls = calls
         self._assistants = assistants
         self._router = router
+        self._cluster = cluster
+        self._end_grace = end_grace
+        #: Streams begun and not yet ended on this node, and the tasks ending them.
+        self._live: set[MediaStream] = set()
+        self._ending: set[asyncio.Task[None]] = set()
+        #: Set when a stream of a call (by its stream key) begins on this node.
+        self._began: dict[str, asyncio.Event] = {}
 
     async def begin(self, org: OrgSpeech, request: StreamRequest) -> MediaStream:
         """The stream, its tracks open. Refuses an ended call, an assistant with
-        transcription off, or no engine (``TranscriptionUnavailable``,
-        ``SpeechNotConfigured``); a refused stream creates no call."""
+        transcription off, a call with ``MAX_STREAMS_PER_CALL`` streams, or no
+        engine (``TranscriptionUnavailable``, ``SpeechNotConfigured``); a refused
+        stream creates no call."""
         call_sid = request.call.call_sid
         try:
             existing: Call | None = await self._calls.get(org.org_id, call_sid)
@@ -258,16 +299,25 @@ class MediaStreamService:
                 f"Transcription is switched off for assistant {assistant.id}"
             )
         call = existing or _draft(org.org_id, assistant, request)
-        stream = MediaStream(self._calls, call, request, owns_call=False, offset=0.0)
-        opened = await self._router.open(
-            org, assistant, {t: stream.sink(t) for t in request.tracks}, stream.label
-        )
-        stream.attach(opened.engine, opened.tracks)
+        stream = MediaStream(self._calls, call, request)
+        slot = _slot(stream.call)
+        if not await self._cluster.acquire(slot, MAX_STREAMS_PER_CALL, _member(request)):
+            raise ConnectionLimit(f"Call {call_sid} has {MAX_STREAMS_PER_CALL} media streams")
         try:
-            await self._resolve(org, request, stream, existing)
+            opened = await self._router.open(
+                org, assistant, {t: stream.sink(t) for t in request.tracks}, stream.label
+            )
+            stream.attach(opened.engine, opened.tracks)
+            try:
+                await self._resolve(org, request, stream, existing)
+            except BaseException:
+                await stream.abort()
+                raise
         except BaseException:
-            await stream.abort()
+            await self._cluster.release(slot, _member(request))
             raise
+        self._live.add(stream)
+        self._began.pop(slot, asyncio.Event()).set()
         log.info(
             "%s (organization %d): tracks %s on the %s engine",
             stream.label,
@@ -283,15 +333,95 @@ class MediaStreamService:
         """Create the call, or attach to it (moving it to in progress)."""
         if existing is None:
             try:
-                stream.call = await self._calls.create(org.org_id, request.call)
-                stream.owns_call = True
+                stream.call = await self._calls.create(
+                    org.org_id, request.call, started_at=request.started_at, metadata=SOURCE
+                )
                 return
             except Conflict:  # another stream of this call created it first
                 existing = await self._calls.get(org.org_id, request.call.call_sid)
         stream.call = existing
-        stream.offset = max(0.0, (now_ms() - existing.started_at) / 1000)
+        stream.offset = max(0.0, (request.started_at - existing.started_at) / 1000)
         if existing.status in (CallStatus.QUEUED, CallStatus.RINGING):
             await self._calls.set_status(existing, CallStatus.IN_PROGRESS, {})
+
+    def end(self, stream: MediaStream, *, within: float, reason: str) -> asyncio.Task[None]:
+        """End ``stream`` in a task of its own (it outlives a cancelled handler, and
+        :meth:`close` waits for it): its last finals, then the call if it is the
+        call's last stream. ``reason`` goes in the completed call's metadata."""
+        task = asyncio.get_running_loop().create_task(self._end(stream, within, reason))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+        return task
+
+    async def _end(self, stream: MediaStream, within: float, reason: str) -> None:
+        try:
+            await stream.finish(within)
+            log.info(
+                "%s ended: %d finals, %d partials", stream.label, stream.finals, stream.partials
+            )
+            slot = _slot(stream.call)
+            await self._cluster.release(slot, _member(stream.request))
+            if not isinstance(stream.stopped, CallEnded) and await self._last_stream(stream):
+                await self._complete(stream, reason)
+        except Exception:
+            log.exception("%s: ending the stream failed", stream.label)
+        finally:
+            self._live.discard(stream)
+
+    async def _last_stream(self, stream: MediaStream) -> bool:
+        """Whether the call was made by a media stream and no stream of it is left,
+        after ``end_grace`` seconds for a new one (a stream stopped and started
+        again) to begin."""
+        if (await self._calls.opening_metadata(stream.call)).get("source") != SOURCE["source"]:
+            return False  # created over REST: REST ends it
+        slot = _slot(stream.call)
+        began = self._began.setdefault(slot, asyncio.Event())
+        try:
+            await asyncio.wait_for(began.wait(), self._end_grace)
+            return False  # a new stream of the call began here: it ends the call
+        except TimeoutError:
+            pass
+        finally:
+            if self._began.get(slot) is began and not began.is_set():
+                del self._began[slot]
+        probe = f"probe:{_member(stream.request)}"
+        alone = await self._cluster.acquire(slot, 1, probe)  # 1: no other holder anywhere
+        if alone:
+            await self._cluster.release(slot, probe)
+        return alone
+
+    async def _complete(self, stream: MediaStream, reason: str) -> None:
+        metadata = {**SOURCE, "ended_by": reason}
+        deadline = time.monotonic() + FINAL_RETRY_SECONDS
+        while True:
+            try:
+                await self._calls.set_status(stream.call, CallStatus.COMPLETED, metadata)
+                return
+            except CallEnded:
+                return
+            except (StorageUnavailable, BrokerUnreachable):
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(_RETRY_PAUSE)  # retry pacing while storage recovers
+
+    async def close(self, within: float) -> None:
+        """Wait (at most ``within`` seconds) for the streams being ended, then abort
+        whatever is still open: the engines close after this."""
+        if self._ending:
+            await asyncio.wait(set(self._ending), timeout=within)
+        for stream in list(self._live):
+            await stream.abort()
+        for task in list(self._ending):
+            task.cancel()
+
+
+def _slot(call: Call) -> str:
+    """The cluster-wide slots of a call's media streams."""
+    return f"media:{call.org_id}:{call.call_sid}"
+
+
+def _member(request: StreamRequest) -> str:
+    return f"media:{request.stream_sid}"
 
 
 def _draft(org_id: int, assistant: Assistant, request: StreamRequest) -> Call:
@@ -305,6 +435,6 @@ def _draft(org_id: int, assistant: Assistant, request: StreamRequest) -> Call:
         to_phone_number=None,
         customer_phone_number=None,
         call_type=None,
-        started_at=now_ms(),
+        started_at=request.started_at,
         ended_at=None,
     )

@@ -64,7 +64,8 @@ class MediaFormat(_Message):
 
 class Start(_Message):
     account_sid: str = Field("", alias="accountSid", max_length=64)
-    stream_sid: str = Field(alias="streamSid", min_length=1, max_length=64)
+    # It names the stream in logs and in segment ids ("{streamSid}:in:3").
+    stream_sid: str = Field(alias="streamSid", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     call_sid: str = Field("", alias="callSid", max_length=64)
     tracks: list[Literal["inbound", "outbound"]] = Field(min_length=1, max_length=2)
     media_format: MediaFormat = Field(alias="mediaFormat")
