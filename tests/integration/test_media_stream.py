@@ -352,3 +352,29 @@ async def test_a_call_ended_over_rest_stops_its_stream(
     result = await asyncio.wait_for(player, 60)
     assert result.server_closed and result.received == []
     assert (result.close_code, result.close_reason.split(":")[0]) == (1000, "call_ended")
+
+
+async def test_a_timestamp_far_ahead_is_skipped_not_waited_for(
+    media_server: ServerProcess, media_tenant: Tenant, media_api: Api
+) -> None:
+    """A day's jump in one message costs 2 s of silence and no wait: the stream
+    takes the next messages at once and ends normally."""
+    sid = new_sid()
+    stream = start(sid)
+    stream_sid = stream["streamSid"]
+    async with connect(media_url(media_server, media_tenant.write)) as ws:
+        await ws.send(json.dumps(connected_message()))
+        await ws.send(json.dumps(stream))
+        for n, ms in enumerate((0, 86_000_000, 86_000_020), start=2):
+            media = {
+                "track": "inbound",
+                "chunk": str(n),
+                "timestamp": str(ms),
+                "payload": "/" * 216,
+            }
+            await ws.send(json.dumps({"event": "media", "sequenceNumber": str(n), "media": media}))
+        await ws.send(json.dumps({"event": "stop", "streamSid": stream_sid}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)  # closed after stop, not parked
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    await wait_for_status(media_api, sid, "completed")

@@ -50,9 +50,15 @@ def test_a_long_gap_feeds_bounded_silence_and_maps_times_back() -> None:
     engine_after = 1.0 + MAX_FILL_SECONDS  # where "b" starts on the engine's clock
     assert p.media_seconds(0.5) == pytest.approx(0.5)  # before the skip
     assert p.media_seconds(engine_after + 0.5) == pytest.approx(3601.5)  # after it
-    # An utterance that ends right where the skip happened ends before it.
-    assert p.media_seconds(engine_after, end=True) == pytest.approx(engine_after)
     assert p.media_seconds(engine_after) == pytest.approx(3601.0)
+    # The silence's first half trails the old audio, its second half leads the new:
+    # an utterance may start a little before its first loud byte (a VAD's pre-roll).
+    assert p.media_seconds(1.2) == pytest.approx(1.2)
+    assert p.media_seconds(engine_after - 0.3) == pytest.approx(3600.7)
+    # A moment that ends audio right at the skip lies before it.
+    middle = 1.0 + MAX_FILL_SECONDS / 2
+    assert p.media_seconds(middle, end=True) == pytest.approx(middle)
+    assert p.media_seconds(middle) == pytest.approx(middle + 3600 - MAX_FILL_SECONDS)
 
 
 def test_several_skips_add_up() -> None:

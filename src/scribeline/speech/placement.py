@@ -53,7 +53,10 @@ class Placement:
             gap = at - self.placed
             fill = min(gap, _MAX_FILL)
             if gap > fill:
-                self._at.append(self.fed + fill)
+                # The skip sits mid-silence: its first half is the old audio's tail,
+                # its second half the lead-in of the new (an utterance starting
+                # right after the gap may begin a little before its first byte).
+                self._at.append(self.fed + fill // 2)
                 self._skipped.append((self._skipped[-1] if self._skipped else 0) + gap - fill)
             out = SILENCE * fill + audio
             self.placed = at + len(audio)
@@ -65,7 +68,7 @@ class Placement:
 
     def media_seconds(self, engine_seconds: float, *, end: bool = False) -> float:
         """The media time of a moment ``engine_seconds`` into the audio fed (``end``:
-        a moment that ends audio, so one right at a skip lies before the skip)."""
+        a moment that ends audio, so one right at a skip lies before it)."""
         position = engine_seconds * BYTES_PER_SECOND
         i = (bisect.bisect_left if end else bisect.bisect_right)(self._at, position)
         skipped = self._skipped[i - 1] if i else 0

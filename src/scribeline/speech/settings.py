@@ -129,11 +129,13 @@ class SpeechSettingsService:
                 (s.org_id, self._open_secret(s.org_id, _TWILIO, s.twilio_auth_token))
                 for s in stored
             ]
-            self._signers = (now + CACHE_SECONDS, [(o, t) for o, t in tokens if t is not None])
+            signers = [(o, t) for o, t in tokens if t is not None]
+            shared = len({t for _, t in signers}) < len(signers)
+            if shared:  # said once per refresh, not once per stream
+                log.warning("some organizations share a Twilio auth token: use tokens for them")
+            self._signers = (now + CACHE_SECONDS, signers)
         matches = [o for o, token in self._signers[1] if signature_valid(token, url, signature)]
         if len(matches) != 1:
-            if matches:
-                log.warning("organizations %s share a Twilio auth token", matches)
             return None
         return await self.opened(matches[0])
 

@@ -16,14 +16,18 @@ seconds from the call's start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pydantic import ValidationError
 
 from scribeline.cluster import Cluster
-from scribeline.domain import Assistant, Call
+from scribeline.domain import Call
 from scribeline.errors import (
     BrokerUnreachable,
     CallEnded,
@@ -38,7 +42,13 @@ from scribeline.events import TERMINAL_STATUSES, CallStatus, now_ms
 from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import CreateCall, Transcript, valid_call_sid
-from scribeline.speech.engine import OnSegment, Segment, SpeechFailed, SpeechTrack
+from scribeline.speech.engine import (
+    BYTES_PER_SECOND,
+    OnSegment,
+    Segment,
+    SpeechFailed,
+    SpeechTrack,
+)
 from scribeline.speech.placement import Placement
 from scribeline.speech.router import SpeechRouter
 from scribeline.speech.settings import OrgSpeech
@@ -54,6 +64,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SPEAKERS = ("user", "assistant")
 _DEFAULT_SPEAKERS = {"inbound": "user", "outbound": "assistant"}
@@ -140,6 +152,13 @@ class MediaStream:
         #: Why the stream has nothing left to do (the call ended elsewhere, its
         #: assistant's transcription was switched off), once that happened.
         self.stopped: CallEnded | TranscriptionDisabled | None = None
+        #: Whether this stream created its call (else it attached to one).
+        self.created_call = False
+        #: Set once the stream's last finals are stored (or given up).
+        self.finished = asyncio.Event()
+        #: The stream's name among its call's cluster-wide slots (unique even if a
+        #: client repeats a stream SID).
+        self.member = f"media:{request.stream_sid}:{secrets.token_hex(4)}"
         self.finals = 0
         self.partials = 0
         self._calls = calls
@@ -181,10 +200,12 @@ class MediaStream:
         return time.monotonic() - self._began
 
     def ahead(self) -> float:
-        """Seconds of media the stream has sent beyond the time since it started
-        (a Twilio stream, at real time, stays at or below zero)."""
-        media = max((t.placement.seconds for t in self._tracks.values()), default=0.0)
-        return media - self.elapsed()
+        """Seconds of audio the stream has had transcribed beyond the time since it
+        started (a Twilio stream, at real time, stays at or below zero). Skipped
+        gaps do not count: they cost nothing, so a timestamp far ahead is not
+        paced (and cannot park the stream)."""
+        fed = max((t.placement.fed for t in self._tracks.values()), default=0)
+        return fed / BYTES_PER_SECOND - self.elapsed()
 
     async def ready(self) -> None:
         """Wait until every track can take more audio (``SpeechTrack.ready``)."""
@@ -212,8 +233,12 @@ class MediaStream:
         await self.abort()  # whatever did not finish cleanly lets go of its engine
 
     async def abort(self) -> None:
-        for track in self._tracks.values():
-            await track.speech.abort()
+        """Let go of every track's engine (one that fails to let go is logged)."""
+        for name, track in self._tracks.items():
+            try:
+                await track.speech.abort()
+            except Exception:
+                log.exception("%s: the %s track failed to abort", self.label, name)
 
     async def _store(self, segment: Segment, track: str, speaker: str, segment_id: str) -> None:
         if self.stopped is not None:
@@ -274,17 +299,41 @@ class MediaStreamService:
         self._router = router
         self._cluster = cluster
         self._end_grace = end_grace
+        self._closing = False
         #: Streams begun and not yet ended on this node, and the tasks ending them.
         self._live: set[MediaStream] = set()
         self._ending: set[asyncio.Task[None]] = set()
-        #: Set when a stream of a call (by its stream key) begins on this node.
+        #: Set when a stream of a call (by its slot key) begins on this node.
         self._began: dict[str, asyncio.Event] = {}
 
     async def begin(self, org: OrgSpeech, request: StreamRequest) -> MediaStream:
-        """The stream, its tracks open. Refuses an ended call, an assistant with
-        transcription off, a call with ``MAX_STREAMS_PER_CALL`` streams, or no
-        engine (``TranscriptionUnavailable``, ``SpeechNotConfigured``); a refused
-        stream creates no call."""
+        """The stream, its tracks open. Refuses a call with ``MAX_STREAMS_PER_CALL``
+        streams, an ended call, an assistant with transcription off, or no engine
+        (``TranscriptionUnavailable``, ``SpeechNotConfigured``); a refused stream
+        creates no call."""
+        call_sid = request.call.call_sid
+        slot = _slot(org.org_id, call_sid)
+        stream = MediaStream(self._calls, _draft(org.org_id, request), request)
+        # The slot first: a stream ending meanwhile sees this one and leaves the call open.
+        if not await self._cluster.acquire(slot, MAX_STREAMS_PER_CALL, stream.member):
+            raise ConnectionLimit(f"Call {call_sid} has {MAX_STREAMS_PER_CALL} media streams")
+        try:
+            await self._open(org, request, stream)
+        except BaseException:
+            await self._cluster.release(slot, stream.member)
+            raise
+        self._live.add(stream)
+        self._began.pop(slot, asyncio.Event()).set()
+        log.info(
+            "%s (organization %d): tracks %s on the %s engine",
+            stream.label,
+            org.org_id,
+            ",".join(request.tracks),
+            stream.engine,
+        )
+        return stream
+
+    async def _open(self, org: OrgSpeech, request: StreamRequest, stream: MediaStream) -> None:
         call_sid = request.call.call_sid
         try:
             existing: Call | None = await self._calls.get(org.org_id, call_sid)
@@ -298,34 +347,15 @@ class MediaStreamService:
             raise TranscriptionDisabled(
                 f"Transcription is switched off for assistant {assistant.id}"
             )
-        call = existing or _draft(org.org_id, assistant, request)
-        stream = MediaStream(self._calls, call, request)
-        slot = _slot(stream.call)
-        if not await self._cluster.acquire(slot, MAX_STREAMS_PER_CALL, _member(request)):
-            raise ConnectionLimit(f"Call {call_sid} has {MAX_STREAMS_PER_CALL} media streams")
-        try:
-            opened = await self._router.open(
-                org, assistant, {t: stream.sink(t) for t in request.tracks}, stream.label
-            )
-            stream.attach(opened.engine, opened.tracks)
-            try:
-                await self._resolve(org, request, stream, existing)
-            except BaseException:
-                await stream.abort()
-                raise
-        except BaseException:
-            await self._cluster.release(slot, _member(request))
-            raise
-        self._live.add(stream)
-        self._began.pop(slot, asyncio.Event()).set()
-        log.info(
-            "%s (organization %d): tracks %s on the %s engine",
-            stream.label,
-            org.org_id,
-            ",".join(request.tracks),
-            opened.engine,
+        opened = await self._router.open(
+            org, assistant, {t: stream.sink(t) for t in request.tracks}, stream.label
         )
-        return stream
+        stream.attach(opened.engine, opened.tracks)
+        try:
+            await self._resolve(org, request, stream, existing)
+        except BaseException:
+            await stream.abort()
+            raise
 
     async def _resolve(
         self, org: OrgSpeech, request: StreamRequest, stream: MediaStream, existing: Call | None
@@ -336,6 +366,7 @@ class MediaStreamService:
                 stream.call = await self._calls.create(
                     org.org_id, request.call, started_at=request.started_at, metadata=SOURCE
                 )
+                stream.created_call = True
                 return
             except Conflict:  # another stream of this call created it first
                 existing = await self._calls.get(org.org_id, request.call.call_sid)
@@ -345,26 +376,34 @@ class MediaStreamService:
             await self._calls.set_status(existing, CallStatus.IN_PROGRESS, {})
 
     def end(self, stream: MediaStream, *, within: float, reason: str) -> asyncio.Task[None]:
-        """End ``stream`` in a task of its own (it outlives a cancelled handler, and
-        :meth:`close` waits for it): its last finals, then the call if it is the
-        call's last stream. ``reason`` goes in the completed call's metadata."""
+        """End ``stream`` in a task of its own, which outlives a cancelled handler and
+        which :meth:`close` waits for: its last finals (``stream.finished`` is set
+        then), and the call if it is the call's last stream. ``reason`` goes in the
+        completed call's metadata."""
         task = asyncio.get_running_loop().create_task(self._end(stream, within, reason))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
         return task
 
     async def _end(self, stream: MediaStream, within: float, reason: str) -> None:
+        slot = _slot(stream.call.org_id, stream.call.call_sid)
         try:
             await stream.finish(within)
             log.info(
                 "%s ended: %d finals, %d partials", stream.label, stream.finals, stream.partials
             )
-            slot = _slot(stream.call)
-            await self._cluster.release(slot, _member(stream.request))
-            if not isinstance(stream.stopped, CallEnded) and await self._last_stream(stream):
-                await self._complete(stream, reason)
         except Exception:
-            log.exception("%s: ending the stream failed", stream.label)
+            log.exception("%s: finishing the stream failed", stream.label)
+        finally:
+            stream.finished.set()
+            await self._cluster.release(slot, stream.member)
+        try:
+            if not isinstance(stream.stopped, CallEnded) and await self._last_stream(stream):
+                await _retrying(
+                    lambda: self._complete(stream, reason), f"{stream.label}: completing"
+                )
+        except Exception:
+            log.exception("%s: completing its call failed", stream.label)
         finally:
             self._live.discard(stream)
 
@@ -372,64 +411,78 @@ class MediaStreamService:
         """Whether the call was made by a media stream and no stream of it is left,
         after ``end_grace`` seconds for a new one (a stream stopped and started
         again) to begin."""
-        if (await self._calls.opening_metadata(stream.call)).get("source") != SOURCE["source"]:
-            return False  # created over REST: REST ends it
-        slot = _slot(stream.call)
-        began = self._began.setdefault(slot, asyncio.Event())
-        try:
-            await asyncio.wait_for(began.wait(), self._end_grace)
-            return False  # a new stream of the call began here: it ends the call
-        except TimeoutError:
-            pass
-        finally:
-            if self._began.get(slot) is began and not began.is_set():
-                del self._began[slot]
-        probe = f"probe:{_member(stream.request)}"
+        if not stream.created_call:
+            opening = await _retrying(
+                lambda: self._calls.opening_metadata(stream.call), f"{stream.label}: reading"
+            )
+            if opening.get("source") != SOURCE["source"]:
+                return False  # created over REST: REST ends it
+        slot = _slot(stream.call.org_id, stream.call.call_sid)
+        if not self._closing:
+            began = self._began.setdefault(slot, asyncio.Event())
+            try:
+                await asyncio.wait_for(began.wait(), self._end_grace)
+                if not self._closing:
+                    return False  # a new stream of the call began here: it ends the call
+            except TimeoutError:
+                pass
+            finally:
+                if self._began.get(slot) is began and not began.is_set():
+                    del self._began[slot]
+        probe = f"probe:{stream.member}"
         alone = await self._cluster.acquire(slot, 1, probe)  # 1: no other holder anywhere
         if alone:
             await self._cluster.release(slot, probe)
         return alone
 
     async def _complete(self, stream: MediaStream, reason: str) -> None:
-        metadata = {**SOURCE, "ended_by": reason}
-        deadline = time.monotonic() + FINAL_RETRY_SECONDS
-        while True:
-            try:
-                await self._calls.set_status(stream.call, CallStatus.COMPLETED, metadata)
-                return
-            except CallEnded:
-                return
-            except (StorageUnavailable, BrokerUnreachable):
-                if time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(_RETRY_PAUSE)  # retry pacing while storage recovers
+        with contextlib.suppress(CallEnded):  # ended meanwhile, over REST
+            await self._calls.set_status(
+                stream.call, CallStatus.COMPLETED, {**SOURCE, "ended_by": reason}
+            )
 
     async def close(self, within: float) -> None:
-        """Wait (at most ``within`` seconds) for the streams being ended, then abort
-        whatever is still open: the engines close after this."""
+        """Wait (at most ``within`` seconds) for the streams being ended (skipping
+        their grace: nothing new begins now), then abort what is left; the engines
+        and storage close after this returns."""
+        self._closing = True
+        for began in self._began.values():
+            began.set()  # no grace while stopping (the waiters see _closing)
         if self._ending:
             await asyncio.wait(set(self._ending), timeout=within)
         for stream in list(self._live):
             await stream.abort()
-        for task in list(self._ending):
+        pending = list(self._ending)
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _slot(call: Call) -> str:
+async def _retrying(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """``operation``, tried again while storage or the broker is briefly unavailable
+    (for ``FINAL_RETRY_SECONDS``)."""
+    deadline = time.monotonic() + FINAL_RETRY_SECONDS
+    while True:
+        try:
+            return await operation()
+        except (StorageUnavailable, BrokerUnreachable) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("%s: %s; retrying", what, exc.code)
+            await asyncio.sleep(_RETRY_PAUSE)  # retry pacing while storage recovers
+
+
+def _slot(org_id: int, call_sid: str) -> str:
     """The cluster-wide slots of a call's media streams."""
-    return f"media:{call.org_id}:{call.call_sid}"
+    return f"media:{org_id}:{call_sid}"
 
 
-def _member(request: StreamRequest) -> str:
-    return f"media:{request.stream_sid}"
-
-
-def _draft(org_id: int, assistant: Assistant, request: StreamRequest) -> Call:
+def _draft(org_id: int, request: StreamRequest) -> Call:
     """A stand-in for the call until it is created (it names the stream in logs)."""
     return Call(
         id=0,
         org_id=org_id,
-        assistant_id=assistant.id,
+        assistant_id=request.call.assistant_id or 0,
         call_sid=request.call.call_sid,
         status=CallStatus.IN_PROGRESS,
         to_phone_number=None,
