@@ -10,6 +10,7 @@ __all__ = [
     "LATEST_CONTACT",
     "OUTCOMES",
     "REALTIME_MODEL",
+    "SPEECH_FIELDS",
     "ApiKey",
     "Assistant",
     "Bot",
@@ -61,6 +62,10 @@ class Assistant:
     #: The speech engine for its calls' audio: ``default`` (the organization's
     #: choice), ``local`` or ``deepgram``.
     speech_engine: str = "default"
+
+
+#: The fields of ``SpeechSettings`` a change may set.
+SPEECH_FIELDS = ("engine", "twilio_auth_token", "deepgram_api_key", "require_twilio_signature")
 
 
 @dataclass(frozen=True, slots=True)

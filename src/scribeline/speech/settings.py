@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from scribeline.cluster import Signals
@@ -78,32 +78,24 @@ class SpeechSettingsService:
         return await self._storage.get_speech_settings(org_id) or SpeechSettings(org_id)
 
     async def update(self, org_id: int, change: SpeechUpdate) -> SpeechSettings:
-        current = await self.get(org_id)
-        new = replace(
-            current,
-            engine=change.engine if change.engine is not None else current.engine,
-            twilio_auth_token=self._sealed(
-                org_id, _TWILIO, change.twilio_auth_token, current.twilio_auth_token
-            ),
-            deepgram_api_key=self._sealed(
-                org_id, _DEEPGRAM, change.deepgram_api_key, current.deepgram_api_key
-            ),
-            require_twilio_signature=(
-                change.require_twilio_signature
-                if change.require_twilio_signature is not None
-                else current.require_twilio_signature
-            ),
-        )
-        stored = await self._storage.put_speech_settings(new)
+        """Store what ``change`` gives (in one statement: concurrent changes of
+        other fields stay) and tell every node to drop its copy."""
+        changes: dict[str, Any] = {}
+        if change.engine is not None:
+            changes["engine"] = change.engine
+        if change.require_twilio_signature is not None:
+            changes["require_twilio_signature"] = change.require_twilio_signature
+        for field, secret in (
+            (_TWILIO, change.twilio_auth_token),
+            (_DEEPGRAM, change.deepgram_api_key),
+        ):
+            if secret is not None:  # an empty one removes the secret
+                changes[field] = self._box.seal(secret, _context(org_id, field)) if secret else None
+        if not changes:
+            return await self.get(org_id)
+        stored = await self._storage.update_speech_settings(org_id, changes)
         await self._signals.broadcast(SPEECH_CHANGED, {"org_id": org_id})
         return stored
-
-    def _sealed(
-        self, org_id: int, field: str, secret: str | None, kept: bytes | None
-    ) -> bytes | None:
-        if secret is None:
-            return kept
-        return self._box.seal(secret, _context(org_id, field)) if secret else None
 
     async def opened(self, org_id: int) -> OrgSpeech:
         """The organization's settings with their secrets opened (cached briefly)."""

@@ -57,7 +57,8 @@ pure functions in ``storage.rules``: a backend is the SQL around them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from scribeline.domain import (
     ApiKey,
@@ -178,9 +179,12 @@ class Catalog(ABC):
         """The organization's live-audio settings; None if it never set them."""
 
     @abstractmethod
-    async def put_speech_settings(self, settings: SpeechSettings) -> SpeechSettings:
-        """Store the organization's settings whole (insert or replace); returns them
-        with ``updated_at`` set."""
+    async def update_speech_settings(
+        self, org_id: int, changes: Mapping[str, Any]
+    ) -> SpeechSettings:
+        """Set the fields in ``changes`` (names of ``SPEECH_FIELDS``; others keep
+        their value, or their default in a new row) in one statement, so that
+        concurrent changes of different fields all stay; returns the row."""
 
     @abstractmethod
     async def speech_settings_with_twilio_token(self) -> list[SpeechSettings]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -13,7 +13,7 @@ from scribeline.events import NewEvent, StoredEvent, now_ms
 from scribeline.storage.postgres_campaigns import complete_linked_contact, take_contact
 from scribeline.storage.postgres_db import PostgresDatabase
 from scribeline.storage.postgres_log import append_one
-from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor
+from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor, speech_columns
 
 __all__ = ["PostgresCatalog"]
 
@@ -220,25 +220,24 @@ class PostgresCatalog:
         )
         return None if row is None else SpeechSettings(**row)
 
-    async def put_speech_settings(self, settings: SpeechSettings) -> SpeechSettings:
-        stored = dataclasses.replace(settings, updated_at=now_ms())
+    async def update_speech_settings(
+        self, org_id: int, changes: Mapping[str, Any]
+    ) -> SpeechSettings:
+        columns = speech_columns(changes)
+        names = ", ".join(("org_id", *columns, "updated_at"))
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 3))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in (*columns, "updated_at"))
 
         async def run(conn: Conn) -> SpeechSettings:
-            await conn.execute(
-                f"INSERT INTO speech_settings ({_SPEECH}) VALUES ($1, $2, $3, $4, $5, $6)"
-                " ON CONFLICT (org_id) DO UPDATE SET engine = excluded.engine,"
-                " twilio_auth_token = excluded.twilio_auth_token,"
-                " deepgram_api_key = excluded.deepgram_api_key,"
-                " require_twilio_signature = excluded.require_twilio_signature,"
-                " updated_at = excluded.updated_at",
-                stored.org_id,
-                stored.engine,
-                stored.twilio_auth_token,
-                stored.deepgram_api_key,
-                stored.require_twilio_signature,
-                stored.updated_at,
+            row = await conn.fetchrow(
+                f"INSERT INTO speech_settings ({names}) VALUES ({marks})"
+                f" ON CONFLICT (org_id) DO UPDATE SET {sets} RETURNING {_SPEECH}",
+                org_id,
+                *columns.values(),
+                now_ms(),
             )
-            return stored
+            assert row is not None  # an upsert returns its row
+            return SpeechSettings(**row)
 
         return await self._db.write(run)
 

@@ -10,12 +10,13 @@ keeps two backends from disagreeing about a rule.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scribeline.domain import (
     OUTCOMES,
+    SPEECH_FIELDS,
     BotStatus,
     Call,
     Campaign,
@@ -54,6 +55,7 @@ __all__ = [
     "new_stream",
     "outcome_events",
     "project",
+    "speech_columns",
     "stamp",
     "taken_event",
 ]
@@ -293,3 +295,12 @@ def outcome_events(contact: Contact, counters: Counters, ts: int) -> tuple[list[
     events.append(NewEvent(EventType.PROGRESS, final.progress(), ts=ts))
     events.append(NewEvent(EventType.CAMPAIGN_COMPLETED, final.summary(), closes=True, ts=ts))
     return events, True
+
+
+def speech_columns(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns a speech-settings change sets, in a fixed order; ``ValueError``
+    for a name that is not a settings field (names go into SQL, values never do)."""
+    unknown = set(changes) - set(SPEECH_FIELDS)
+    if unknown:
+        raise ValueError(f"not speech settings fields: {sorted(unknown)}")
+    return {name: changes[name] for name in SPEECH_FIELDS if name in changes}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from scribeline.files import private_dir, private_file
 from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
-from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor
+from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor, speech_columns
 from scribeline.storage.sqlite_bots import SqliteBots
 from scribeline.storage.sqlite_campaigns import (
     SqliteCampaigns,
@@ -326,23 +325,24 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
         return self._db.read_now(run)
 
-    async def put_speech_settings(self, settings: SpeechSettings) -> SpeechSettings:
-        stored = dataclasses.replace(settings, updated_at=now_ms())
+    async def update_speech_settings(
+        self, org_id: int, changes: Mapping[str, Any]
+    ) -> SpeechSettings:
+        columns = speech_columns(changes)
 
         def run(conn: sqlite3.Connection) -> SpeechSettings:
+            names = ", ".join(("org_id", *columns, "updated_at"))
+            marks = ", ".join("?" for _ in range(len(columns) + 2))
+            sets = ", ".join(f"{c} = excluded.{c}" for c in (*columns, "updated_at"))
             conn.execute(
-                f"INSERT OR REPLACE INTO speech_settings ({_SPEECH_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    stored.org_id,
-                    stored.engine,
-                    stored.twilio_auth_token,
-                    stored.deepgram_api_key,
-                    stored.require_twilio_signature,
-                    stored.updated_at,
-                ),
+                f"INSERT INTO speech_settings ({names}) VALUES ({marks})"
+                f" ON CONFLICT (org_id) DO UPDATE SET {sets}",
+                (org_id, *columns.values(), now_ms()),
             )
-            return stored
+            row = conn.execute(
+                f"SELECT {_SPEECH_COLUMNS} FROM speech_settings WHERE org_id = ?", (org_id,)
+            ).fetchone()
+            return _speech(row)
 
         return await self._db.write(run)
 
