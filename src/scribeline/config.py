@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     #: Seconds a call made by media streams stays open after its last stream ends,
     #: for a new stream of it (a stream stopped and started again) to begin.
     media_end_grace: float = Field(3.0, ge=0)
+    #: Media-stream sockets one node holds at once (whatever their engine, and
+    #: before their start); past it an upgrade is refused with 503.
+    media_max_streams: int = Field(1000, ge=1)
     #: How much faster than real time a media stream may send audio (a replay);
     #: a faster sender is read more slowly. Twilio sends at real time.
     media_max_speed: float = Field(20.0, ge=1)

@@ -378,3 +378,30 @@ async def test_a_timestamp_far_ahead_is_skipped_not_waited_for(
             await asyncio.wait_for(ws.recv(), 10)  # closed after stop, not parked
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     await wait_for_status(media_api, sid, "completed")
+
+
+async def test_a_node_holds_at_most_its_limit_of_media_sockets(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Past SCRIBELINE_MEDIA_MAX_STREAMS an upgrade is refused with 503, whether or
+    not the sockets already held have started; a freed place is taken again."""
+    env = {**MEDIA_ENV, "SCRIBELINE_MEDIA_MAX_STREAMS": "1"}
+    with running_server(tmp_path_factory.mktemp("mediacap") / "data", env) as srv:
+        tenant = srv.create_tenant("capped")
+        url = media_url(srv, tenant.write)
+        held = await connect(url)  # not started yet: it counts all the same
+        try:
+            assert await refused_upgrade(url) == 503
+        finally:
+            await held.close()
+        # The place is given back once the server's side of the socket is done.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                result = await play(srv, new_sid(), tenant.write, cut_after=0.5)
+                break
+            except InvalidStatus as exc:
+                assert exc.response.status_code == 503
+                assert asyncio.get_running_loop().time() < deadline, "the place stayed taken"
+                await asyncio.sleep(0.1)  # polling for the server to let go of the socket
+        assert result.aborted and not result.server_closed

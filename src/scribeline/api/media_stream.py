@@ -87,12 +87,13 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             # service, which the server waits for before closing storage.
             await stream.finished.wait()
 
-    return await serve_websocket(
-        request,
-        Endpoint(join, serve, None, leave, explain=True),
-        s.media_messages_per_second,
-        pace=True,
-    )
+    with services.media.socket():
+        return await serve_websocket(
+            request,
+            Endpoint(join, serve, None, leave, explain=True),
+            s.media_messages_per_second,
+            pace=True,
+        )
 
 
 async def _until_start(conn: Connection) -> Start | None:

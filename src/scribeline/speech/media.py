@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scribeline.auth import Authenticator
 from scribeline.cluster import Cluster
 from scribeline.config import Settings
+from scribeline.errors import TranscriptionUnavailable
 from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.calls import CallService
 from scribeline.speech.access import MediaAccess
@@ -23,12 +26,29 @@ __all__ = ["Media", "build_media"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Media:
     access: MediaAccess
     streams: MediaStreamService
     #: The shared local engine (None without the ``speech`` extra).
     local: LocalEngine | None
+    #: Media-stream sockets this node holds at most (from the upgrade to the end).
+    max_sockets: int = 1000
+    sockets: int = 0
+
+    @contextlib.contextmanager
+    def socket(self) -> Iterator[None]:
+        """Count a media-stream socket for as long as it is open; past
+        ``max_sockets`` the upgrade is refused (503, retry later)."""
+        if self.sockets >= self.max_sockets:
+            raise TranscriptionUnavailable(
+                f"This server carries its limit of {self.max_sockets} media streams"
+            )
+        self.sockets += 1
+        try:
+            yield
+        finally:
+            self.sockets -= 1
 
     async def close(self, within: float) -> None:
         """Let the streams being ended finish (at most ``within`` seconds), abort the
@@ -60,4 +80,4 @@ def build_media(
     streams = MediaStreamService(
         calls, assistants, router, cluster, end_grace=settings.media_end_grace
     )
-    return Media(MediaAccess(auth, speech), streams, local)
+    return Media(MediaAccess(auth, speech), streams, local, settings.media_max_streams)
