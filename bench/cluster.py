@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.backends import Services
-from bench.common import Result, base_parser, emit, print_params, target
+from bench.common import Result, base_parser, chosen, emit, exit_status, print_params, target
 from bench.nodes import Load, Phase, compact, run_phase
 from bench.workers import run_async
 
@@ -115,10 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--only", default=",".join(PHASES), help="comma list of phases")
     args = parser.parse_args(argv)
-    only = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = set(only) - set(PHASES)
-    if unknown:
-        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    only = chosen(parser, args.only, PHASES, "phases")
     result: Result = run_async(
         lambda: run(
             args.calls,
@@ -132,10 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     emit(result, args.json)
-    if result.get("error"):
-        print(f"FAILED: {result['error']}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_status(result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.backends import Services
-from bench.common import Result, base_parser, emit, print_params, target
+from bench.common import Result, base_parser, emit, exit_status, print_params, target
 from bench.nodes import NODE_NAMES, Load, Phase, compact, run_phase
 from bench.workers import run_async
 
@@ -134,10 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     emit(result, args.json)
-    if result.get("error"):
-        print(f"FAILED: {result['error']}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_status(result)
 
 
 if __name__ == "__main__":

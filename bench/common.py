@@ -25,7 +25,9 @@ __all__ = [
     "Api",
     "Result",
     "base_parser",
+    "chosen",
     "emit",
+    "exit_status",
     "print_params",
     "transcript",
 ]
@@ -169,6 +171,32 @@ def emit(result: Result, json_path: Path | None) -> Result:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def exit_status(result: Result) -> int:
+    """A benchmark command's exit status: 1, with the run's error on stderr, if it
+    failed; else 0."""
+    if result.get("error"):
+        print(f"FAILED: {result['error']}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def chosen(
+    parser: argparse.ArgumentParser,
+    text: str,
+    known: Iterable[str],
+    what: str,
+    *,
+    required: bool = False,
+) -> list[str]:
+    """The names of a comma-list option; a name not in ``known`` (or, when
+    ``required``, no name at all) is a usage error naming ``what``."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = set(names) - set(known)
+    if unknown or (required and not names):
+        parser.error(f"unknown {what}: {', '.join(sorted(unknown))}")
+    return names
 
 
 def target(value: float, limit: float, at_most: bool) -> dict[str, Any]:

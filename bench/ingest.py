@@ -36,7 +36,17 @@ from typing import Any, cast
 import orjson
 
 from bench.backends import Backend, Services
-from bench.common import Api, Result, base_parser, emit, print_params, target, transcript
+from bench.common import (
+    Api,
+    Result,
+    base_parser,
+    chosen,
+    emit,
+    exit_status,
+    print_params,
+    target,
+    transcript,
+)
 from bench.live import Published
 from bench.metrics import CpuMeter, CpuWindow, latency_summary
 from bench.producers import open_producers, wait_acked
@@ -309,10 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma list of stores to run on, in turn: sqlite, pg_redis, pg_memory",
     )
     args = parser.parse_args(argv)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(backends) - set(BACKENDS)
-    if unknown or not backends:
-        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    backends = chosen(parser, args.backends, BACKENDS, "backends", required=True)
     options: dict[str, Any] = {
         "messages": args.messages,
         "rest_requests": args.rest_requests,
@@ -327,10 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         result = run_async(lambda: run_backends(cast(list[Backend], backends), **options))
     emit(result, args.json)
-    if result.get("error"):
-        print(f"FAILED: {result['error']}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_status(result)
 
 
 if __name__ == "__main__":

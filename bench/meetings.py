@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from bench import rawws
-from bench.common import Api, Result, base_parser, emit, print_params
+from bench.common import Api, Result, base_parser, emit, exit_status, print_params
 from bench.live import pace
 from bench.metrics import CpuMeter, latency_summary
 from bench.server import HOST, Server
@@ -661,10 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     emit(result, args.json)
-    if result.get("error"):
-        print(f"FAILED: {result['error']}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_status(result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from bench import (
     meetings,
     speech,
 )
-from bench.common import RESULTS_DIR, Result, emit
+from bench.common import RESULTS_DIR, Result, chosen, emit
 from bench.workers import run_async
 
 __all__ = ["main"]
@@ -223,10 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small smoke-test sizes")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/<time>.json)")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = set(names) - set(SCENARIOS)
-    if unknown:
-        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    names = chosen(parser, args.only, SCENARIOS, "scenarios")
     results: list[Result] = []
     for name in names:
         for n in range(1, args.repeat + 1):
