@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.backends import Services
 from bench.common import Result, base_parser, chosen, emit, exit_status, print_params, target
-from bench.nodes import Load, Phase, compact, run_phase
+from bench.nodes import Load, Phase, compact, fail_on_broken_rules, run_phase
 from bench.workers import run_async
 
 __all__ = ["main", "run"]
@@ -94,9 +94,7 @@ async def run(
     if "two_nodes" in full:
         cross = full["two_nodes"]["latency_cross_node"]["p99_ms"]
         result["targets"]["cross_node_p99_ms"] = target(cross, TARGET_CROSS_P99_MS, at_most=True)
-    failures = [f"{name}: {f}" for name, r in full.items() for f in r["failures"]]
-    if failures:
-        result["error"] = "; ".join(failures)
+    fail_on_broken_rules(result, full)
     return result
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.backends import Services
 from bench.common import Result, base_parser, emit, exit_status, print_params, target
-from bench.nodes import NODE_NAMES, Load, Phase, compact, run_phase
+from bench.nodes import NODE_NAMES, Load, Phase, compact, fail_on_broken_rules, run_phase
 from bench.workers import run_async
 
 __all__ = ["main", "run"]
@@ -105,9 +105,7 @@ async def run(
         "targets": {"ratio_two_over_one": target(ratio, TARGET_RATIO, at_most=False)},
         "warnings": warnings,
     }
-    failures = [f"{name}: {f}" for name, r in full.items() for f in r["failures"]]
-    if failures:
-        result["error"] = "; ".join(failures)
+    fail_on_broken_rules(result, full)
     return result
 
 

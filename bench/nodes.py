@@ -36,7 +36,7 @@ from bench.server import HOST, Server
 from bench.subscribers import SubscribeJob, subscribe_worker
 from bench.workers import Message, WorkerPool
 
-__all__ = ["NODE_NAMES", "Load", "Phase", "run_phase"]
+__all__ = ["NODE_NAMES", "Load", "Phase", "compact", "fail_on_broken_rules", "run_phase"]
 
 NODE_NAMES = "ABCDEFGH"
 BACKEND_TEXT = {
@@ -304,6 +304,13 @@ def _warnings(r: dict[str, Any], w: ClusterWindow, pub: Published, load: Load) -
         if log.get("error_lines") or log.get("tracebacks"):
             out.append(f"node {name} logged errors: {log.get('first_errors')}")
     return out
+
+
+def fail_on_broken_rules(result: dict[str, Any], phases: dict[str, dict[str, Any]]) -> None:
+    """Mark ``result`` failed (its ``error``) with every phase's broken rules, by phase."""
+    failures = [f"{name}: {f}" for name, r in phases.items() for f in r["failures"]]
+    if failures:
+        result["error"] = "; ".join(failures)
 
 
 def compact(r: dict[str, Any]) -> dict[str, Any]:

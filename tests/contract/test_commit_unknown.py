@@ -23,7 +23,7 @@ from scribeline.events import NewEvent
 from scribeline.storage import Storage, open_storage, postgres_outcome
 from scribeline.storage.postgres_outcome import committed, transaction_of
 from tests.faults import TcpProxy
-from tests.services import Postgres, postgres_bin, require
+from tests.services import Postgres, running_postgres
 
 #: What asyncpg sends to commit (``BEGIN ... READ COMMITTED;`` does not hold it).
 COMMIT = b"COMMIT;"
@@ -42,12 +42,8 @@ async def stored(storage: Storage) -> list[tuple[int, int]]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Postgres]:
     """A server of this module's own: its backends get terminated."""
-    require("PostgreSQL", postgres_bin() is not None)
-    instance = Postgres().init().start()
-    try:
+    with running_postgres() as instance:
         yield instance
-    finally:
-        instance.destroy()
 
 
 @pytest.fixture

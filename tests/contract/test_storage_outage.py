@@ -14,7 +14,7 @@ import pytest
 from scribeline.errors import StorageUnavailable
 from scribeline.events import NewEvent
 from scribeline.storage import Storage, open_storage
-from tests.services import Postgres, postgres_bin, require
+from tests.services import Postgres, running_postgres
 
 
 def ev(n: int) -> NewEvent:
@@ -23,12 +23,8 @@ def ev(n: int) -> NewEvent:
 
 @pytest.fixture
 def server() -> Iterator[Postgres]:
-    require("PostgreSQL", postgres_bin() is not None)
-    instance = Postgres().init().start()
-    try:
+    with running_postgres() as instance:
         yield instance
-    finally:
-        instance.destroy()
 
 
 @pytest.fixture
