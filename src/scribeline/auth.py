@@ -16,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -28,6 +26,7 @@ from scribeline.cluster import Signals
 from scribeline.domain import ApiKey
 from scribeline.errors import AuthenticationFailed, Forbidden, InvalidRequest
 from scribeline.storage import Catalog
+from scribeline.ttl_cache import TtlCache
 
 __all__ = [
     "KEY_REVOKED",
@@ -52,9 +51,6 @@ SUBPROTOCOL_PREFIX = "burki-token-"
 SCOPES = frozenset({"read", "write", "admin"})
 #: Longer than any access token this server mints (a few hundred characters).
 MAX_ACCESS_TOKEN_CHARS = 2048
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 
 
 def new_api_key() -> tuple[str, str, bytes]:
@@ -183,34 +179,6 @@ def websocket_credentials(request: web.Request) -> Credentials:
     return Credentials(token or None, subprotocol)
 
 
-class _TtlCache(Generic[K, V]):
-    """A bounded LRU map whose entries expire ``ttl`` seconds after they were stored."""
-
-    def __init__(self, ttl: float, size: int):
-        self._ttl = ttl
-        self._size = size
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
-
-    def get(self, key: K, now: float) -> V | None:
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        return None
-
-    def put(self, key: K, value: V, now: float) -> None:
-        self._entries[key] = (now + self._ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def drop(self, key: K) -> None:
-        self._entries.pop(key, None)
-
-    def drop_where(self, doomed: Callable[[V], bool]) -> None:
-        for key in [k for k, (_, v) in self._entries.items() if doomed(v)]:
-            del self._entries[key]
-
-
 class Authenticator:
     """Resolves tokens (API keys and access tokens) to principals.
 
@@ -229,8 +197,8 @@ class Authenticator:
     ):
         self._catalog = catalog
         self._secret = secret
-        self._by_hash: _TtlCache[bytes, Principal] = _TtlCache(cache_seconds, cache_size)
-        self._by_id: _TtlCache[int, ApiKey] = _TtlCache(cache_seconds, cache_size)
+        self._by_hash: TtlCache[bytes, Principal] = TtlCache(cache_seconds, cache_size)
+        self._by_id: TtlCache[int, ApiKey] = TtlCache(cache_seconds, cache_size)
         if signals is not None:
             signals.on(KEY_REVOKED, self._revoked)
 

@@ -42,7 +42,7 @@ from scribeline.hub import CaughtUp
 from scribeline.ingest.bot_models import EVENT_MODELS, event_data
 from scribeline.ingest.models import parse_ref
 from scribeline.protocols import meeting_bot as proto
-from scribeline.protocols.common import decode_object
+from scribeline.protocols.common import decode_object, describe_problem
 from scribeline.protocols.frames import text_frame
 
 __all__ = ["bot_producer", "bot_subscriber"]
@@ -119,9 +119,7 @@ def _validate(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     try:
         return kind, event_data(kind, data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(["data", *(str(p) for p in first["loc"])])
-        raise InvalidMessage(f"{where}: {first['msg']}") from None
+        raise InvalidMessage(describe_problem(exc.errors(), at=("data",))) from None
 
 
 def _out_of_order(kind: str, started: bool) -> Conflict | None:

@@ -21,7 +21,7 @@ from scribeline.api.websocket import Endpoint, serve_websocket
 from scribeline.auth import Credentials, websocket_credentials
 from scribeline.connection import Connection
 from scribeline.errors import InvalidMessage, RequestTimeout
-from scribeline.protocols.common import decode_object
+from scribeline.protocols.common import decode_object, describe_problem
 from scribeline.speech.access import Admission
 from scribeline.speech.streams import MediaStream, parse_start
 from scribeline.speech.twilio import Media, Start, decode_payload, signed_url
@@ -109,7 +109,7 @@ async def _until_start(conn: Connection) -> Start | None:
             try:
                 return Start.model_validate(message.get("start"))
             except ValidationError as exc:
-                raise InvalidMessage(f"start: {_describe(exc)}") from None
+                raise InvalidMessage(f"start: {describe_problem(exc.errors())}") from None
         if event == "stop":
             return None
     raise InvalidMessage(f"Expected start within the first {MAX_BEFORE_START} messages")
@@ -135,7 +135,9 @@ async def _transcribe(conn: Connection, stream: MediaStream, max_speed: float) -
                 media = Media.model_validate(message.get("media"))
                 audio = decode_payload(media.payload)
             except (ValidationError, ValueError) as exc:
-                detail = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
+                detail = (
+                    describe_problem(exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+                )
                 raise InvalidMessage(f"media: {detail}") from None
             stream.feed(media.track, media.timestamp, audio)
             if stream.ahead() > REAL_TIME_SLACK:
@@ -153,9 +155,3 @@ async def _transcribe(conn: Connection, stream: MediaStream, max_speed: float) -
         if stream.stopped is not None:
             raise stream.stopped
     return False
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "message"
-    return f"{where}: {first['msg']}"

@@ -29,7 +29,7 @@ from scribeline.events import StoredEvent
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.models import SetStatus, Transcript, TranscriptBatch, parse_ref
 from scribeline.ingest.ordering import Baton, Turn
-from scribeline.protocols.common import decode_json
+from scribeline.protocols.common import decode_json, describe_problem
 
 __all__ = ["producer"]
 
@@ -74,7 +74,7 @@ def _parse(
         turn = baton.next()
         return ref, _start(calls.append_transcripts(call, [item], turn), turn), False
     except ValidationError as exc:
-        error = InvalidMessage(_describe(exc))
+        error = InvalidMessage(describe_problem(exc.errors()))
     except InvalidMessage as exc:
         error = exc
     failed: asyncio.Future[list[StoredEvent]] = loop.create_future()
@@ -94,12 +94,6 @@ def _start(
 
 async def _one(coro: Coroutine[Any, Any, StoredEvent]) -> list[StoredEvent]:
     return [await coro]
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "message"
-    return f"{where}: {first['msg']}"
 
 
 async def producer(request: web.Request) -> web.StreamResponse:

@@ -35,6 +35,7 @@ from scribeline.ingest.models import CreateCall, Transcript
 from scribeline.ingest.ordering import Turn
 from scribeline.ingest.publish import Publisher
 from scribeline.storage import Storage
+from scribeline.ttl_cache import TtlCache
 
 __all__ = ["ASSISTANT_CHANGED", "CallService", "call_meta"]
 
@@ -78,9 +79,8 @@ class CallService:
         self._publisher = publisher
         self._campaigns = campaigns
         self._signals = signals
-        self._switch_ttl = switch_cache_seconds
         # assistant id -> (valid until, transcription enabled)
-        self._switches: dict[int, tuple[float, bool]] = {}
+        self._switches: TtlCache[int, bool] = TtlCache(switch_cache_seconds, 10_000)
         signals.on(ASSISTANT_CHANGED, self._drop_switch)
 
     async def forget_assistant(self, assistant_id: int) -> None:
@@ -90,19 +90,17 @@ class CallService:
         await self._signals.broadcast(ASSISTANT_CHANGED, {"id": assistant_id})
 
     def _drop_switch(self, notice: dict[str, Any]) -> None:
-        self._switches.pop(notice["id"], None)
+        self._switches.drop(notice["id"])
 
     async def _transcription_enabled(self, call: Call) -> bool:
         """The assistant's switch, cached briefly: it is read on every append."""
         now = time.monotonic()
-        cached = self._switches.get(call.assistant_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._switches.get(call.assistant_id, now)
+        if cached is not None:
+            return cached
         assistant = await self._storage.get_assistant(call.org_id, call.assistant_id)
         enabled = assistant is None or assistant.transcription_enabled
-        if len(self._switches) > 10_000:
-            self._switches.clear()
-        self._switches[call.assistant_id] = (now + self._switch_ttl, enabled)
+        self._switches.put(call.assistant_id, enabled, now)
         return enabled
 
     async def get(self, org_id: int, call_sid: str) -> Call:

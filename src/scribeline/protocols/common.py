@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ import orjson
 from scribeline.errors import InvalidMessage
 from scribeline.events import format_ms
 
-__all__ = ["decode_json", "decode_object", "encode_pong"]
+__all__ = ["decode_json", "decode_object", "describe_problem", "encode_pong"]
 
 
 def decode_json(text: str | bytes) -> Any:
@@ -31,3 +32,11 @@ def decode_object(text: str | bytes) -> dict[str, Any]:
 def encode_pong(now: int) -> bytes:
     """The answer to a client's ``{"type":"ping"}``, the same in every format."""
     return orjson.dumps({"type": "pong", "timestamp": format_ms(now)})
+
+
+def describe_problem(problems: Sequence[Mapping[str, Any]], at: Sequence[str] = ()) -> str:
+    """The first problem of a message that failed validation (pydantic's
+    ``errors()``), as ``where: what``; ``at`` is where the validated part sits."""
+    first = problems[0]
+    where = ".".join([*at, *(str(p) for p in first["loc"])]) or "message"
+    return f"{where}: {first['msg']}"

@@ -37,7 +37,6 @@ class Admission:
 
     org: OrgSpeech | None = None
     principal: Principal | None = None
-    signed: bool = False
 
 
 class MediaAccess:
@@ -53,15 +52,15 @@ class MediaAccess:
         if token:
             principal = await self._principal(token)
             org = await self._speech.opened(principal.org_id)
-            signed = self._check_signature(org, url, signature)
-            return Admission(org, principal, signed)
+            self._check_signature(org, url, signature)
+            return Admission(org, principal)
         if signature is not None:
             signer = await self._speech.signer(url, signature)
             if signer is None:
                 raise AuthenticationFailed(
                     "X-Twilio-Signature matches no stored Twilio auth token for this URL"
                 )
-            return Admission(signer, None, True)
+            return Admission(signer)
         return Admission()
 
     async def at_start(self, admission: Admission, token: str | None, call_sid: str) -> OrgSpeech:
@@ -88,13 +87,11 @@ class MediaAccess:
         return principal
 
     @staticmethod
-    def _check_signature(org: OrgSpeech, url: str, signature: str | None) -> bool:
-        """Whether the stream is signed by ``org``'s Twilio auth token; a wrong
-        signature, or none where the organization requires one, is refused."""
+    def _check_signature(org: OrgSpeech, url: str, signature: str | None) -> None:
+        """Refuse a signature that ``org``'s stored Twilio auth token did not make,
+        and no signature where the organization requires one."""
         if signature is not None and org.twilio_auth_token is not None:
             if not signature_valid(org.twilio_auth_token, url, signature):
                 raise Forbidden("X-Twilio-Signature does not match this stream's URL")
-            return True
-        if org.require_twilio_signature:
+        elif org.require_twilio_signature:
             raise Forbidden("This organization accepts only media streams signed by Twilio")
-        return False

@@ -18,6 +18,7 @@ from scribeline.domain import SpeechSettings
 from scribeline.sealed import SecretBox, SecretUnreadable
 from scribeline.speech.twilio import signature_valid
 from scribeline.storage import Storage
+from scribeline.ttl_cache import TtlCache
 
 __all__ = ["SPEECH_CHANGED", "OrgSpeech", "SpeechSettingsService", "SpeechUpdate"]
 
@@ -64,13 +65,13 @@ class SpeechSettingsService:
         self._storage = storage
         self._box = box
         self._signals = signals
-        self._cache: dict[int, tuple[float, OrgSpeech]] = {}
+        self._cache: TtlCache[int, OrgSpeech] = TtlCache(CACHE_SECONDS, 10_000)
         # (valid until, [(organization, its Twilio auth token)])
         self._signers: tuple[float, list[tuple[int, str]]] | None = None
         signals.on(SPEECH_CHANGED, self._forget)
 
     def _forget(self, notice: dict[str, Any]) -> None:
-        self._cache.pop(notice["org_id"], None)
+        self._cache.drop(notice["org_id"])
         self._signers = None
 
     async def get(self, org_id: int) -> SpeechSettings:
@@ -100,13 +101,11 @@ class SpeechSettingsService:
     async def opened(self, org_id: int) -> OrgSpeech:
         """The organization's settings with their secrets opened (cached briefly)."""
         now = time.monotonic()
-        cached = self._cache.get(org_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._cache.get(org_id, now)
+        if cached is not None:
+            return cached
         org = self._open(await self.get(org_id))
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[org_id] = (now + CACHE_SECONDS, org)
+        self._cache.put(org_id, org, now)
         return org
 
     async def signer(self, url: str, signature: str) -> OrgSpeech | None:

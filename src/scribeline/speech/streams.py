@@ -257,22 +257,21 @@ class MediaStream:
             segment_end=round(self.offset + end, 3),
             segment_id=segment_id,
         )
-        # A partial is soon replaced: it is not worth a retry; a final is.
-        deadline = time.monotonic() + (FINAL_RETRY_SECONDS if segment.is_final else 0.0)
-        while True:
-            try:
-                await self._calls.append_transcripts(self.call, [item])
-                break
-            except (CallEnded, TranscriptionDisabled) as exc:
-                self.stopped = exc
-                log.info("%s: stops transcribing (%s)", self.label, exc.code)
-                return
-            except (StorageUnavailable, BrokerUnreachable) as exc:
-                if time.monotonic() >= deadline:
-                    level = logging.WARNING if segment.is_final else logging.DEBUG
-                    log.log(level, "%s: %s dropped (%s)", self.label, segment_id, exc.code)
-                    return
-                await asyncio.sleep(_RETRY_PAUSE)  # retry pacing while storage recovers
+        try:
+            await _retrying(
+                lambda: self._calls.append_transcripts(self.call, [item]),
+                f"{self.label}: {segment_id}",
+                # A partial is soon replaced: it is not worth a retry; a final is.
+                within=FINAL_RETRY_SECONDS if segment.is_final else 0.0,
+            )
+        except (CallEnded, TranscriptionDisabled) as exc:
+            self.stopped = exc
+            log.info("%s: stops transcribing (%s)", self.label, exc.code)
+            return
+        except (StorageUnavailable, BrokerUnreachable) as exc:
+            level = logging.WARNING if segment.is_final else logging.DEBUG
+            log.log(level, "%s: %s dropped (%s)", self.label, segment_id, exc.code)
+            return
         if segment.is_final:
             self.finals += 1
             self._partial_shown.discard(segment_id)
@@ -458,10 +457,12 @@ class MediaStreamService:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _retrying(operation: Callable[[], Awaitable[T]], what: str) -> T:
-    """``operation``, tried again while storage or the broker is briefly unavailable
-    (for ``FINAL_RETRY_SECONDS``)."""
-    deadline = time.monotonic() + FINAL_RETRY_SECONDS
+async def _retrying(
+    operation: Callable[[], Awaitable[T]], what: str, within: float = FINAL_RETRY_SECONDS
+) -> T:
+    """``operation``, tried again while storage or the broker is briefly unavailable,
+    for ``within`` seconds; then the outage's error is raised."""
+    deadline = time.monotonic() + within
     while True:
         try:
             return await operation()

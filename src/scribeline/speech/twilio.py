@@ -23,7 +23,6 @@ __all__ = [
     "Media",
     "MediaFormat",
     "Start",
-    "StartMessage",
     "decode_payload",
     "signature_valid",
     "signed_url",
@@ -74,20 +73,10 @@ class Start(_Message):
     )
 
 
-class StartMessage(_Message):
-    event: Literal["start"]
-    start: Start
-
-
 class Media(_Message):
     track: Literal["inbound", "outbound"]
     timestamp: StrInt = Field(le=MAX_TIMESTAMP_MS)
     payload: str = Field(max_length=16_384)
-
-
-class MediaMessage(_Message):
-    event: Literal["media"]
-    media: Media
 
 
 def decode_payload(payload: str) -> bytes:
