@@ -140,10 +140,10 @@ async def _transcribe(conn: Connection, stream: MediaStream, max_speed: float) -
                 )
                 raise InvalidMessage(f"media: {detail}") from None
             stream.feed(media.track, media.timestamp, audio)
-            if stream.ahead() > REAL_TIME_SLACK:
+            # A Twilio stream, at real time, is never ahead of the time since it began.
+            if stream.heard() - stream.elapsed() > REAL_TIME_SLACK:
                 await stream.ready()
-                sent = stream.ahead() + stream.elapsed()  # seconds of audio transcribed
-                wait = sent / max_speed - stream.elapsed()
+                wait = stream.heard() / max_speed - stream.elapsed()
                 if wait > 0:  # pacing to max_speed times real time (a short wait)
                     await asyncio.sleep(min(wait, MAX_PACING_WAIT))
         elif event == "stop":

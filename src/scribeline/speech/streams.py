@@ -199,13 +199,12 @@ class MediaStream:
         """Seconds since the stream began."""
         return time.monotonic() - self._began
 
-    def ahead(self) -> float:
-        """Seconds of audio the stream has had transcribed beyond the time since it
-        started (a Twilio stream, at real time, stays at or below zero). Skipped
-        gaps do not count: they cost nothing, so a timestamp far ahead is not
-        paced (and cannot park the stream)."""
+    def heard(self) -> float:
+        """Seconds of audio handed to the engine on the busiest track. Skipped gaps
+        do not count: they cost nothing, so a timestamp far ahead is not paced (and
+        cannot park the stream)."""
         fed = max((t.placement.fed for t in self._tracks.values()), default=0)
-        return fed / BYTES_PER_SECOND - self.elapsed()
+        return fed / BYTES_PER_SECOND
 
     async def ready(self) -> None:
         """Wait until every track can take more audio (``SpeechTrack.ready``)."""
