@@ -18,6 +18,7 @@ from bench import (
     cluster,
     cluster_throughput,
     connects,
+    dashboard,
     fanout,
     firehose,
     idle,
@@ -66,6 +67,11 @@ SCENARIOS: dict[str, Scenario] = {
         ("sqlite", "pg_redis"),
         messages=5000 if quick else 50_000,
         rest_requests=1000 if quick else 10_000,
+    ),
+    # The dashboard in Debian's Chromium (Playwright): finals only, then 3 interims per
+    # final spread out, then in bursts.
+    "dashboard": lambda quick: dashboard.run(
+        calls=50 if quick else 300, rate=200 if quick else 1000, duration=3 if quick else 20
     ),
     # No server: the local speech engine in this process, fed the demo call at real time.
     "speech": lambda quick: speech.run(
@@ -140,6 +146,8 @@ def headline(result: Result) -> str:
             + ", ".join(f"{x['calls']} calls {x['p50_s']}/{x['p90_s']}" for x in runs)
             + f"; {r['tracks_per_core_within_3s']} tracks/core within 3 s; WER {r['wer_one_call']}"
         )
+    if name == "dashboard" and "finals_only" in r:
+        return "; ".join(_dashboard_phase(phase, f) for phase, f in r.items())
     if name == "ingest":
         return (
             f"WS {_num(r.get('ws_appends_per_s', math.nan))}/s "
@@ -148,6 +156,19 @@ def headline(result: Result) -> str:
             f"({_num(r.get('rest_server_us_per_append', math.nan))} µs/append)"
         )
     return str(result.get("error", "?"))
+
+
+def _dashboard_phase(phase: str, f: dict[str, Any]) -> str:
+    """Publish -> text in the page's DOM, what was rendered, the page's and server's cores."""
+    lat = f["latency_final"]
+    interims = (
+        f", interims {f['interims_rendered']}/{f['interims_sent']}" if f["interims_sent"] else ""
+    )
+    return (
+        f"{phase}: final ms p50 {_num(lat['p50_ms'])} p99 {_num(lat['p99_ms'])}"
+        f" max {_num(lat['max_ms'])}, finals {f['finals_rendered']}/{f['finals_sent']}{interims},"
+        f" page {_num(f['page_renderer_cores'])} cores, server {_num(f['server_cores'])} cores"
+    )
 
 
 def _cluster_headline(r: dict[str, Any]) -> str:

@@ -9,6 +9,11 @@ and keeps authentication cheap at thousands of connects per second.
 Any other token is tried as an access token (``scribeline.tokens``): a signed
 JWT, valid only while the API key it was minted from is active. JWTs are
 base64url and dots, so they fit in the subprotocol too.
+
+A dashboard session (``scribeline.sessions``) is a row of the keys' table
+that expires; its secret is no bearer credential (it is not an ``scl_`` key,
+so it is tried as a JWT and refused), but the access tokens minted from it
+work like any other until the session is revoked or expires.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +29,7 @@ from aiohttp import hdrs, web
 
 from scribeline import tokens
 from scribeline.cluster import Signals
-from scribeline.domain import ApiKey
+from scribeline.domain import ApiKey, KeyKind
 from scribeline.errors import AuthenticationFailed, Forbidden, InvalidRequest
 from scribeline.storage import Catalog
 from scribeline.ttl_cache import TtlCache
@@ -38,6 +44,7 @@ __all__ = [
     "hash_key",
     "is_api_key",
     "new_api_key",
+    "new_secret",
     "parse_scopes",
     "rest_credentials",
     "scopes_within",
@@ -55,8 +62,14 @@ MAX_ACCESS_TOKEN_CHARS = 2048
 
 def new_api_key() -> tuple[str, str, bytes]:
     """A fresh key: (the key, its displayable prefix, its hash)."""
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    return key, key[:12], hash_key(key)
+    return new_secret(KEY_PREFIX)
+
+
+def new_secret(prefix: str) -> tuple[str, str, bytes]:
+    """A fresh ``prefix`` + 256 random bits: (the secret, its displayable prefix,
+    its hash). Keys, dashboard sessions and sign-in codes are made so."""
+    secret = prefix + secrets.token_urlsafe(32)
+    return secret, secret[:12], hash_key(secret)
 
 
 def is_api_key(token: str) -> bool:
@@ -184,7 +197,9 @@ class Authenticator:
 
     Valid keys are cached for ``cache_seconds``, so a revoked key, and every
     access token minted from it, stops working everywhere within that time;
-    at once on every node that hears a ``KEY_REVOKED`` notice (``signals``).
+    at once on every node that hears a ``KEY_REVOKED`` notice (``signals``),
+    which is also passed on to ``on_revoked`` (the registry closes the key's
+    open connections).
     """
 
     def __init__(
@@ -194,8 +209,10 @@ class Authenticator:
         cache_seconds: float = 5.0,
         cache_size: int = 10_000,
         signals: Signals | None = None,
+        on_revoked: Callable[[int], object] | None = None,
     ):
         self._catalog = catalog
+        self._on_revoked = on_revoked
         self._secret = secret
         self._by_hash: TtlCache[bytes, Principal] = TtlCache(cache_seconds, cache_size)
         self._by_id: TtlCache[int, ApiKey] = TtlCache(cache_seconds, cache_size)
@@ -209,6 +226,18 @@ class Authenticator:
 
     def _revoked(self, notice: dict[str, Any]) -> None:
         self.forget_key(notice["id"])
+        if self._on_revoked is not None:
+            self._on_revoked(notice["id"])
+
+    async def key_active(self, key_id: int) -> bool:
+        """Whether key ``key_id`` (an API key or a dashboard session) is active now:
+        neither revoked nor expired, as storage says (the cache is what this
+        re-checks). A key found inactive is forgotten, as on a notice."""
+        key = await self._catalog.get_api_key(key_id)
+        if key is not None and key.active:
+            return True
+        self.forget_key(key_id)
+        return False
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -266,7 +295,9 @@ class Authenticator:
         if principal is not None:
             return principal
         key = await self._catalog.find_api_key(digest)
-        if key is None or not key.active:
+        # A session's row never authenticates as a key (its secret is not an
+        # ``scl_`` key anyway: this holds should a hash ever match).
+        if key is None or key.kind != KeyKind.KEY or not key.active:
             self._by_hash.drop(digest)
             raise AuthenticationFailed()
         principal = Principal(key.org_id, key.scopes, key.id)
@@ -298,7 +329,7 @@ class Authenticator:
         """The key a token was minted from, if it is still active."""
         now = time.monotonic()
         key = self._by_id.get(key_id, now)
-        if key is not None:
+        if key is not None and key.active:  # a cached session may have expired since
             return key
         key = await self._catalog.get_api_key(key_id)
         if key is None or not key.active:

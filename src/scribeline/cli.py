@@ -1,15 +1,17 @@
 """The ``scribeline`` command: run the server, administer organizations and keys,
 and follow calls.
 
-Administrative commands (:mod:`scribeline.cli_admin`) open the data directory's
-database directly, so they work with or without a running server. ``tail``,
+Administrative commands (:mod:`scribeline.cli_admin`, and the dashboard's in
+:mod:`scribeline.cli_sessions`) open the data directory's database directly,
+so they work with or without a running server. ``tail``,
 and ``calls list`` and ``campaigns list`` with a key, talk to a server instead
 and need only the base install: server-only modules are imported inside the
 commands that use them, never at module level.
 
 Whatever a user must fix is one line on stderr (``scribeline: ...``), exit 2,
-no traceback: a bad setting, a missing data directory, a busy port, a command
-that needs the server's dependencies on a client-only install.
+no traceback: a bad setting, a missing data directory, a busy port, an SQLite
+too old for the store, a command that needs the server's dependencies on a
+client-only install.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from scribeline.cli_admin import (
     cmd_bots_list,
+    cmd_bots_simulate,
     cmd_calls_list,
     cmd_campaigns_list,
     cmd_keys_create,
@@ -33,10 +36,12 @@ from scribeline.cli_admin import (
     cmd_orgs_create,
     cmd_orgs_list,
 )
-from scribeline.cli_data import location, settings, with_storage
-from scribeline.cli_remote import DEFAULT_SERVER, CliError, cmd_tail, server_url
+from scribeline.cli_data import location, settings
+from scribeline.cli_remote import DEFAULT_SERVER, CliError, cmd_tail
 from scribeline.cli_remote import fail as _fail
+from scribeline.cli_sessions import add_commands as add_session_commands
 from scribeline.errors import StorageUnavailable
+from scribeline.storage.sqlite_db import SqliteTooOld, check_version
 
 __all__ = ["main"]
 
@@ -85,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         deployment.check(config, workers)
     except deployment.DeploymentError as exc:
         return _fail(str(exc))
+    if not deployment.shared_store(config):
+        check_version()  # SQLite's, before the server writes anything to the data directory
     if workers > 1:
         return _serve_workers(config, workers, args.demo)
     hook = None
@@ -136,63 +143,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     logs.configure(config.log_level)
     asyncio.run(_migrate(config))
     print(f"The {location(config)} is at the newest schema.")
-    return 0
-
-
-def _producer_url(args: argparse.Namespace) -> str:
-    """The bot's producer URL, with a token minted from the data directory's secret."""
-    import time
-
-    from scribeline.tokens import load_or_create_secret, mint_capability
-
-    config = settings(args)
-    bot = with_storage(args, lambda storage: storage.get_bot(None, args.bot_id))
-    if bot is None:
-        raise CliError(f"no bot {args.bot_id!r} in the {location(config)}")
-    if bot.ended:
-        raise CliError(f"bot {bot.public_id} has already {bot.status}")
-    token = mint_capability(
-        load_or_create_secret(config),
-        org_id=bot.org_id,
-        key_id=bot.key_id,
-        bot_id=bot.public_id,
-        role="producer",
-        ttl_seconds=int(config.bot_token_ttl),
-        now=time.time(),
-    )
-    base = server_url(args).rstrip("/")
-    server = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    return f"{server}/v1/bots/{bot.public_id}/producer?token={token}"
-
-
-def cmd_bots_simulate(args: argparse.Namespace) -> int:
-    import signal
-
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-    from scribeline import logs
-    from scribeline.client.errors import redact_url
-    from scribeline.demo.bot import run_bot
-
-    logs.configure("INFO", "%(levelname)s %(message)s")
-    if not args.speed > 0:
-        raise CliError("--speed must be positive")
-    if args.producer_url is None and args.bot_id is None:
-        raise CliError("name the bot (BOT_ID) or give its --producer-url")
-    url = args.producer_url or _producer_url(args)
-
-    async def run() -> str:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await run_bot(url, bot_name=args.name, speed=args.speed, loop=args.loop, stop=stop)
-
-    try:
-        reason = asyncio.run(run())
-    except (OSError, ConnectionClosed, InvalidStatus) as exc:
-        return _fail(f"the bot's connection to {redact_url(url)} failed: {exc}")
-    print(f"The simulated bot left the meeting ({reason.replace('_', ' ')}).")
     return 0
 
 
@@ -402,6 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_server(sub, data, net)
     _add_orgs_and_keys(sub, data)
+    add_session_commands(sub, data)
     _add_listings(sub, data, remote)
     _add_tail(sub, remote)
     _add_bots(sub, data)
@@ -417,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except StorageUnavailable as exc:  # the database is down or unreachable: one line
         return _fail(exc.message)
+    except SqliteTooOld as exc:
+        return _fail(str(exc))
     except ImportError as exc:
         missing = (exc.name or "").partition(".")[0]
         extra = EXTRA_MODULES.get(missing)

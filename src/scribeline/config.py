@@ -81,8 +81,15 @@ class Settings(BaseSettings):
     token_secret: str = ""
     token_default_ttl: float = Field(600.0, gt=0)
     token_max_ttl: float = Field(86_400.0, gt=0)
-    #: Seconds a revoked API key's tokens (and the key itself) may still work.
+    #: Seconds a revoked API key's tokens (and the key itself) may still work; open
+    #: WebSockets' keys are re-checked this often (at least every second).
     auth_cache_seconds: float = Field(5.0, ge=0, le=60)
+    #: Dashboard sign-in (docs/protocol.md): seconds a one-time sign-in code is
+    #: valid, a session lasts (fixed from sign-in, not sliding), and a captions
+    #: link's token lives (never past its session).
+    dashboard_code_ttl: int = Field(600, ge=1, le=86_400)
+    dashboard_session_ttl: int = Field(28_800, ge=1, le=30 * 86_400)
+    captions_ttl: int = Field(14_400, ge=60, le=86_400)
 
     #: Topic subscriptions one event-stream connection may hold.
     max_subscriptions_per_connection: int = Field(100, ge=1)

@@ -9,6 +9,11 @@ and nobody else ever waits for it.
 While a subscriber joins a stream, live events are held in ``pending`` (also
 bounded) until history has been sent; ``go_live`` then sends the held events
 that history did not cover. ``last_seq`` makes every seq go out at most once.
+
+A connection opened with a credential knows the API key it came from
+(``key_id``: the key itself, or the key or dashboard session an access,
+captions or capability token was minted from); the registry indexes
+connections by it, so revoking the key closes them all (``Registry.close_key``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
@@ -25,15 +31,30 @@ from aiohttp.abc import AbstractStreamWriter
 
 from scribeline.cluster import Cluster
 from scribeline.cluster.memory import MemoryCluster
-from scribeline.errors import CloseCode, InvalidMessage, RateLimited, SlowConsumer, close_for
+from scribeline.errors import (
+    AuthenticationFailed,
+    CloseCode,
+    InvalidMessage,
+    RateLimited,
+    ScribelineError,
+    SlowConsumer,
+    close_for,
+)
 from scribeline.protocols.frames import PING_FRAME, text_frame
 
-__all__ = ["Connection", "Inbound", "Registry", "TokenBucket"]
+__all__ = ["Connection", "Inbound", "KeyCheck", "Registry", "Renderer", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
 #: How a client too far behind is closed (1013, ``slow_consumer``): it resumes by seq.
 _SLOW_CLOSE = close_for(SlowConsumer("The client is not reading fast enough"))
+#: What a connection is told when the key that authenticated it is revoked.
+_REVOKED = AuthenticationFailed("The credential was revoked")
+
+#: Renders an error as the endpoint's error message.
+Renderer = Callable[[ScribelineError], bytes]
+#: Whether the key of this id is still active (neither revoked nor expired).
+KeyCheck = Callable[[int], Awaitable[bool]]
 
 
 class TokenBucket:
@@ -86,11 +107,14 @@ class Connection:
         "_bucket",
         "_close_task",
         "_close_timeout",
+        "_explain",
         "_pace",
         "_registry",
+        "_render",
         "_ticker",
         "closing",
         "joining",
+        "key_id",
         "last_ping",
         "last_seq",
         "limit",
@@ -114,6 +138,8 @@ class Connection:
         close_timeout: float,
         socket_send_buffer: int = 0,
         pace: bool = False,
+        render: Renderer | None = None,
+        explain: bool = False,
     ) -> None:
         transport = request.transport
         assert transport is not None
@@ -134,6 +160,10 @@ class Connection:
         self._close_task: asyncio.Task[None] | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._registry = registry
+        self._render = render
+        self._explain = explain
+        #: The API key (or dashboard session) the credential came from, once known.
+        self.key_id: int | None = None
         if socket_send_buffer:
             sock = self.transport.get_extra_info("socket")
             if sock is not None:
@@ -146,6 +176,23 @@ class Connection:
         """This connection's name in cluster-wide slots and claims (unique on this node
         while it is open)."""
         return f"{id(self):x}"
+
+    def authenticated(self, key_id: int) -> None:
+        """Record the key the connection's credential came from (once, when the
+        endpoint's join authenticates): revoking it closes the connection."""
+        if self.key_id is None:
+            self.key_id = key_id
+            self._registry.bind(self, key_id)
+
+    def revoke(self) -> None:
+        """Its key was revoked: close with 1008 ``authentication_failed``, after that
+        error in the endpoint's format when it has error messages (as a refusal
+        does, so clients stop rather than reconnect)."""
+        if self.closing:
+            return
+        if self._render is not None:
+            self.send(self._render(_REVOKED))
+        self.close_soon(*close_for(_REVOKED, explain=self._explain))
 
     # -- outgoing --------------------------------------------------------------
 
@@ -305,19 +352,27 @@ class Connection:
 
 
 class Registry:
-    """Every open connection of the process: keep-alive pings, limits, shutdown.
+    """Every open connection of the process: keep-alive pings, limits, revoked
+    keys, shutdown.
 
     Limits are counted across the cluster (``cluster``; alone: this process).
+    Connections are indexed by the key that authenticated them: a revocation
+    notice closes that key's connections without looking at any other, and a
+    periodic re-check of the keys in the index closes those of a revocation
+    this node never heard of (a missed notice; ``keys revoke`` run without a
+    broker URL).
     """
 
     def __init__(
         self, ping_interval: float, ping_timeout: float, cluster: Cluster | None = None
     ) -> None:
         self._connections: set[Connection] = set()
+        self._by_key: dict[int, set[Connection]] = {}
         self._cluster = cluster or MemoryCluster()
         self._interval = ping_interval
         self._timeout = ping_timeout
         self._task: asyncio.Task[None] | None = None
+        self._recheck_task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -327,6 +382,27 @@ class Registry:
 
     def discard(self, conn: Connection) -> None:
         self._connections.discard(conn)
+        if conn.key_id is not None:
+            same_key = self._by_key.get(conn.key_id)
+            if same_key is not None:
+                same_key.discard(conn)
+                if not same_key:
+                    del self._by_key[conn.key_id]
+
+    def bind(self, conn: Connection, key_id: int) -> None:
+        """Index ``conn`` under the key that authenticated it (``Connection.authenticated``)."""
+        if conn in self._connections:  # not if it closed while its join authenticated
+            self._by_key.setdefault(key_id, set()).add(conn)
+
+    def close_key(self, key_id: int) -> int:
+        """Close every connection authenticated by key ``key_id`` (it was revoked);
+        how many there were. Never waits."""
+        conns = self._by_key.pop(key_id, ())
+        for conn in conns:
+            conn.revoke()
+        if conns:
+            log.info("closing %d connections of revoked key %d", len(conns), key_id)
+        return len(conns)
 
     async def acquire(self, key: str, limit: int, conn: Connection) -> bool:
         """Count ``conn`` on ``key`` unless ``limit`` connections (cluster-wide) already are."""
@@ -336,8 +412,37 @@ class Registry:
         """Stop counting ``conn`` on ``key``."""
         await self._cluster.release(key, conn.member)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._keepalive())
+    def start(self, key_active: KeyCheck | None = None, recheck_interval: float = 5.0) -> None:
+        """Start the keep-alive pings and, with ``key_active``, re-checking every
+        ``recheck_interval`` seconds that the keys of open connections are still active."""
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._keepalive())
+        if key_active is not None:
+            self._recheck_task = loop.create_task(self._recheck(key_active, recheck_interval))
+
+    async def _recheck(self, key_active: KeyCheck, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.recheck(key_active)
+
+    async def recheck(self, key_active: KeyCheck) -> int:
+        """Close the connections of every indexed key that is no longer active; how
+        many keys were. A key that cannot be checked now (storage is down) stays."""
+        closed = 0
+        for n, key_id in enumerate(list(self._by_key), 1):
+            if key_id not in self._by_key:
+                continue  # closed meanwhile
+            try:
+                active = await key_active(key_id)
+            except Exception as exc:
+                log.warning("cannot re-check the keys of open connections: %s", type(exc).__name__)
+                break
+            if not active:
+                self.close_key(key_id)
+                closed += 1
+            if n % 100 == 0:
+                await asyncio.sleep(0)  # look-ups answered from memory never yield
+        return closed
 
     async def _keepalive(self) -> None:
         # One timer for the whole process, one shared ping frame.
@@ -358,10 +463,11 @@ class Registry:
 
     async def close_all(self, code: int) -> None:
         """Close every connection with ``code`` (server shutdown: 1001)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._recheck_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         conns = list(self._connections)
         if conns:
             await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -22,7 +23,9 @@ __all__ = [
     "Contact",
     "ContactStatus",
     "Counters",
+    "KeyKind",
     "Organization",
+    "SignInCode",
     "SpeechSettings",
 ]
 
@@ -34,9 +37,20 @@ class Organization:
     created_at: int
 
 
+class KeyKind(StrEnum):
+    """What a row of ``api_keys`` is."""
+
+    #: An API key (``scl_``): a bearer credential, listed by ``keys list``.
+    KEY = "key"
+    #: A dashboard session (``scs_``): never a bearer credential, never listed;
+    #: the access tokens minted from it die with it.
+    SESSION = "session"
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """A stored API key. The secret itself is never stored, only its hash."""
+    """A stored API key or dashboard session. The secret itself is never stored,
+    only its hash."""
 
     id: int
     org_id: int
@@ -46,10 +60,29 @@ class ApiKey:
     name: str
     created_at: int
     revoked_at: int | None
+    kind: str = KeyKind.KEY
+    #: Epoch milliseconds from which it no longer works (sessions); None: never.
+    expires_at: int | None = None
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        """Not revoked and not expired (now)."""
+        return self.active_at(time.time_ns() // 1_000_000)
+
+    def active_at(self, now_ms: int) -> bool:
+        """Not revoked and not expired at ``now_ms``."""
+        return self.revoked_at is None and (self.expires_at is None or now_ms < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class SignInCode:
+    """A one-time dashboard sign-in code, as stored: the code itself never is.
+    Times are epoch milliseconds."""
+
+    org_id: int
+    scopes: frozenset[str]
+    created_at: int
+    expires_at: int
 
 
 @dataclass(frozen=True, slots=True)

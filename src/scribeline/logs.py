@@ -3,10 +3,11 @@
 No code path logs a token on purpose (the access log prints paths without
 their query). This filter is the guarantee for everything else: text from
 a library, a request echoed in an exception message, a traceback. API keys,
-JWTs, ``token=`` and ``key=`` parameters, ``Bearer`` and ``Token`` values,
-a media stream's path token, Twilio signatures, ``burki-token-`` subprotocols
-and the ``user:password`` of a URL (``postgresql://``, ``redis://``) are
-replaced wherever they appear in a record's message, exception or stack.
+dashboard sign-in codes and session secrets, JWTs, ``token=`` and ``key=``
+parameters, ``Bearer`` and ``Token`` values, a media stream's path token,
+Twilio signatures, ``burki-token-`` subprotocols and the ``user:password`` of
+a URL (``postgresql://``, ``redis://``) are replaced wherever they appear in
+a record's message, exception or stack.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import traceback
 __all__ = ["SERVER_FORMAT", "RedactSecrets", "configure", "redact"]
 
 _SECRETS = re.compile(
-    r"scl_[A-Za-z0-9_\-]{4,}"  # an API key
+    r"sc[lds]_[A-Za-z0-9_\-]{4,}"  # an API key, a dashboard session or sign-in code
     r"|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"  # a JWT
     r"|(?<=token=)[^&\s'\"\\]+|(?<=key=)[^&\s'\"\\]+"  # query parameters
     r"|(?<=Bearer )\S+|(?<=bearer )\S+|(?<=Token )\S+"  # Authorization values (Deepgram: Token)

@@ -35,6 +35,7 @@ from scribeline.ingest.publish import Publisher
 from scribeline.protocols import org_events
 from scribeline.readiness import Probe, Readiness, soft
 from scribeline.sealed import SecretBox
+from scribeline.sessions import SessionService
 from scribeline.speech.media import build_media
 from scribeline.speech.settings import SpeechSettingsService
 from scribeline.storage import open_storage
@@ -89,7 +90,13 @@ async def build_services(settings: Settings) -> Services:
         # limits count per node): degraded, not unavailable (docs/deployment.md).
         probes["broker"] = soft(broker.ping, settings.readiness_timeout / 2)
         probes["cluster"] = cluster_check
-    auth = Authenticator(storage, secret, settings.auth_cache_seconds, signals=signals)
+    auth = Authenticator(
+        storage,
+        secret,
+        settings.auth_cache_seconds,
+        signals=signals,
+        on_revoked=registry.close_key,  # a revoked key's open sockets close on every node
+    )
     calls = CallService(storage, publisher, campaigns, signals)
     assistants = AssistantService(storage)
     speech = SpeechSettingsService(storage, SecretBox(secret), signals)
@@ -109,6 +116,14 @@ async def build_services(settings: Settings) -> Services:
         publisher=publisher,
         speech=speech,
         media=build_media(settings, auth, speech, calls, assistants, cluster),
+        sessions=SessionService(
+            storage,
+            auth,
+            signals,
+            code_ttl=settings.dashboard_code_ttl,
+            session_ttl=settings.dashboard_session_ttl,
+            captions_ttl=settings.captions_ttl,
+        ),
     )
     await cluster.start(signals.deliver)  # after every service said what it listens to
     return services
@@ -150,7 +165,8 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
         raise
     host, port = runner.addresses[0][:2]
     base_url = f"http://{host}:{port}"
-    services.registry.start()
+    # A revocation this node missed (no notice) closes sockets within the cache time.
+    services.registry.start(services.auth.key_active, max(settings.auth_cache_seconds, 1.0))
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -124,8 +124,11 @@ class ServerProcess:
         return env
 
     def start(self) -> None:
+        """Start the server: on a free port the first time, on the same port (and data
+        directory) again after :meth:`stop`, so that clients reconnect to one address."""
         # The server creates its data directory itself (mode 0700).
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._lines = queue.Queue()  # a stopped process's stdout ended with a None
         stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [
@@ -136,7 +139,7 @@ class ServerProcess:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",
+                str(self.port),
                 "--data-dir",
                 str(self.data_dir),
             ],

@@ -32,8 +32,6 @@ class Missing(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {top!r}", name=top)
         return None
 sys.meta_path.insert(0, Missing())
-from scribeline.cli import main
-raise SystemExit(main(sys.argv[1:]))
 """
 
 
@@ -62,6 +60,23 @@ def scribeline(
     )
 
 
+def scribeline_after(
+    prelude: str, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``scribeline ARGS`` run to its end in a Python that first runs ``prelude`` (to
+    stand for another install: no server extra, an old SQLite)."""
+    script = f"{prelude}\nfrom scribeline.cli import main\nraise SystemExit(main(sys.argv[1:]))\n"
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env(),
+        check=False,
+    )
+
+
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     """The single ``scribeline: ...`` line of a command that failed with exit 2."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
@@ -83,6 +98,9 @@ ADMIN_COMMANDS = [
     ("campaigns", "list", "--active"),
     ("bots", "list", "--org", "acme"),
     ("bots", "simulate", "00000000-0000-4000-8000-000000000000"),
+    ("dashboard", "--org", "acme"),
+    ("sessions", "list", "--org", "acme"),
+    ("sessions", "revoke", "--all", "--org", "acme"),
 ]
 
 
@@ -215,18 +233,32 @@ def test_server_commands_on_a_client_only_install_say_what_to_install(
 ) -> None:
     """Without the server's dependencies, serve, demo and the admin commands say in one
     line to install the server extra instead of a traceback."""
-    result = subprocess.run(
-        [sys.executable, "-c", CLIENT_ONLY, *command],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env(),
-        check=False,
-    )
-    error = one_line_error(result)
+    error = one_line_error(scribeline_after(CLIENT_ONLY, *command, cwd=tmp_path))
     assert error.endswith("pip install 'scribeline[server]'"), error
     assert f"`scribeline {command[0]}`" in error
+
+
+# This Python's SQLite as a release from before DELETE ... RETURNING (3.35).
+OLD_SQLITE = """
+import sqlite3, sys
+sqlite3.sqlite_version_info = (3, 31, 1)
+"""
+
+
+@pytest.mark.parametrize(
+    "command", [("serve", "--port", "0"), ("orgs", "create", "acme", "--init")], ids=" ".join
+)
+def test_an_sqlite_too_old_for_the_store_is_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """On an SQLite older than 3.35 the server and the admin commands refuse to open
+    the store, in one line naming the version found and the one needed, before they
+    create or touch any database file."""
+    data = tmp_path / "data"
+    error = one_line_error(scribeline_after(OLD_SQLITE, *command, "--data-dir", str(data)))
+    assert error.startswith("scribeline: SQLite 3.31.1 is too old"), error
+    assert "3.35.0 or later" in error and "SCRIBELINE_DATABASE_URL" in error
+    assert not (data / "scribeline.db").exists()
 
 
 def test_bots_simulate_names_the_server_it_cannot_reach(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection
 
@@ -52,16 +53,32 @@ async def _run(command: str) -> str:
     return out.decode()
 
 
+async def _sign_in(server: ServerProcess, link: str) -> int:
+    """POST a dashboard link's code as the page does; the answer's status."""
+    base, _, code = link.partition("/dashboard/#code=")
+    assert base == server.base_url, link
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/dashboard/api/session", json={"code": code}, headers={"Origin": base}
+        ) as resp,
+    ):
+        return resp.status
+
+
 async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
     tmp_path: Path,
 ) -> None:
-    """`scribeline demo` prints working commands: a live call streams transcripts, a
+    """`scribeline demo` prints a dashboard sign-in link that works once and a command
+    for another, and working commands: a live call streams transcripts, a
     recorded phone call's audio becomes text, the meeting streams bot events, echoes
     a chat action, the running campaign and the organizations can be found (the
     banner's campaign ends), and it stops cleanly."""
     server = ServerProcess(data_dir=tmp_path / "data", command="demo")
     server.start()
     try:
+        link = server.expect_line(r"Dashboard: +(http://\S+/dashboard/#code=scd_\S+)$").group(1)
+        another = server.expect_line(r"another one: (\S.* dashboard --org demo .+)\)$").group(1)
         call_url = server.expect_line(rf"a live call:.*{URL}").group(1)
         tail_command = server.expect_line(r"the same, readable: (.+)$").group(1)
         server.expect_line(r"a phone call's audio, transcribed here")
@@ -74,6 +91,11 @@ async def test_make_run_shows_live_calls_and_a_meeting_that_answers_actions(
         campaigns_command = server.expect_line(r"^\s+(\S.* campaigns list --active .+)$").group(1)
         orgs_command = server.expect_line(r"Organizations in this data directory: (.+)$").group(1)
         assert "/live-transcript/" in call_url and "/v1/bots/" in read_only_url
+
+        # The banner's link signs in once, and its command prints a link that does too.
+        assert await _sign_in(server, link) == 201
+        assert await _sign_in(server, link) == 401
+        assert await _sign_in(server, (await _run(another)).strip().splitlines()[-1]) == 201
 
         running = await _run(campaigns_command)
         assert re.search(r"^\d+\trunning\t\d+/\d+ done\tRenewal reminders \d+$", running, re.M)

@@ -8,7 +8,16 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from scribeline.api import assistants, bots, campaigns, rest, speech, tokens
+from scribeline.api import (
+    assistants,
+    bots,
+    campaigns,
+    dashboard,
+    rest,
+    sessions,
+    speech,
+    tokens,
+)
 from scribeline.api.bot_streams import bot_producer, bot_subscriber
 from scribeline.api.events import event_stream
 from scribeline.api.http import SERVER_NAME
@@ -121,6 +130,9 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(tokens.routes)
     app.router.add_routes(bots.routes)
     app.router.add_routes(speech.routes)
+    app.router.add_routes(sessions.routes)
+    app.router.add_routes(dashboard.routes)
     app.on_response_prepare.append(_server_header)
+    app.on_response_prepare.append(sessions.no_store)
     app.on_shutdown.append(_close_streams)
     return app

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from scribeline.api.state import SERVICES, Services
 from scribeline.api.websocket import (
     Endpoint,
+    authenticate,
     detach_stream,
     join_stream,
     report,
@@ -86,7 +87,7 @@ async def _join(
     services: Services, conn: Connection, public_id: str, credentials: Credentials
 ) -> tuple[Bot, str] | None:
     """The bot and the subscriber's role, now following its stream; None if it has ended."""
-    principal = await services.auth.authenticate(credentials.token)
+    principal = await authenticate(services, conn, credentials.token)
     role = principal.allow_bot(public_id, SUBSCRIBER_ROLES)
     bot = await services.bots.get(principal.org_id, public_id)
     if bot.ended:
@@ -135,7 +136,7 @@ async def bot_producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
 
     async def join(conn: Connection, credentials: Credentials) -> Bot:
-        return await _authorize_producer(services, request.match_info["bot_id"], credentials)
+        return await _authorize_producer(services, conn, request.match_info["bot_id"], credentials)
 
     async def serve(conn: Connection, bot: Bot) -> None:
         async def replaced() -> None:  # run on this node when a later producer connects
@@ -155,8 +156,10 @@ async def bot_producer(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _authorize_producer(services: Services, public_id: str, credentials: Credentials) -> Bot:
-    principal = await services.auth.authenticate(credentials.token)
+async def _authorize_producer(
+    services: Services, conn: Connection, public_id: str, credentials: Credentials
+) -> Bot:
+    principal = await authenticate(services, conn, credentials.token)
     if principal.bot_id is not None:
         principal.allow_bot(public_id, PRODUCER_ROLES)
     else:

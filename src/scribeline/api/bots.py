@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
+from scribeline import public_url
 from scribeline.api.params import query_int
 from scribeline.api.rest import authorize_org, json_response, read_json
 from scribeline.api.state import Services
@@ -26,12 +28,17 @@ __all__ = ["bot_json", "capability_urls", "routes"]
 routes = web.RouteTableDef()
 
 MAX_LIST = 200
+#: Events in one page of ``GET /v1/bots/{id}/events``: at most, and about how many
+#: bytes of them (a page always holds at least one).
+MAX_EVENTS = 500
+MAX_EVENTS_BYTES = 1024 * 1024
 
 
 def _ws_base(request: web.Request, services: Services) -> str:
-    if services.settings.public_url:
-        return services.settings.public_url.rstrip("/")
-    return f"{'wss' if request.secure else 'ws'}://{request.host}"
+    """Where the bot URLs point: ``SCRIBELINE_PUBLIC_URL`` as ``ws(s)`` (an
+    ``https`` one as ``wss``), else the request's own host."""
+    public = public_url.ws_base(services.settings.public_url)
+    return public or f"{'wss' if request.secure else 'ws'}://{request.host}"
 
 
 def capability_urls(
@@ -120,6 +127,21 @@ async def get_bot(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "read")
     bot = await services.bots.get(principal.org_id, request.match_info["bot_id"])
     return _respond(request, services, principal, bot)
+
+
+@routes.get("/v1/bots/{bot_id}/events")
+async def bot_events(request: web.Request) -> web.Response:
+    """A page of the bot's stored events (``after`` a seq, at most ``limit``), each
+    as the organization event stream's ``meeting`` topic has it."""
+    services, principal = await authorize_org(request, "read")
+    bot = await services.bots.get(principal.org_id, request.match_info["bot_id"])
+    after = query_int(request, "after", 0)
+    limit = query_int(request, "limit", MAX_EVENTS, 1, MAX_EVENTS)
+    assert after is not None and limit is not None
+    page = await services.bots.events(bot, after, limit, MAX_EVENTS_BYTES)
+    next_cursor = None if page.next_after is None else str(page.next_after)
+    body = b'{"events":[%b],"next_cursor":%b}' % (b",".join(page.frames), orjson.dumps(next_cursor))
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.post("/v1/bots/{bot_id}/stop")

@@ -10,7 +10,13 @@ from aiohttp import web
 from scribeline.api.params import path_id, query_int
 from scribeline.api.rest import authorize, authorize_org, json_response, read_json
 from scribeline.api.state import SERVICES, Services
-from scribeline.api.websocket import Endpoint, detach_stream, join_stream, serve_websocket
+from scribeline.api.websocket import (
+    Endpoint,
+    authenticate,
+    detach_stream,
+    join_stream,
+    serve_websocket,
+)
 from scribeline.auth import Credentials
 from scribeline.connection import Connection
 from scribeline.domain import Campaign, Contact, Counters
@@ -179,7 +185,7 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
 
 
 async def _join(services: Services, conn: Connection, campaign_id: int, token: str | None) -> str:
-    principal = await services.auth.authenticate(token)
+    principal = await authenticate(services, conn, token)
     principal.require("read")
     if campaign_id == 0:
         raise NotFound("Campaign not found")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from scribeline.api.state import SERVICES
-from scribeline.api.websocket import Endpoint, serve_websocket
+from scribeline.api.websocket import Endpoint, authenticate, serve_websocket
 from scribeline.auth import Credentials
 from scribeline.broker import org_channel
 from scribeline.connection import Connection
@@ -31,7 +31,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
 
     async def join(conn: Connection, credentials: Credentials) -> str:
-        principal = await services.auth.authenticate(credentials.token)
+        principal = await authenticate(services, conn, credentials.token)
         principal.require("read")
         principal.allow_organization()
         return org_channel(principal.org_id)

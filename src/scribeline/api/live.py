@@ -62,7 +62,7 @@ async def _join(
     A separate coroutine so that what joining needs (the call's history above
     all) is released once the connection is live, not held for its lifetime.
     """
-    principal, call = await authorize_call(services, call_sid, token, "read")
+    principal, call = await authorize_call(services, conn, call_sid, token, "read")
     since = _since(request)
     epoch = request.query.get("epoch")
     stream = call.stream

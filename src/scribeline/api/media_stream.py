@@ -62,6 +62,8 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
     )
 
     async def join(conn: Connection, credentials: Credentials) -> _Stream:
+        if admission.principal is not None:  # revoking the token's key closes the stream
+            conn.authenticated(admission.principal.key_id)
         return _Stream(admission)
 
     async def serve(conn: Connection, state: _Stream) -> None:
@@ -74,7 +76,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             ) from None
         if start is None:
             return
-        state.stream = await _begin(services, state.admission, start)
+        state.stream = await _begin(services, conn, state.admission, start)
         state.stopped = await _transcribe(conn, state.stream, s.media_max_speed)
 
     async def leave(conn: Connection, state: _Stream) -> None:
@@ -115,11 +117,15 @@ async def _until_start(conn: Connection) -> Start | None:
     raise InvalidMessage(f"Expected start within the first {MAX_BEFORE_START} messages")
 
 
-async def _begin(services: Services, admission: Admission, start: Start) -> MediaStream:
+async def _begin(
+    services: Services, conn: Connection, admission: Admission, start: Start
+) -> MediaStream:
     request = parse_start(start)
-    org = await services.media.access.at_start(
+    org, principal = await services.media.access.at_start(
         admission, start.custom_parameters.get("token"), request.call.call_sid
     )
+    if principal is not None:
+        conn.authenticated(principal.key_id)
     return await services.media.streams.begin(org, request)
 
 

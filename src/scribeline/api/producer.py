@@ -102,7 +102,7 @@ async def producer(request: web.Request) -> web.StreamResponse:
     call_sid = request.match_info["call_sid"]
 
     async def join(conn: Connection, credentials: Credentials) -> Call:
-        _, call = await authorize_call(services, call_sid, credentials.token, "write")
+        _, call = await authorize_call(services, conn, call_sid, credentials.token, "write")
         return call
 
     async def serve(conn: Connection, call: Call) -> None:

@@ -14,14 +14,25 @@ from scribeline.api.state import SERVICES, Services
 from scribeline.auth import Principal, rest_credentials
 from scribeline.domain import Call
 from scribeline.errors import InvalidJson, InvalidRequest, RequestTimeout
-from scribeline.events import CallStatus, format_ms
+from scribeline.events import CallStatus, StoredEvent, format_ms
 from scribeline.ingest.models import CreateCall, SetStatus, Transcript, TranscriptBatch
 
-__all__ = ["authorize", "authorize_org", "call_json", "json_response", "read_json", "routes"]
+__all__ = [
+    "authorize",
+    "authorize_org",
+    "call_json",
+    "json_response",
+    "read_json",
+    "routes",
+    "transcript_json",
+]
 
 routes = web.RouteTableDef()
 
 MAX_PAGE = 200
+_STATUSES = frozenset(CallStatus)
+#: What ``GET /v1/calls`` may add to each call.
+_INCLUDES = frozenset({"latest"})
 #: Final transcripts in one page of ``GET /v1/calls/{sid}``: by default, at most,
 #: and about how many bytes of them (a page always holds at least one).
 DEFAULT_TRANSCRIPT_PAGE = 500
@@ -40,6 +51,11 @@ def call_json(call: Call) -> dict[str, Any]:
         "customer_phone_number": call.customer_phone_number,
         "call_type": call.call_type,
     }
+
+
+def transcript_json(event: StoredEvent) -> dict[str, Any]:
+    """A stored transcript as REST shows it: its data, ``seq`` and ``created_at``."""
+    return {**event.data, "seq": event.seq, "created_at": format_ms(event.ts)}
 
 
 async def authorize(request: web.Request, scope: str) -> tuple[Services, Principal]:
@@ -93,20 +109,53 @@ async def create_call(request: web.Request) -> web.Response:
     return json_response(call_json(call), status=201)
 
 
+def _statuses(request: web.Request) -> frozenset[str] | None:
+    """``status``: one status or a comma list of them (None: any)."""
+    raw = request.query.get("status")
+    if raw is None:
+        return None
+    statuses = frozenset(raw.split(","))
+    for status in statuses:
+        if status not in _STATUSES:
+            raise InvalidRequest(f"Unknown status {status[:64]!r}")
+    return statuses
+
+
+def _includes(request: web.Request) -> frozenset[str]:
+    """``include``: a comma list of what to add to each call (``latest``)."""
+    raw = request.query.get("include")
+    included = frozenset() if raw is None else frozenset(raw.split(","))
+    if included - _INCLUDES:
+        raise InvalidRequest(f"include must be one of {', '.join(sorted(_INCLUDES))}")
+    return included
+
+
 @routes.get("/v1/calls")
 async def list_calls(request: web.Request) -> web.Response:
+    """A page of the organization's calls; ``include=latest`` adds to each its
+    stream's head and newest transcript line, as of that head."""
     services, principal = await authorize_org(request, "read")
-    status = request.query.get("status")
-    if status is not None and status not in CallStatus.__members__.values():
-        raise InvalidRequest(f"Unknown status {status[:64]!r}")
+    statuses = _statuses(request)
+    included = _includes(request)
     limit = query_int(request, "limit", 50, 1, MAX_PAGE)
     assert limit is not None
-    page = await services.calls.list_calls(
-        principal.org_id, status, limit, request.query.get("cursor")
+    cursor = request.query.get("cursor")
+    if "latest" not in included:
+        page = await services.calls.list_calls(principal.org_id, statuses, limit, cursor)
+        calls = [call_json(c) for c in page.calls]
+        return json_response({"calls": calls, "next_cursor": page.next_cursor})
+    snapshots, next_cursor = await services.calls.snapshots(
+        principal.org_id, statuses, limit, cursor
     )
-    return json_response(
-        {"calls": [call_json(c) for c in page.calls], "next_cursor": page.next_cursor}
-    )
+    calls = [
+        {
+            **call_json(s.call),
+            "last_seq": s.last_seq,
+            "latest": None if s.latest is None else transcript_json(s.latest),
+        }
+        for s in snapshots
+    ]
+    return json_response({"calls": calls, "next_cursor": next_cursor})
 
 
 @routes.get("/v1/calls/{call_sid}")
@@ -117,7 +166,7 @@ async def get_call(request: web.Request) -> web.Response:
     after = query_int(request, "cursor", 0)
     assert limit is not None and after is not None
     page = await services.calls.transcript(call, after, limit, MAX_TRANSCRIPT_PAGE_BYTES)
-    transcript = [{**e.data, "seq": e.seq, "created_at": format_ms(e.ts)} for e in page.events]
+    transcript = [transcript_json(e) for e in page.events]
     next_cursor = None if page.next_after is None else str(page.next_after)
     return json_response({**call_json(call), "transcript": transcript, "next_cursor": next_cursor})
 

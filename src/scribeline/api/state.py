@@ -18,6 +18,7 @@ from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.readiness import Readiness
+from scribeline.sessions import SessionService
 from scribeline.speech.media import Media
 from scribeline.speech.settings import SpeechSettingsService
 from scribeline.storage import Storage
@@ -46,6 +47,8 @@ class Services:
     speech: SpeechSettingsService
     #: Live audio: media streams and their speech engines.
     media: Media
+    #: Dashboard sign-in: codes, sessions, their access and captions tokens.
+    sessions: SessionService
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -3,7 +3,9 @@
 An endpoint states only what is its own (an :class:`Endpoint`: how it joins,
 how it serves messages, what it undoes when the client leaves, how its wire
 format renders an error); :func:`serve_websocket` runs it the same way for
-every endpoint, refusing and reporting errors in one place.
+every endpoint, refusing and reporting errors in one place. A join
+authenticates through :func:`authenticate` (or :func:`authorize_call`), which
+ties the connection to the credential's key: revoking the key closes it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 
 from scribeline.api.state import SERVICES, Services
 from scribeline.auth import Credentials, Principal, websocket_credentials
-from scribeline.connection import Connection
+from scribeline.connection import Connection, Renderer
 from scribeline.domain import Call
 from scribeline.errors import (
     CloseCode,
@@ -34,6 +36,7 @@ from scribeline.ingest.models import valid_call_sid
 __all__ = [
     "Endpoint",
     "Renderer",
+    "authenticate",
     "authorize_call",
     "detach_stream",
     "join_stream",
@@ -43,9 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Renders an error as the endpoint's error message.
-Renderer = Callable[[ScribelineError], bytes]
 
 S = TypeVar("S")
 
@@ -117,6 +117,8 @@ async def serve_websocket(
         messages_per_second,
         pace=pace,
         max_frame_bytes=max_frame_bytes,
+        render=endpoint.render,
+        explain=endpoint.explain,
     )
     await endpoint.run(conn, credentials)
     return conn.ws
@@ -130,12 +132,15 @@ async def open_websocket(
     *,
     pace: bool = False,
     max_frame_bytes: int | None = None,
+    render: Renderer | None = None,
+    explain: bool = False,
 ) -> Connection:
     """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection.
 
     ``messages_per_second`` and ``max_frame_bytes`` default to the
     subscribers' limits; with ``pace`` a client over the rate is slowed down
-    instead of refused.
+    instead of refused. ``render`` and ``explain`` are the endpoint's (how the
+    connection says its key was revoked).
     """
     s = services.settings
     ws = web.WebSocketResponse(
@@ -157,11 +162,21 @@ async def open_websocket(
         close_timeout=s.close_timeout,
         socket_send_buffer=s.socket_send_buffer_bytes,
         pace=pace,
+        render=render,
+        explain=explain,
     )
 
 
+async def authenticate(services: Services, conn: Connection, token: str | None) -> Principal:
+    """``token``'s principal, for a join: ``conn`` is closed when the key the token
+    is or was minted from is revoked."""
+    principal = await services.auth.authenticate(token)
+    conn.authenticated(principal.key_id)
+    return principal
+
+
 async def authorize_call(
-    services: Services, call_sid: str, token: str | None, scope: str
+    services: Services, conn: Connection, call_sid: str, token: str | None, scope: str
 ) -> tuple[Principal, Call]:
     """The checks every per-call stream starts with, in the documented order.
 
@@ -170,7 +185,7 @@ async def authorize_call(
     """
     if not valid_call_sid(call_sid):
         raise InvalidCallSid()
-    principal = await services.auth.authenticate(token)
+    principal = await authenticate(services, conn, token)
     principal.require(scope)
     principal.allow_call(call_sid)
     return principal, await services.calls.get(principal.org_id, call_sid)

@@ -66,6 +66,24 @@ def _finding_commands(scribeline: str, key: str, server: str, data_dir: Path | N
     return lines
 
 
+async def _dashboard_lines(
+    running: Running, org_id: int, scribeline: str, data_dir: Path | None
+) -> str:
+    """The dashboard's one-time sign-in link, and the command that prints another."""
+    from scribeline.public_url import http_base
+
+    services = running.services
+    base = http_base(services.settings.public_url) or running.base_url
+    issued = await services.sessions.issue_code(org_id)
+    another = f"{scribeline} dashboard --org {DEMO_ORG} --url {shlex.quote(base)}"
+    if data_dir is not None:
+        another += f" --data-dir {shlex.quote(str(data_dir))}"
+    return (
+        f"  Dashboard:          {issued.link(base)}\n"
+        f"    (the link works once; another one: {another})\n"
+    )
+
+
 @dataclass
 class _Phone:
     """The recorded phone calls: the first one's SID (None: no live audio here)."""
@@ -172,6 +190,7 @@ async def start_demo(running: Running, data_dir: Path | None = None) -> None:
     watch_events = shlex.quote(f"{ws_base}/v1/events?token={key}")
     print(
         "\nDemo organization 'demo' with simulated live calls, a campaign and a meeting.\n"
+        f"{await _dashboard_lines(running, org.id, scribeline, data_dir)}"
         f"  Read-only demo key: {key}\n"
         f"  Health:             {running.base_url}/readyz\n"
         "  Paste into another terminal to watch:\n"

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from scribeline.broker import Broker, BrokerUnavailable
@@ -37,10 +38,16 @@ from scribeline.domain import Bot
 from scribeline.errors import BotEnded, NotFound, StreamClosed
 from scribeline.events import BotEventType, NewEvent, StoredEvent
 from scribeline.ingest.publish import Publisher
-from scribeline.protocols.meeting_bot import STOP_ACTION, ChatAction, StopAction, encode_action
+from scribeline.protocols.meeting_bot import (
+    STOP_ACTION,
+    ChatAction,
+    StopAction,
+    encode_action,
+    encode_org_event,
+)
 from scribeline.storage import Storage
 
-__all__ = ["MANUALLY_STOPPED", "BotService"]
+__all__ = ["MANUALLY_STOPPED", "BotService", "EventsPage"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,15 @@ MANUALLY_STOPPED = "manually_stopped"
 STOP_REQUEST = "bot.stop"
 #: Seconds beyond the stop timeout that a node waits for another node's stop.
 STOP_GRACE = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    """One page of a bot's stored events, as encoded frames (the bytes go out as
+    they are); ``next_after`` continues it (None: nothing follows)."""
+
+    frames: list[bytes]
+    next_after: int | None
 
 
 def _producer_key(bot: Bot) -> str:
@@ -92,6 +108,23 @@ class BotService:
     async def list_bots(self, org_id: int, status: str | None, limit: int) -> list[Bot]:
         """The organization's bots, newest first (``status``: only those)."""
         return await self._storage.list_bots(org_id, status, limit)
+
+    async def events(self, bot: Bot, after: int, limit: int, max_bytes: int) -> EventsPage:
+        """A page of the bot's stored events after seq ``after``, in seq order, each
+        encoded once as the organization event stream's ``meeting`` topic has it:
+        at most ``limit`` of them and ``max_bytes`` of frames, but at least one."""
+        events = await self._storage.read(bot.stream, after, limit + 1)
+        more = len(events) > limit
+        frames: list[bytes] = []
+        size = 0
+        for event in events[:limit]:
+            frame = encode_org_event(bot.public_id, event)
+            if frames and size + len(frame) > max_bytes:
+                more = True
+                break
+            frames.append(frame)
+            size += len(frame)
+        return EventsPage(frames, events[len(frames) - 1].seq if more and frames else None)
 
     async def append(self, bot: Bot, event: NewEvent) -> StoredEvent:
         """Store one of the bot's events and publish it; ``BotEnded`` once it has ended."""

@@ -8,7 +8,8 @@ storage before any other await, so appends made in order get seqs in order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from scribeline import history
@@ -37,7 +38,7 @@ from scribeline.ingest.publish import Publisher
 from scribeline.storage import Storage
 from scribeline.ttl_cache import TtlCache
 
-__all__ = ["ASSISTANT_CHANGED", "CallService", "call_meta"]
+__all__ = ["ASSISTANT_CHANGED", "CallService", "CallSnapshot", "call_meta"]
 
 #: The cluster notice that an assistant's transcription switch changed.
 ASSISTANT_CHANGED = "assistant.changed"
@@ -57,6 +58,16 @@ def _status_event(call: Call, status: str, extra: dict[str, Any], ts: int) -> Ne
 
 def _transcript_event(item: Transcript, ts: int) -> NewEvent:
     return NewEvent(EventType.TRANSCRIPT, item.model_dump(), ts=ts)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSnapshot:
+    """A call as of its stream's seq ``last_seq``: its status then, and its newest
+    transcript event up to it (final or partial; None before the first)."""
+
+    call: Call
+    last_seq: int
+    latest: StoredEvent | None
 
 
 def call_meta(call: Call) -> dict[str, Any]:
@@ -110,10 +121,23 @@ class CallService:
         return call
 
     async def list_calls(
-        self, org_id: int, status: str | None, limit: int, cursor: str | None
+        self, org_id: int, statuses: Collection[str] | None, limit: int, cursor: str | None
     ) -> CallPage:
-        """The organization's calls, newest first; ``cursor`` continues a page."""
-        return await self._storage.list_calls(org_id, status, limit, cursor)
+        """The organization's calls (of any of ``statuses`` if given), newest first;
+        ``cursor`` continues a page."""
+        return await self._storage.list_calls(org_id, statuses, limit, cursor)
+
+    async def snapshots(
+        self, org_id: int, statuses: Collection[str] | None, limit: int, cursor: str | None
+    ) -> tuple[list[CallSnapshot], str | None]:
+        """A page of :meth:`list_calls`, each call as of its stream's head, and the
+        next page's cursor: two queries whatever the number of calls or the length
+        of their streams (the rows with their heads, then the newest line of each
+        up to its head, an index scan back from it)."""
+        page, heads = await self._storage.list_calls_at_heads(org_id, statuses, limit, cursor)
+        lines = await self._storage.latest_of_type(heads, EventType.TRANSCRIPT)
+        snapshots = [CallSnapshot(c, heads[c.stream], lines.get(c.stream)) for c in page.calls]
+        return snapshots, page.next_cursor
 
     async def transcript(
         self, call: Call, after: int, limit: int, max_bytes: int

@@ -63,10 +63,13 @@ class MediaAccess:
             return Admission(signer)
         return Admission()
 
-    async def at_start(self, admission: Admission, token: str | None, call_sid: str) -> OrgSpeech:
-        """The organization a started stream acts for: the upgrade's, or that of
-        ``token`` (the ``token`` custom parameter). A token restricted to one call
-        opens only that call's stream."""
+    async def at_start(
+        self, admission: Admission, token: str | None, call_sid: str
+    ) -> tuple[OrgSpeech, Principal | None]:
+        """The organization a started stream acts for and its token's principal
+        (None for a signature alone): the upgrade's, or those of ``token`` (the
+        ``token`` custom parameter). A token restricted to one call opens only
+        that call's stream."""
         org, principal = admission.org, admission.principal
         if org is None:
             if not token:
@@ -79,7 +82,7 @@ class MediaAccess:
             self._check_signature(org, "", None)
         if principal is not None:
             principal.allow_call(call_sid)
-        return org
+        return org, principal
 
     async def _principal(self, token: str) -> Principal:
         principal = await self._auth.authenticate(token)

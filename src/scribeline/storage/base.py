@@ -24,15 +24,19 @@
 * ``head`` is the last assigned seq and the stream's epoch (``Position(0, "")``
   for a stream that has no events yet); ``heads`` is the same for many
   streams in one query (a node re-checks its live streams with it).
+  ``latest_of_type`` is each of many streams' newest event of one type up to
+  a seq, in one query (the latest line of every call on a page).
 * Every stored event carries its stream's epoch (``StoredEvent.epoch``).
 * ``segment_heads`` says where each transcript segment stands (its latest
   final and partial seq), a projection kept in the transaction of each
   append, so that a page of history can be filtered
   (``recovery.HistoryFilter``) without reading the rest of the stream.
 
-``Catalog`` holds the organizations, keys, assistants and calls. Creating a
-call appends its initial status event in the same transaction, and the call's
-``status`` is a projection of its latest ``call_status`` event.
+``Catalog`` holds the organizations, keys, assistants and calls, and the
+dashboard's sessions (rows of the keys' table, never listed as keys) and
+one-time sign-in codes. Creating a call appends its initial status event in
+the same transaction, and the call's ``status`` is a projection of its latest
+``call_status`` event.
 
 Every method of every interface raises ``StorageUnavailable`` (retryable)
 when the database cannot be reached or drops the connection, never a false
@@ -70,6 +74,7 @@ from scribeline.domain import (
     Contact,
     Counters,
     Organization,
+    SignInCode,
     SpeechSettings,
 )
 from scribeline.events import NewEvent, Position, StoredEvent
@@ -101,6 +106,30 @@ class EventLog(ABC):
         Backends override this; the loop here serves test doubles.
         """
         return {stream: await self.head(stream) for stream in streams}
+
+    async def latest_of_type(
+        self, bounds: Mapping[str, int], event_type: str
+    ) -> dict[str, StoredEvent]:
+        """The newest event of ``event_type`` with ``seq <= bounds[stream]`` of each
+        stream in ``bounds`` that has one (the others are absent), in one query: an
+        index scan back from each bound, so a stream's length does not matter.
+
+        With heads as the bounds (``Catalog.list_calls_at_heads``), a snapshot of
+        many calls as of those heads (``GET /v1/calls?include=latest``). Backends
+        override this; the loop here serves test doubles.
+        """
+        found: dict[str, StoredEvent] = {}
+        for stream, upto in bounds.items():
+            after = 0
+            while after < upto:
+                page = await self.read(stream, after, min(256, upto - after))
+                if not page:
+                    break
+                after = page[-1].seq
+                for event in page:
+                    if event.type == event_type and event.seq <= upto:
+                        found[stream] = event
+        return found
 
     @abstractmethod
     async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
@@ -146,11 +175,51 @@ class Catalog(ABC):
         """The key with this id, revoked or not."""
 
     @abstractmethod
-    async def list_api_keys(self, org_id: int) -> list[ApiKey]: ...
+    async def list_api_keys(self, org_id: int) -> list[ApiKey]:
+        """The organization's API keys (never its dashboard sessions), oldest first."""
 
     @abstractmethod
     async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
         """Revoke a key by id or prefix (within one organization if given); None if absent."""
+
+    @abstractmethod
+    async def get_org_by_id(self, org_id: int) -> Organization | None: ...
+
+    @abstractmethod
+    async def add_sign_in_code(
+        self, org_id: int, code_hash: bytes, scopes: frozenset[str], expires_at: int
+    ) -> SignInCode:
+        """Store a one-time dashboard sign-in code (its hash only) valid until
+        ``expires_at`` (epoch ms), and purge the codes that have expired."""
+
+    @abstractmethod
+    async def redeem_sign_in_code(
+        self, code_hash: bytes, now: int, prefix: str, key_hash: bytes, expires_at: int
+    ) -> ApiKey | None:
+        """Consume the code and store the session it starts, in one transaction;
+        None (and nothing changed) if the code is unknown, used or expired at
+        ``now`` (epoch ms). The session is an ``api_keys`` row of kind
+        ``session`` (hash only) with the code's organization and scopes, ending
+        at ``expires_at`` (epoch ms); ``revoke_api_key`` ends it too.
+
+        The code goes by one ``DELETE ... RETURNING`` (the expiry in its
+        condition), so that of any number of callers, on any number of nodes,
+        exactly one gets it; a failure after it (``Conflict`` for a hash already
+        stored) rolls it back, leaving the code unused. Sessions that expired
+        more than ``rules.SESSION_RETENTION_MS`` before ``now`` and that no bot
+        names are purged in the same transaction."""
+
+    @abstractmethod
+    async def list_sessions(self, org_id: int) -> list[ApiKey]:
+        """The organization's dashboard sessions, revoked and expired ones too, oldest
+        first (purged ones are gone)."""
+
+    @abstractmethod
+    async def revoke_sessions(self, org_id: int, session_id: int | None, now: int) -> list[ApiKey]:
+        """Revoke, at ``now`` (epoch ms), the organization's session ``session_id``
+        (whatever its expiry), or every one of its sessions still active at
+        ``now`` (None); the sessions this revoked (none for one already revoked,
+        another organization's, or a key), in id order."""
 
     @abstractmethod
     async def get_assistant(self, org_id: int, assistant_id: int | None) -> Assistant | None:
@@ -213,10 +282,22 @@ class Catalog(ABC):
 
     @abstractmethod
     async def list_calls(
-        self, org_id: int | None, status: str | None, limit: int, cursor: str | None
+        self,
+        org_id: int | None,
+        status: str | Collection[str] | None,
+        limit: int,
+        cursor: str | None,
     ) -> CallPage:
-        """Calls newest first (all organizations' if ``org_id`` is None, for operators);
-        ``cursor`` continues a previous page."""
+        """Calls newest first (all organizations' if ``org_id`` is None, for operators),
+        of one status or any of several if given; ``cursor`` continues a previous page."""
+
+    @abstractmethod
+    async def list_calls_at_heads(
+        self, org_id: int, status: str | Collection[str] | None, limit: int, cursor: str | None
+    ) -> tuple[CallPage, dict[str, int]]:
+        """``list_calls`` and the head seq of each listed call's stream, read as of
+        one moment (one statement): each call's status is its stream's at that
+        seq, a snapshot that live events after the head continue."""
 
 
 class CampaignStore(ABC):

@@ -9,7 +9,7 @@ writer per node (``postgres_db``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from scribeline.errors import StorageUnavailable
@@ -21,7 +21,13 @@ from scribeline.storage.postgres_bots import PostgresBots
 from scribeline.storage.postgres_campaigns import PostgresCampaigns
 from scribeline.storage.postgres_catalog import PostgresCatalog
 from scribeline.storage.postgres_db import PostgresDatabase
-from scribeline.storage.postgres_log import read_events, read_heads, read_segment_heads
+from scribeline.storage.postgres_log import (
+    read_events,
+    read_heads,
+    read_latest_of_type,
+    read_segment_heads,
+)
+from scribeline.storage.postgres_sessions import PostgresSessions
 
 if TYPE_CHECKING:
     from scribeline.storage.postgres_db import Conn
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStorage"]
 
 
-class PostgresStorage(PostgresCatalog, PostgresCampaigns, PostgresBots, Storage):
+class PostgresStorage(PostgresCatalog, PostgresCampaigns, PostgresBots, PostgresSessions, Storage):
     """Event log, catalog, campaigns and bots in one PostgreSQL database."""
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
@@ -69,6 +75,14 @@ class PostgresStorage(PostgresCatalog, PostgresCampaigns, PostgresBots, Storage)
         if not streams:
             return {}
         return await self._db.read(lambda c: read_heads(c, streams))
+
+    async def latest_of_type(
+        self, bounds: Mapping[str, int], event_type: str
+    ) -> dict[str, StoredEvent]:
+        pairs = [(stream, upto) for stream, upto in bounds.items() if upto > 0]
+        if not pairs:
+            return {}
+        return await self._db.read(lambda c: read_latest_of_type(c, pairs, event_type))
 
     async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
         if not segments:

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization, SpeechSettings
-from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
+from scribeline.domain import (
+    ApiKey,
+    Assistant,
+    Call,
+    CallPage,
+    KeyKind,
+    Organization,
+    SpeechSettings,
+)
+from scribeline.errors import CallEnded, Conflict, StreamClosed
 from scribeline.events import NewEvent, StoredEvent, now_ms
 from scribeline.storage.postgres_campaigns import complete_linked_contact, take_contact
 from scribeline.storage.postgres_db import PostgresDatabase
 from scribeline.storage.postgres_log import append_one
-from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor, speech_columns
+from scribeline.storage.postgres_sessions import insert_key, key_record, keys_of_kind
+from scribeline.storage.rules import (
+    KEY_COLUMNS,
+    key_lookup,
+    linked_outcome,
+    list_cursor,
+    speech_columns,
+    status_filter,
+)
 
 __all__ = ["PostgresCatalog"]
 
-_KEY = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at"
 _CALL = (
     "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
     " call_type, started_at, ended_at, campaign_id, campaign_contact_id"
@@ -29,14 +44,6 @@ _ASSISTANT = "id, org_id, name, is_default, transcription_enabled, speech_engine
 _SPEECH = (
     "org_id, engine, twilio_auth_token, deepgram_api_key, require_twilio_signature, updated_at"
 )
-
-
-def _key(row: asyncpg.Record | None) -> ApiKey | None:
-    if row is None:
-        return None
-    fields = dict(row)
-    scopes = fields.pop("scopes")
-    return ApiKey(scopes=frozenset(scopes.split(",")) if scopes else frozenset(), **fields)
 
 
 def _assistant(row: asyncpg.Record | None) -> Assistant | None:
@@ -92,45 +99,28 @@ class PostgresCatalog:
     async def add_api_key(
         self, org_id: int, prefix: str, key_hash: bytes, scopes: frozenset[str], name: str
     ) -> ApiKey:
-        async def run(conn: Conn) -> ApiKey:
-            row = await conn.fetchrow(
-                "INSERT INTO api_keys (org_id, user_id, prefix, key_hash, scopes, name, created_at)"
-                " SELECT $1, id, $2, $3, $4, $5, $6 FROM users WHERE org_id = $1"
-                f" ORDER BY id LIMIT 1 RETURNING {_KEY}",
-                org_id,
-                prefix,
-                key_hash,
-                ",".join(sorted(scopes)),
-                name,
-                now_ms(),
-            )
-            if row is None:
-                raise InvalidRequest(f"Organization {org_id} has no user")
-            key = _key(row)
-            assert key is not None
-            return key
-
-        return await self._db.write(run)
+        return await self._db.write(
+            lambda conn: insert_key(conn, org_id, prefix, key_hash, scopes, name)
+        )
 
     async def find_api_key(self, key_hash: bytes) -> ApiKey | None:
-        return _key(
+        return key_record(
             await self._db.read(
-                lambda c: c.fetchrow(f"SELECT {_KEY} FROM api_keys WHERE key_hash = $1", key_hash)
+                lambda c: c.fetchrow(
+                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash
+                )
             )
         )
 
     async def get_api_key(self, key_id: int) -> ApiKey | None:
-        return _key(
+        return key_record(
             await self._db.read(
-                lambda c: c.fetchrow(f"SELECT {_KEY} FROM api_keys WHERE id = $1", key_id)
+                lambda c: c.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
             )
         )
 
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
-        rows = await self._db.read(
-            lambda c: c.fetch(f"SELECT {_KEY} FROM api_keys WHERE org_id = $1 ORDER BY id", org_id)
-        )
-        return [key for key in map(_key, rows) if key is not None]
+        return await keys_of_kind(self._db, org_id, KeyKind.KEY)
 
     async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
         column, value = key_lookup(id_or_prefix)
@@ -139,12 +129,12 @@ class PostgresCatalog:
             where, args = f"{where} AND org_id = $3", [*args, org_id]
 
         async def run(conn: Conn) -> ApiKey | None:
-            return _key(
+            return key_record(
                 await conn.fetchrow(
                     "WITH revoked AS (UPDATE api_keys SET revoked_at = $1"
-                    f" WHERE {where} AND revoked_at IS NULL RETURNING {_KEY})"
-                    f" SELECT {_KEY} FROM revoked UNION ALL"
-                    f" SELECT {_KEY} FROM api_keys WHERE {where} AND revoked_at IS NOT NULL",
+                    f" WHERE {where} AND revoked_at IS NULL RETURNING {KEY_COLUMNS})"
+                    f" SELECT {KEY_COLUMNS} FROM revoked UNION ALL"
+                    f" SELECT {KEY_COLUMNS} FROM api_keys WHERE {where} AND revoked_at IS NOT NULL",
                     *args,
                 )
             )
@@ -308,18 +298,59 @@ class PostgresCatalog:
         )
 
     async def list_calls(
-        self, org_id: int | None, status: str | None, limit: int, cursor: str | None
+        self,
+        org_id: int | None,
+        status: str | Collection[str] | None,
+        limit: int,
+        cursor: str | None,
     ) -> CallPage:
+        return (await self._calls_page(org_id, status, limit, cursor, heads=False))[0]
+
+    async def list_calls_at_heads(
+        self, org_id: int, status: str | Collection[str] | None, limit: int, cursor: str | None
+    ) -> tuple[CallPage, dict[str, int]]:
+        return await self._calls_page(org_id, status, limit, cursor, heads=True)
+
+    async def _calls_page(
+        self,
+        org_id: int | None,
+        status: str | Collection[str] | None,
+        limit: int,
+        cursor: str | None,
+        heads: bool,
+    ) -> tuple[CallPage, dict[str, int]]:
         before = list_cursor(cursor)
+        statuses = status_filter(status)
+        # One status stays an equality, whose index scan is already in id order.
+        one = statuses[0] if statuses is not None and len(statuses) == 1 else None
+        many = statuses if statuses is not None and one is None else None
         # Only the filters given: a plan per shape, each on its index.
         clauses, args = ["true"], list[Any]()
-        for clause, value in (("org_id", org_id), ("status", status), ("id <", before)):
+        for clause, value in (
+            ("org_id = {}", org_id),
+            ("status = {}", one),
+            ("status = ANY({}::text[])", many),
+            ("id < {}", before),
+        ):
             if value is not None:
                 args.append(value)
-                clauses.append(f"{clause}{'' if '<' in clause else ' ='} ${len(args)}")
-        sql = f"SELECT {_CALL} FROM calls WHERE {' AND '.join(clauses)} ORDER BY id DESC"
+                clauses.append(clause.format(f"${len(args)}"))
+        # With the heads, one statement reads rows and heads as of one moment (a
+        # call's status and its stream's head move in one transaction).
+        head = ", coalesce(s.head, 0)" if heads else ""
+        join = " LEFT JOIN streams s ON s.stream = 'call:' || calls.id" if heads else ""
+        sql = (
+            f"SELECT {_CALL}{head} FROM calls{join} WHERE {' AND '.join(clauses)} ORDER BY id DESC"
+        )
         args.append(limit + 1)
         rows = await self._db.read(lambda c: c.fetch(f"{sql} LIMIT ${len(args)}", *args))
-        calls = [Call(**row) for row in rows[:limit]]
+        calls: list[Call] = []
+        found: dict[str, int] = {}
+        for row in rows[:limit]:
+            values = tuple(row)
+            call = Call(*values[:-1]) if heads else Call(*values)
+            calls.append(call)
+            if heads:
+                found[call.stream] = values[-1]
         more = len(rows) > limit
-        return CallPage(calls, str(calls[-1].id) if more and calls else None)
+        return CallPage(calls, str(calls[-1].id) if more and calls else None), found

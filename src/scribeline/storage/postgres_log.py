@@ -29,6 +29,7 @@ __all__ = [
     "lock_streams",
     "read_events",
     "read_heads",
+    "read_latest_of_type",
     "read_segment_heads",
 ]
 
@@ -186,6 +187,25 @@ async def read_heads(conn: Connection, streams: Collection[str]) -> dict[str, Po
     )
     found = {r[0]: Position(r[1], r[2]) for r in rows}
     return {name: found.get(name, Position(0, "")) for name in names}
+
+
+async def read_latest_of_type(
+    conn: Connection, bounds: Collection[tuple[str, int]], event_type: str
+) -> dict[str, StoredEvent]:
+    """Each stream's newest ``event_type`` event at or below its bound: one
+    backward scan of the primary key per stream, in one statement."""
+    rows = await conn.fetch(
+        "SELECT b.stream, e.seq, e.type, e.ts, e.closes, e.data, s.epoch"
+        " FROM unnest($1::text[], $2::int8[]) AS b(stream, upto)"
+        " CROSS JOIN LATERAL (SELECT seq, type, ts, closes, data FROM events"
+        "   WHERE stream = b.stream AND seq <= b.upto AND type = $3"
+        "   ORDER BY seq DESC LIMIT 1) e"
+        " JOIN streams s ON s.stream = b.stream",
+        [stream for stream, _ in bounds],
+        [upto for _, upto in bounds],
+        event_type,
+    )
+    return {r[0]: StoredEvent(r[0], r[1], r[2], r[3], orjson.loads(r[5]), r[4], r[6]) for r in rows}
 
 
 async def read_segment_heads(

@@ -10,13 +10,14 @@ keeps two backends from disagreeing about a rule.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scribeline.domain import (
     OUTCOMES,
     SPEECH_FIELDS,
+    ApiKey,
     BotStatus,
     Call,
     Campaign,
@@ -37,6 +38,8 @@ from scribeline.numbers import parse_int
 from scribeline.recovery import SegmentHead, segment_heads_of
 
 __all__ = [
+    "KEY_COLUMNS",
+    "SESSION_RETENTION_MS",
     "Projection",
     "RowUpdate",
     "StreamState",
@@ -49,14 +52,18 @@ __all__ = [
     "check_takeable",
     "counters_of",
     "key_lookup",
+    "key_of",
     "linked_duration",
     "linked_outcome",
     "list_cursor",
     "new_stream",
     "outcome_events",
     "project",
+    "scopes_of",
+    "scopes_text",
     "speech_columns",
     "stamp",
+    "status_filter",
     "taken_event",
 ]
 
@@ -157,6 +164,30 @@ def project(stream: str, events: Sequence[StoredEvent]) -> Projection:
 
 # -- the catalog ------------------------------------------------------------
 
+#: The ``api_keys`` columns that make an ``ApiKey``, in the order of its fields.
+KEY_COLUMNS = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at, kind, expires_at"
+#: How long past its expiry a dashboard session's row is kept (a bot may name it
+#: longer): adding a session purges those older, so the rows do not pile up.
+SESSION_RETENTION_MS = 86_400_000
+
+
+def scopes_text(scopes: Collection[str]) -> str:
+    """Scopes as a ``scopes`` column holds them: a sorted comma list."""
+    return ",".join(sorted(scopes))
+
+
+def scopes_of(text: str) -> frozenset[str]:
+    """The scopes of a ``scopes`` column."""
+    return frozenset(text.split(",")) if text else frozenset()
+
+
+def key_of(row: Iterable[Any]) -> ApiKey:
+    """The ``ApiKey`` (key or session) of a row read with ``KEY_COLUMNS``."""
+    key_id, org_id, user_id, prefix, scopes, name, created, revoked, kind, expires = row
+    return ApiKey(
+        key_id, org_id, user_id, prefix, scopes_of(scopes), name, created, revoked, kind, expires
+    )
+
 
 def key_lookup(id_or_prefix: str) -> tuple[str, int | str]:
     """The column and value that find a key named by id or by prefix."""
@@ -172,6 +203,13 @@ def list_cursor(cursor: str | None) -> int | None:
     if before is None:
         raise InvalidRequest("Invalid cursor")
     return before
+
+
+def status_filter(status: str | Collection[str] | None) -> list[str] | None:
+    """The statuses a list of calls keeps, in a stable order (None: any status)."""
+    if status is None:
+        return None
+    return [status] if isinstance(status, str) else sorted(set(status))
 
 
 def linked_outcome(call: Call, event: NewEvent) -> str | None:

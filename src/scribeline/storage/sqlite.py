@@ -7,54 +7,42 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scribeline.domain import ApiKey, Assistant, Call, CallPage, Organization, SpeechSettings
-from scribeline.errors import CallEnded, Conflict, InvalidRequest, StreamClosed
+from scribeline.domain import (
+    ApiKey,
+    Assistant,
+    KeyKind,
+    Organization,
+    SpeechSettings,
+)
+from scribeline.errors import Conflict
 from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.files import private_dir, private_file
 from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
-from scribeline.storage.rules import key_lookup, linked_outcome, list_cursor, speech_columns
+from scribeline.storage.rules import KEY_COLUMNS, key_lookup, key_of, speech_columns
 from scribeline.storage.sqlite_bots import SqliteBots
-from scribeline.storage.sqlite_campaigns import (
-    SqliteCampaigns,
-    complete_linked_contact,
-    take_contact,
+from scribeline.storage.sqlite_calls import SqliteCalls
+from scribeline.storage.sqlite_campaigns import SqliteCampaigns
+from scribeline.storage.sqlite_db import SqliteDatabase, check_version
+from scribeline.storage.sqlite_log import (
+    MAX_BOUNDS,
+    append_events,
+    read_events,
+    read_latest_of_type,
+    read_segment_heads,
 )
-from scribeline.storage.sqlite_db import SqliteDatabase
-from scribeline.storage.sqlite_log import append_events, read_events, read_segment_heads
+from scribeline.storage.sqlite_sessions import SqliteSessions, insert_key, keys_of_kind
 
 __all__ = ["SqliteStorage"]
 
 #: Events read on the event loop before the rest of a read moves to a thread.
 INLINE_PAGE = 256
 
-_KEY_COLUMNS = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at"
-_CALL_COLUMNS = (
-    "id, org_id, assistant_id, call_sid, status, to_phone_number, customer_phone_number,"
-    " call_type, started_at, ended_at, campaign_id, campaign_contact_id"
-)
 _ASSISTANT_COLUMNS = "id, org_id, name, is_default, transcription_enabled, speech_engine"
 _SPEECH_COLUMNS = (
     "org_id, engine, twilio_auth_token, deepgram_api_key, require_twilio_signature, updated_at"
 )
-
-
-def _key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
-    return ApiKey(
-        id=row[0],
-        org_id=row[1],
-        user_id=row[2],
-        prefix=row[3],
-        scopes=frozenset(row[4].split(",")) if row[4] else frozenset(),
-        name=row[5],
-        created_at=row[6],
-        revoked_at=row[7],
-    )
-
-
-def _call(row: sqlite3.Row | tuple[Any, ...]) -> Call:
-    return Call(*row)
 
 
 def _assistant(row: sqlite3.Row | tuple[Any, ...]) -> Assistant:
@@ -65,10 +53,11 @@ def _speech(row: sqlite3.Row | tuple[Any, ...]) -> SpeechSettings:
     return SpeechSettings(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
 
 
-class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
-    """Event log, catalog, campaigns and bots in one SQLite database file."""
+class SqliteStorage(SqliteCalls, SqliteCampaigns, SqliteBots, SqliteSessions, Storage):
+    """Event log, catalog, calls, campaigns, bots and sessions in one SQLite database file."""
 
     def __init__(self, path: Path) -> None:
+        check_version()  # before anything touches the file
         self._path = path
         self._db = SqliteDatabase(path)
 
@@ -125,6 +114,21 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
 
         # A node's every live stream can be thousands: off the loop then.
         return self._db.read_now(run) if len(names) <= 500 else await self._db.read(run)
+
+    async def latest_of_type(
+        self, bounds: Mapping[str, int], event_type: str
+    ) -> dict[str, StoredEvent]:
+        pairs = [(stream, upto) for stream, upto in bounds.items() if upto > 0]
+
+        def run(conn: sqlite3.Connection) -> dict[str, StoredEvent]:
+            found: dict[str, StoredEvent] = {}
+            for start in range(0, len(pairs), MAX_BOUNDS):
+                chunk = pairs[start : start + MAX_BOUNDS]
+                found.update(read_latest_of_type(conn, chunk, event_type))
+            return found
+
+        # An indexed look-up per stream: on the loop for a page of calls.
+        return self._db.read_now(run) if len(pairs) <= MAX_BOUNDS else await self._db.read(run)
 
     async def segment_heads(self, stream: str, segments: Collection[str]) -> dict[str, SegmentHead]:
         if not segments:
@@ -191,49 +195,30 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
     async def add_api_key(
         self, org_id: int, prefix: str, key_hash: bytes, scopes: frozenset[str], name: str
     ) -> ApiKey:
-        def run(conn: sqlite3.Connection) -> ApiKey:
-            user = conn.execute(
-                "SELECT id FROM users WHERE org_id = ? ORDER BY id LIMIT 1", (org_id,)
-            ).fetchone()
-            if user is None:
-                raise InvalidRequest(f"Organization {org_id} has no user")
-            created = now_ms()
-            cur = conn.execute(
-                "INSERT INTO api_keys (org_id, user_id, prefix, key_hash, scopes, name, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (org_id, user[0], prefix, key_hash, ",".join(sorted(scopes)), name, created),
-            )
-            assert cur.lastrowid is not None
-            return ApiKey(cur.lastrowid, org_id, user[0], prefix, scopes, name, created, None)
-
-        return await self._db.write(run)
+        return await self._db.write(
+            lambda conn: insert_key(conn, org_id, prefix, key_hash, scopes, name)
+        )
 
     async def find_api_key(self, key_hash: bytes) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
-            return None if row is None else _key(row)
+            return None if row is None else key_of(row)
 
         return self._db.read_now(run)
 
     async def get_api_key(self, key_id: int) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
             ).fetchone()
-            return None if row is None else _key(row)
+            return None if row is None else key_of(row)
 
         return self._db.read_now(run)
 
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
-        def run(conn: sqlite3.Connection) -> list[ApiKey]:
-            rows = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY id", (org_id,)
-            ).fetchall()
-            return [_key(r) for r in rows]
-
-        return self._db.read_now(run)
+        return self._db.read_now(lambda conn: keys_of_kind(conn, org_id, KeyKind.KEY))
 
     async def revoke_api_key(self, org_id: int | None, id_or_prefix: str) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
@@ -247,10 +232,8 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
                 f"UPDATE api_keys SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
                 (now_ms(), *args),
             )
-            row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE {where}", args
-            ).fetchone()
-            return None if row is None else _key(row)
+            row = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE {where}", args).fetchone()
+            return None if row is None else key_of(row)
 
         return await self._db.write(run)
 
@@ -355,90 +338,3 @@ class SqliteStorage(SqliteCampaigns, SqliteBots, Storage):
             return [_speech(r) for r in rows]
 
         return await self._db.read(run)
-
-    async def set_call_status(self, call: Call, event: NewEvent) -> list[StoredEvent]:
-        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
-            stored = append_events(conn, call.stream, [event])
-            outcome = linked_outcome(call, event)
-            if outcome is not None:
-                stored += complete_linked_contact(conn, call, outcome, event.ts)
-            return stored
-
-        try:
-            return await self._db.write(run)
-        except StreamClosed:
-            raise CallEnded(f"Call {call.call_sid} has ended") from None
-
-    async def create_call(self, call: Call, initial: NewEvent) -> tuple[Call, list[StoredEvent]]:
-        def run(conn: sqlite3.Connection) -> tuple[Call, list[StoredEvent]]:
-            campaign_id = None
-            campaign_events: list[StoredEvent] = []
-            if call.campaign_contact_id is not None:
-                campaign_id, campaign_events = take_contact(conn, call)
-            try:
-                cur = conn.execute(
-                    "INSERT INTO calls (org_id, assistant_id, call_sid, status, to_phone_number,"
-                    " customer_phone_number, call_type, started_at, ended_at, campaign_id,"
-                    " campaign_contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        call.org_id,
-                        call.assistant_id,
-                        call.call_sid,
-                        call.status,
-                        call.to_phone_number,
-                        call.customer_phone_number,
-                        call.call_type,
-                        call.started_at,
-                        call.ended_at,
-                        campaign_id,
-                        call.campaign_contact_id,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"Call {call.call_sid} already exists") from None
-            assert cur.lastrowid is not None
-            row = conn.execute(
-                f"SELECT {_CALL_COLUMNS} FROM calls WHERE id = ?", (cur.lastrowid,)
-            ).fetchone()
-            created = _call(row)
-            return created, append_events(conn, created.stream, [initial]) + campaign_events
-
-        return await self._db.write(run)
-
-    async def get_call(self, org_id: int, call_sid: str) -> Call | None:
-        def run(conn: sqlite3.Connection) -> Call | None:
-            row = conn.execute(
-                f"SELECT {_CALL_COLUMNS} FROM calls WHERE org_id = ? AND call_sid = ?",
-                (org_id, call_sid),
-            ).fetchone()
-            return None if row is None else _call(row)
-
-        return self._db.read_now(run)
-
-    async def list_calls(
-        self, org_id: int | None, status: str | None, limit: int, cursor: str | None
-    ) -> CallPage:
-        before = list_cursor(cursor)
-
-        def run(conn: sqlite3.Connection) -> CallPage:
-            clauses: list[str] = ["1 = 1"]
-            args: list[Any] = []
-            if org_id is not None:
-                clauses.append("org_id = ?")
-                args.append(org_id)
-            if status is not None:
-                clauses.append("status = ?")
-                args.append(status)
-            if before is not None:
-                clauses.append("id < ?")
-                args.append(before)
-            rows = conn.execute(
-                f"SELECT {_CALL_COLUMNS} FROM calls WHERE {' AND '.join(clauses)}"
-                " ORDER BY id DESC LIMIT ?",
-                (*args, limit + 1),
-            ).fetchall()
-            calls = [_call(r) for r in rows[:limit]]
-            more = len(rows) > limit
-            return CallPage(calls, str(calls[-1].id) if more and calls else None)
-
-        return self._db.read_now(run)

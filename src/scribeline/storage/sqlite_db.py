@@ -39,16 +39,36 @@ from typing import Any, TypeVar
 
 from scribeline.errors import StorageUnavailable
 
-__all__ = ["SqliteDatabase", "connect"]
+__all__ = ["MIN_SQLITE", "SqliteDatabase", "SqliteTooOld", "check_version", "connect"]
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+#: The oldest SQLite the storage works with: ``DELETE ... RETURNING`` (sign-in codes)
+#: and ``UPDATE ... RETURNING`` (sessions) came with 3.35 (March 2021).
+MIN_SQLITE = (3, 35, 0)
+
 #: Most writes taken into one transaction.
 MAX_BATCH = 1024
 #: Most writes waiting for their commit; past it, writes are refused (retryable).
 MAX_PENDING = 10_000
+
+
+class SqliteTooOld(RuntimeError):
+    """The SQLite library this Python uses predates ``MIN_SQLITE``: the storage
+    refuses to open (the message is one line for the user)."""
+
+
+def check_version(version: tuple[int, int, int] | None = None) -> None:
+    """Refuse an SQLite older than ``MIN_SQLITE`` (``version``: this Python's)."""
+    found = sqlite3.sqlite_version_info if version is None else version
+    if found < MIN_SQLITE:
+        raise SqliteTooOld(
+            f"SQLite {'.'.join(map(str, found))} is too old: Scribeline needs SQLite"
+            f" {'.'.join(map(str, MIN_SQLITE))} or later; run it with a Python whose"
+            " sqlite3 module is newer, or use PostgreSQL (SCRIBELINE_DATABASE_URL)"
+        )
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -10,7 +10,16 @@ import orjson
 from scribeline.events import NewEvent, StoredEvent
 from scribeline.storage.rules import Projection, StreamState, new_stream, project, stamp
 
-__all__ = ["append_events", "read_events", "read_segment_heads"]
+__all__ = [
+    "MAX_BOUNDS",
+    "append_events",
+    "read_events",
+    "read_latest_of_type",
+    "read_segment_heads",
+]
+
+#: Bounds per ``read_latest_of_type`` statement.
+MAX_BOUNDS = 250
 
 
 def append_events(
@@ -53,6 +62,29 @@ def read_events(
     return [
         StoredEvent(stream, r[0], r[1], r[2], orjson.loads(r[4]), bool(r[3]), epoch) for r in rows
     ]
+
+
+def read_latest_of_type(
+    conn: sqlite3.Connection, bounds: Sequence[tuple[str, int]], event_type: str
+) -> dict[str, StoredEvent]:
+    """Each stream's newest ``event_type`` event at or below its bound (at most
+    ``MAX_BOUNDS`` bounds: SQLite caps a statement's parameters)."""
+    if not bounds:
+        return {}
+    values = ",".join(["(?, ?)"] * len(bounds))
+    rows = conn.execute(
+        f"WITH b(stream, upto) AS (VALUES {values})"
+        " SELECT e.stream, e.seq, e.type, e.ts, e.closes, e.data, s.epoch FROM b"
+        " JOIN events e ON e.stream = b.stream AND e.seq = ("
+        "   SELECT seq FROM events WHERE stream = b.stream AND seq <= b.upto AND type = ?"
+        "   ORDER BY seq DESC LIMIT 1)"  # backwards on the primary key from the bound
+        " JOIN streams s ON s.stream = b.stream",
+        (*(v for bound in bounds for v in bound), event_type),
+    )
+    return {
+        r[0]: StoredEvent(r[0], r[1], r[2], r[3], orjson.loads(r[5]), bool(r[4]), r[6])
+        for r in rows
+    }
 
 
 def read_segment_heads(
