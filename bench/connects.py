@@ -16,12 +16,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from bench import rawws
 from bench.common import Api, Result, base_parser, emit, print_params, target
 from bench.metrics import latency_summary
-from bench.server import HOST, Server
+from bench.reference import SERVER_KINDS, ServerKind, make_server
+from bench.server import HOST
 from bench.workers import WorkerPool, measured, pipe_recv, raise_nofile, run_async, share
 
 __all__ = ["main", "run"]
@@ -106,6 +107,7 @@ async def run(
     procs: int = 2,
     calls: int = 1,
     keep_data: bool = False,
+    server: ServerKind = "scribeline",
 ) -> Result:
     params: dict[str, Any] = {
         "connects": total,
@@ -113,25 +115,26 @@ async def run(
         "client_procs": procs,
         "calls": calls,
         "client": "raw",
+        "server": server,
     }
     print_params("connects", params)
     env = {"SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(max(100_000, concurrency))}
     sids = tuple(f"CAconn{i:04d}" for i in range(calls))
-    with Server(env, keep_data) as server:
-        async with Api(server.http, server.key) as api:
+    with make_server(server, env, keep_data) as node:
+        async with Api(node.http, node.key) as api:
             await api.create_calls(sids)
         jobs = [
             ConnectJob(
                 HOST,
-                server.port,
-                server.key,
+                node.port,
+                node.key,
                 sids,
                 share(total, procs, p),
                 share(concurrency, procs, p),
             )
             for p in range(procs)
         ]
-        done, window = await measured(WorkerPool(connect_worker, jobs), server.pid)
+        done, window = await measured(WorkerPool(connect_worker, jobs), node.pid)
     ok = sum(int(d["ok"]) for d in done)
     failed = sum(int(d["failed"]) for d in done)
     seconds = max(float(d["ended"]) for d in done) - min(float(d["started"]) for d in done)
@@ -159,7 +162,7 @@ async def run(
             "connects_per_s": target(results["connects_per_s"], TARGET_PER_S, at_most=False)
         },
         "warnings": warnings,
-        "server_log": server.problems(),
+        "server_log": node.problems(),
     }
 
 
@@ -169,9 +172,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=200, help="cycles in flight")
     parser.add_argument("--procs", type=int, default=2, help="client worker processes")
     parser.add_argument("--calls", type=int, default=1, help="calls the connects spread over")
+    parser.add_argument("--server", choices=SERVER_KINDS, default="scribeline", help="measured")
     args = parser.parse_args(argv)
     result: Result = run_async(
-        lambda: run(args.connects, args.concurrency, args.procs, args.calls, args.keep_data)
+        lambda: run(
+            args.connects,
+            args.concurrency,
+            args.procs,
+            args.calls,
+            args.keep_data,
+            cast(ServerKind, args.server),
+        )
     )
     emit(result, args.json)
     return 0

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from bench.common import Api, Result, add_client_options, base_parser, emit, print_params, target
 from bench.live import Published, pace, run_live
-from bench.server import Server
+from bench.reference import SERVER_KINDS, ServerKind, make_server
 from bench.subscribers import ClientKind
 from bench.workers import run_async
 
@@ -24,12 +24,14 @@ __all__ = ["main", "run"]
 TARGET_US_PER_DELIVERY = 9.0
 
 
-async def publish_rest(api: Api, sid: str, rate: float, count: int) -> Published:
-    """``count`` transcripts to ``sid`` through REST at ``rate`` per second, pipelined."""
+async def publish_rest(api: Api, sids: Sequence[str], rate: float, count: int) -> Published:
+    """``count`` transcripts through REST at ``rate`` per second in total, pipelined, one
+    per request, round-robin over ``sids``."""
     out = Published()
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(i: int) -> None:
+        sid = sids[i % len(sids)]
         began = time.perf_counter_ns()
         try:
             seq = await api.append(sid, i)
@@ -60,6 +62,7 @@ async def run(
     procs: int = 2,
     sample_every: int = 10,
     keep_data: bool = False,
+    server: ServerKind = "scribeline",
 ) -> Result:
     count = max(1, round(rate * duration))
     params: dict[str, Any] = {
@@ -72,22 +75,23 @@ async def run(
         "client": client,
         "client_procs": procs,
         "latency_sample_every": sample_every,
+        "server": server,
     }
     print_params("fanout", params)
     env = {"SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(max(100_000, subscribers))}
     sid = "CAfanout"
-    with Server(env, keep_data) as server:
-        async with Api(server.http, server.key) as api:
+    with make_server(server, env, keep_data) as node:
+        async with Api(node.http, node.key) as api:
             await api.create_calls([sid])
             head = await api.append(sid, -1)  # one transcript of history
             run, published = await run_live(
-                server,
+                node,
                 [sid] * subscribers,
                 {sid: head},
                 kind=client,
                 procs=procs,
                 sample_every=sample_every,
-                publish=lambda: publish_rest(api, sid, rate, count),
+                publish=lambda: publish_rest(api, [sid], rate, count),
             )
     results = run.results()
     results["events_published"] = published.acked
@@ -113,7 +117,7 @@ async def run(
             )
         },
         "warnings": warnings,
-        "server_log": server.problems(),
+        "server_log": node.problems(),
     }
 
 
@@ -124,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of publishing")
     parser.add_argument("--sample-every", type=int, default=10, help="latency sampling stride")
     add_client_options(parser, procs=2)
+    parser.add_argument("--server", choices=SERVER_KINDS, default="scribeline", help="measured")
     args = parser.parse_args(argv)
     result: Result = run_async(
         lambda: run(
@@ -134,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.procs,
             args.sample_every,
             args.keep_data,
+            cast(ServerKind, args.server),
         )
     )
     emit(result, args.json)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from bench.common import Api, Result, add_client_options, base_parser, emit, print_params, target
+from bench.reference import SERVER_KINDS, ServerKind, make_server
 from bench.server import HOST, Server
 from bench.subscribers import ClientKind, SubscribeJob, subscribe_worker
 from bench.workers import Message, WorkerPool, raise_nofile, run_async
@@ -71,14 +72,16 @@ async def run(
     client: ClientKind = "raw",
     procs: int = 2,
     keep_data: bool = False,
+    server: ServerKind = "scribeline",
 ) -> Result:
     params: dict[str, Any] = {
         "connections": connections,
         "calls": calls,
-        "history_events_per_call": history + 1,
+        "history_events_per_call": history + (server == "scribeline"),  # + its status event
         "warmup_connections": warmup,
         "client": client,
         "client_procs": procs,
+        "server": server,
     }
     print_params("idle", params)
     limit = raise_nofile()
@@ -87,28 +90,28 @@ async def run(
     env = {"SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(connections + warmup)}
     sids = [f"CAidle{i:05d}" for i in range(calls)]
     pools: list[WorkerPool] = []
-    with Server(env, keep_data) as server:
-        async with Api(server.http, server.key) as api:
+    with make_server(server, env, keep_data) as node:
+        async with Api(node.http, node.key) as api:
             await api.create_calls(sids)
-            heads = dict.fromkeys(sids, 1)
+            heads = dict.fromkeys(sids, node.initial_head)
             for i in range(history):
                 seqs = await asyncio.gather(*(api.append(sid, i) for sid in sids))
                 heads = dict(zip(sids, seqs, strict=True))
         try:
             warm_sids = [sids[i % calls] for i in range(warmup)]
-            pool, warm = await _connect(_jobs(server, client, warm_sids, heads, 1))
+            pool, warm = await _connect(_jobs(node, client, warm_sids, heads, 1))
             pools.append(pool)
-            rss_start = server.rss()
-            rss_before = await _settled_rss(server, 2.0)
+            rss_start = node.rss()
+            rss_before = await _settled_rss(node, 2.0)
             began = time.monotonic()
             conn_sids = [sids[i % calls] for i in range(connections)]
-            pool, ready = await _connect(_jobs(server, client, conn_sids, heads, procs))
+            pool, ready = await _connect(_jobs(node, client, conn_sids, heads, procs))
             pools.append(pool)
             connect_seconds = time.monotonic() - began
-            rss_after = await _settled_rss(server, 3.0)
-            fds = server.num_fds()
+            rss_after = await _settled_rss(node, 3.0)
+            fds = node.num_fds()
             # Stop the server while every subscriber is still connected (each gets 1001).
-            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(node.stop)
         finally:
             for pool in pools:
                 pool.stop()
@@ -119,7 +122,7 @@ async def run(
     if failed or connected < connections:
         errors = [r["errors"] for r in ready]
         warnings.append(f"{failed} of {connections} subscribers failed to join: {errors}")
-    if server.killed:
+    if node.killed:
         warnings.append("the server did not stop within 20 s of SIGTERM and was killed")
     if int(warm[0]["connected"]) < warmup:
         warnings.append("some warm-up subscribers failed to join")
@@ -132,7 +135,7 @@ async def run(
         "rss_after_mb": round(rss_after / 2**20, 1),
         "server_fds": fds,
         "kb_per_connection": round(per_conn_kb, 2),
-        "server_stop_seconds": server.stop_seconds,
+        "server_stop_seconds": node.stop_seconds,
     }
     return {
         "scenario": "idle",
@@ -140,7 +143,7 @@ async def run(
         "results": results,
         "targets": {"kb_per_connection": target(results["kb_per_connection"], TARGET_KB, True)},
         "warnings": warnings,
-        "server_log": server.problems(),
+        "server_log": node.problems(),
     }
 
 
@@ -151,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--history", type=int, default=3, help="transcripts per call before")
     parser.add_argument("--warmup", type=int, default=200, help="subscribers before the baseline")
     add_client_options(parser, procs=2)
+    parser.add_argument("--server", choices=SERVER_KINDS, default="scribeline", help="measured")
     args = parser.parse_args(argv)
     result: Result = run_async(
         lambda: run(
@@ -161,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cast(ClientKind, args.client),
             args.procs,
             args.keep_data,
+            cast(ServerKind, args.server),
         )
     )
     emit(result, args.json)

@@ -1,5 +1,10 @@
 """Run every scenario (each against its own fresh server), print a summary table and
-write all results as JSON to bench/results/ (git-ignored)."""
+write all results as JSON to bench/results/ (git-ignored).
+
+Scenarios the reference server serves too (fanout, idle, connects, many_calls_rest)
+run against it in the same run, right before or after Scribeline (the order
+alternates between repeats); their result carries ``reference`` (its own result)
+and ``ratio_vs_reference`` (Scribeline's figure / the reference's)."""
 
 from __future__ import annotations
 
@@ -28,22 +33,74 @@ from bench import (
     speech,
 )
 from bench.common import RESULTS_DIR, Result, chosen, emit
+from bench.reference import ServerKind, reference_unavailable
 from bench.workers import run_async
 
 __all__ = ["main"]
 
 Scenario = Callable[[bool], Coroutine[Any, Any, Result]]
+Paired = Callable[[bool, ServerKind], Coroutine[Any, Any, Result]]
+
+#: The scenarios the reference server serves as well: name -> run(quick, server).
+PAIRED: dict[str, Paired] = {
+    "fanout": lambda quick, server: fanout.run(
+        subscribers=200 if quick else 1000, duration=3 if quick else 20, server=server
+    ),
+    "idle": lambda quick, server: idle.run(
+        connections=500 if quick else 5000, warmup=50 if quick else 200, server=server
+    ),
+    "connects": lambda quick, server: connects.run(
+        total=1000 if quick else 10_000, concurrency=200, server=server
+    ),
+    "many_calls_rest": lambda quick, server: many_calls.run_rest(
+        calls=100 if quick else 1000,
+        rate=200 if quick else 1000,
+        duration=3 if quick else 20,
+        server=server,
+    ),
+}
+
+#: The figures compared with the reference's (dotted: nested); the first is the headline.
+REFERENCE_FIGURES: dict[str, tuple[str, ...]] = {
+    "fanout": ("server_us_per_delivery", "latency.p99_ms", "deliveries_per_s"),
+    "idle": ("kb_per_connection",),
+    "connects": ("connects_per_s", "server_us_per_connect", "time_to_established.p99_ms"),
+    "many_calls_rest": ("server_us_per_event", "latency.p99_ms", "rest_append_ms_p50"),
+}
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+_ONLY_LIVE = "the reference serves only live-transcript subscribers and REST publishing"
+#: Why the reference cannot serve the other scenarios.
+NO_REFERENCE: dict[str, str] = {
+    "many_calls": "the reference has no producer WebSocket (/v1/ingest); see many_calls_rest",
+    "ingest": "the reference has no producer WebSocket and stores nothing",
+    "firehose": "the reference has no organization firehose stream",
+    "meetings": "the reference has no meeting-bot streams or actions",
+    "cluster": "the reference is one process with no broker or shared database",
+    "cluster_throughput": "the reference is one process with no broker or shared database",
+    "ingest_backends": "the reference has no storage backends",
+    "dashboard": f"{_ONLY_LIVE}, not the dashboard or its API",
+    "speech": "no server is measured (the local speech engine in this process)",
+}
+
+
+def _paired(paired: Paired, server: ServerKind, quick: bool) -> Coroutine[Any, Any, Result]:
+    return paired(quick, server)
+
+
+def _scribeline(paired: Paired) -> Scenario:
+    return partial(_paired, paired, "scribeline")
+
 
 #: name -> (full-size run, quick run); "quick" is a smoke test, not a measurement.
 SCENARIOS: dict[str, Scenario] = {
-    "fanout": lambda quick: fanout.run(
-        subscribers=200 if quick else 1000, duration=3 if quick else 20
-    ),
+    "fanout": _scribeline(PAIRED["fanout"]),
     "many_calls": lambda quick: many_calls.run(
         calls=100 if quick else 1000, rate=200 if quick else 1000, duration=3 if quick else 20
     ),
-    "idle": lambda quick: idle.run(connections=500 if quick else 5000, warmup=50 if quick else 200),
-    "connects": lambda quick: connects.run(total=1000 if quick else 10_000, concurrency=200),
+    "many_calls_rest": _scribeline(PAIRED["many_calls_rest"]),
+    "idle": _scribeline(PAIRED["idle"]),
+    "connects": _scribeline(PAIRED["connects"]),
     "ingest": lambda quick: ingest.run(
         messages=5000 if quick else 50_000, rest_requests=1000 if quick else 10_000
     ),
@@ -90,17 +147,22 @@ def headline(result: Result) -> str:
     """The few numbers that matter for one scenario, on one line."""
     r = result.get("results", {})
     name = result.get("scenario")
-    if name in ("fanout", "many_calls", "firehose"):
+    if name in ("fanout", "many_calls", "many_calls_rest", "firehose") and "latency" in r:
         lat = r["latency"]
         cost = (
             f"{_num(r['server_us_per_delivery'])} µs/delivery"
+            + _vs_reference(result, "server_us_per_delivery")
             if name == "fanout"
             else f"{_num(r['server_us_per_event'])} µs/event"
+            + _vs_reference(result, "server_us_per_event")
         )
+        p99 = _num(lat["p99_ms"])
+        if name == "many_calls_rest":  # its other target
+            p99 += _vs_reference(result, "latency.p99_ms")
         return (
             f"{cost}, "
             f"{_num(r['deliveries_per_s'])} deliveries/s, latency ms p50 {_num(lat['p50_ms'])} "
-            f"p90 {_num(lat['p90_ms'])} p99 {_num(lat['p99_ms'])} max {_num(lat['max_ms'])}"
+            f"p90 {_num(lat['p90_ms'])} p99 {p99} max {_num(lat['max_ms'])}"
         )
     if name == "meetings" and "latency" in r:
         lat, act = r["latency"], r["action_round_trip"]
@@ -112,13 +174,15 @@ def headline(result: Result) -> str:
         )
     if name == "idle":
         return (
-            f"{_num(r['kb_per_connection'])} KB/connection "
+            f"{_num(r['kb_per_connection'])} KB/connection"
+            f"{_vs_reference(result, 'kb_per_connection')} "
             f"({r['connected']} connected, RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB)"
         )
     if name == "connects":
         lat = r["time_to_established"]
         return (
-            f"{_num(r['connects_per_s'])} connects/s, {_num(r['server_us_per_connect'])} µs "
+            f"{_num(r['connects_per_s'])} connects/s{_vs_reference(result, 'connects_per_s')},"
+            f" {_num(r['server_us_per_connect'])} µs "
             f"server CPU/connect, p99 to established {_num(lat['p99_ms'])} ms"
         )
     if name == "cluster":
@@ -156,6 +220,42 @@ def headline(result: Result) -> str:
             f"({_num(r.get('rest_server_us_per_append', math.nan))} µs/append)"
         )
     return str(result.get("error", "?"))
+
+
+def _figure(results: Any, key: str) -> Any:
+    """``results[a][b]`` for the dotted ``key`` "a.b"; None if absent."""
+    for part in key.split("."):
+        results = results.get(part) if isinstance(results, dict) else None
+    return results
+
+
+def _measured(value: Any) -> bool:
+    return isinstance(value, int | float) and not math.isnan(value)
+
+
+def ratios(name: str, ours: Result, reference: Result) -> dict[str, float]:
+    """Scribeline's figure / the reference's, for each figure both runs measured."""
+    out: dict[str, float] = {}
+    for key in REFERENCE_FIGURES[name]:
+        mine = _figure(ours.get("results", {}), key)
+        theirs = _figure(reference.get("results", {}), key)
+        if _measured(mine) and _measured(theirs) and theirs:
+            out[key] = round(mine / theirs, 2)
+    return out
+
+
+def _vs_reference(result: Result, key: str) -> str:
+    """' (ref Y, xZ)' after a figure the reference measured too in this run (Z: the ratio)."""
+    ref = result.get("reference")
+    if not isinstance(ref, dict) or result.get("scenario") not in PAIRED:
+        return ""
+    if "not_run" in ref:
+        return " (ref not run)"
+    theirs = _figure(ref.get("results", {}), key)
+    if not _measured(theirs):
+        return " (ref failed)"
+    ratio = result.get("ratio_vs_reference", {}).get(key)
+    return f" (ref {_num(theirs)}, {TIMES}{_num(ratio) if ratio is not None else '?'})"
 
 
 def _dashboard_phase(phase: str, f: dict[str, Any]) -> str:
@@ -205,6 +305,9 @@ def _flags(result: Result) -> str:
     log = result.get("server_log") or {}
     if log.get("error_lines") or log.get("tracebacks"):
         flags.append("server-errors")
+    ref = result.get("reference")
+    if isinstance(ref, dict) and "scenario" in ref:
+        flags += [f"ref-{flag}" for flag in _flags(ref).split(",") if flag != "-"]
     return ",".join(flags) or "-"
 
 
@@ -233,6 +336,32 @@ def print_table(results: Sequence[Result]) -> None:
         print(" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         if n == 0:
             print("-+-".join("-" * w for w in widths))
+    notes = {
+        str(res.get("scenario")): res["reference"]["not_run"]
+        for res in results
+        if isinstance(res.get("reference"), dict) and "not_run" in res["reference"]
+    }
+    if any("ratio_vs_reference" in res for res in results):
+        print(
+            f"\n(ref Y, {TIMES}Z): the reference server in the same run; Z = Scribeline / reference"
+        )
+    for name, why in notes.items():
+        print(f"no reference figure for {name}: {why}")
+
+
+def _run(name: str, scenario: Scenario, quick: bool, n: int) -> Result:
+    """One run of one scenario, printed; a failure becomes the result's ``error``."""
+    began = time.monotonic()
+    try:
+        result: Result = run_async(partial(scenario, quick))
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}", "results": {}}
+    result["run"] = n
+    result["wall_seconds"] = round(time.monotonic() - began, 1)
+    emit(result, None)
+    print(flush=True)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,19 +374,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/<time>.json)")
     args = parser.parse_args(argv)
     names = chosen(parser, args.only, SCENARIOS, "scenarios")
+    unavailable = reference_unavailable()
+    if unavailable and any(name in PAIRED for name in names):
+        print(f"reference server not run: {unavailable}", flush=True)
     results: list[Result] = []
     for name in names:
         for n in range(1, args.repeat + 1):
-            began = time.monotonic()
-            try:
-                result: Result = run_async(partial(SCENARIOS[name], args.quick))
-            except Exception as exc:
-                traceback.print_exc()
-                result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}", "results": {}}
-            result["run"] = n
-            result["wall_seconds"] = round(time.monotonic() - began, 1)
-            results.append(emit(result, None))
-            print(flush=True)
+            if name not in PAIRED or unavailable:
+                result = _run(name, SCENARIOS[name], args.quick, n)
+                result["reference"] = {"not_run": NO_REFERENCE.get(name, unavailable)}
+                results.append(result)
+                continue
+            # Odd runs measure Scribeline first, even runs the reference first.
+            kinds: list[ServerKind] = ["scribeline", "reference"]
+            if n % 2 == 0:
+                kinds.reverse()
+            done = {
+                kind: _run(name, partial(_paired, PAIRED[name], kind), args.quick, n)
+                for kind in kinds
+            }
+            result, reference = done["scribeline"], done["reference"]
+            reference.pop("host", None)
+            result["reference"] = reference
+            result["reference_order"] = f"{kinds[0]} first"
+            result["ratio_vs_reference"] = ratios(name, result, reference)
+            print(f"ratio vs reference ({kinds[0]} ran first): {result['ratio_vs_reference']}\n")
+            results.append(result)
     print_table(results)
     out = args.out or RESULTS_DIR / time.strftime("run-%Y%m%d-%H%M%S.json")
     out.parent.mkdir(parents=True, exist_ok=True)

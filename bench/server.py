@@ -47,6 +47,11 @@ class Server:
     already set up is given that node's ``key`` and creates none.
     """
 
+    #: Which server this is in results ("reference" for bench.reference's).
+    kind = "scribeline"
+    #: The seq of a new call's last event: creating a call publishes its status as seq 1.
+    initial_head = 1
+
     def __init__(
         self, env: dict[str, str] | None = None, keep_data: bool = False, key: str = ""
     ) -> None:
@@ -98,12 +103,22 @@ class Server:
             self._admin("orgs", "create", "bench", "--init")
             out = self._admin("keys", "create", "--org", "bench", "--scopes", "read,write")
             self.key = out.strip().splitlines()[-1].strip()
+        argv = [scribeline_bin(), "serve", "--host", HOST, "--port", "0"]
+        argv += ["--data-dir", str(self.data_dir)]
+        match = self._launch(argv, _LISTENING, timeout)
+        if match is None:
+            raise RuntimeError(f"server did not start: {self.stderr()[-2000:]}")
+        self.port = int(match.group(2))
+
+    def _launch(
+        self, argv: list[str], listening: re.Pattern[str], timeout: float
+    ) -> re.Match[str] | None:
+        """Start ``argv`` with its output in the data directory; the first match of
+        ``listening`` in its stdout, or None if it exited or ``timeout`` passed first."""
         raise_nofile()  # the server inherits this process's open-files limit
         env = {**os.environ, **self.env}
         stdout = (self.data_dir / "server.out").open("wb")
         stderr = (self.data_dir / "server.err").open("wb")
-        argv = [scribeline_bin(), "serve", "--host", HOST, "--port", "0"]
-        argv += ["--data-dir", str(self.data_dir)]
         self._proc = subprocess.Popen(
             argv,
             stdout=stdout,
@@ -115,15 +130,14 @@ class Server:
         stderr.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            match = _LISTENING.search(self.stdout())
+            match = listening.search(self.stdout())
             if match:
-                self.port = int(match.group(2))
                 self._ps = psutil.Process(self._proc.pid)
-                return
+                return match
             if self._proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.stderr()[-2000:]}")
+        return None
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM and wait (SIGKILL after ``timeout``); records how long stopping took."""

@@ -154,6 +154,9 @@ class Tracker:
         if seq is None:  # connection_established, the status snapshot, pongs, errors
             if msg.get("type") == "connection_established":
                 self.established = True
+                if self.head == 0 and not self.ready.done():
+                    # No history to wait for (a reference-server call has no event yet).
+                    self.ready.set_result(None)
             elif msg.get("type") == "error" and not self.ready.done():
                 self.ready.set_exception(RuntimeError(f"server error: {msg.get('error')}"))
             return
