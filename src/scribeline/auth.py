@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from scribeline import tokens
 from scribeline.cluster import Signals
 from scribeline.domain import ApiKey, KeyKind
 from scribeline.errors import AuthenticationFailed, Forbidden, InvalidRequest
+from scribeline.events import now_ms
 from scribeline.storage import Catalog
 from scribeline.ttl_cache import TtlCache
 
@@ -229,15 +230,14 @@ class Authenticator:
         if self._on_revoked is not None:
             self._on_revoked(notice["id"])
 
-    async def key_active(self, key_id: int) -> bool:
-        """Whether key ``key_id`` (an API key or a dashboard session) is active now:
-        neither revoked nor expired, as storage says (the cache is what this
-        re-checks). A key found inactive is forgotten, as on a notice."""
-        key = await self._catalog.get_api_key(key_id)
-        if key is not None and key.active:
-            return True
-        self.forget_key(key_id)
-        return False
+    async def inactive_keys(self, key_ids: Collection[int]) -> set[int]:
+        """Those of ``key_ids`` (API keys or dashboard sessions) no longer active:
+        revoked, expired or gone, as storage says now (the cache is what this
+        re-checks). Each is forgotten, as on a notice."""
+        gone = await self._catalog.inactive_keys(key_ids, now_ms())
+        for key_id in gone:
+            self.forget_key(key_id)
+        return gone
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:

@@ -14,6 +14,9 @@ A connection opened with a credential knows the API key it came from
 (``key_id``: the key itself, or the key or dashboard session an access,
 captions or capability token was minted from); the registry indexes
 connections by it, so revoking the key closes them all (``Registry.close_key``).
+A connection whose endpoint answers every message it reads (``acknowledges``:
+the producers) first stops reading and lets the answers to what it read go
+out, so that every message stored has been acknowledged.
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 
-from scribeline.cluster import Cluster
-from scribeline.cluster.memory import MemoryCluster
 from scribeline.errors import (
     AuthenticationFailed,
     CloseCode,
@@ -40,9 +42,12 @@ from scribeline.errors import (
     SlowConsumer,
     close_for,
 )
-from scribeline.protocols.frames import PING_FRAME, text_frame
+from scribeline.protocols.frames import text_frame
 
-__all__ = ["Connection", "Inbound", "KeyCheck", "Registry", "Renderer", "TokenBucket"]
+if TYPE_CHECKING:
+    from scribeline.registry import Registry
+
+__all__ = ["Connection", "Inbound", "Renderer", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +58,6 @@ _REVOKED = AuthenticationFailed("The credential was revoked")
 
 #: Renders an error as the endpoint's error message.
 Renderer = Callable[[ScribelineError], bytes]
-#: Whether the key of this id is still active (neither revoked nor expired).
-KeyCheck = Callable[[int], Awaitable[bool]]
 
 
 class TokenBucket:
@@ -104,14 +107,19 @@ class Connection:
     """The server's side of one WebSocket."""
 
     __slots__ = (
+        "_acknowledges",
         "_bucket",
         "_close_task",
         "_close_timeout",
         "_explain",
         "_pace",
+        "_reader",
         "_registry",
         "_render",
+        "_revoke_deadline",
+        "_revoked",
         "_ticker",
+        "_waking",
         "closing",
         "joining",
         "key_id",
@@ -140,6 +148,7 @@ class Connection:
         pace: bool = False,
         render: Renderer | None = None,
         explain: bool = False,
+        acknowledges: bool = False,
     ) -> None:
         transport = request.transport
         assert transport is not None
@@ -162,6 +171,13 @@ class Connection:
         self._registry = registry
         self._render = render
         self._explain = explain
+        self._acknowledges = acknowledges
+        #: Revoked, still answering the messages read before (``acknowledges``).
+        self._revoked = False
+        self._revoke_deadline: asyncio.TimerHandle | None = None
+        #: The task waiting in ``next_message`` for the client's next message, if any.
+        self._reader: asyncio.Task[object] | None = None
+        self._waking = False
         #: The API key (or dashboard session) the credential came from, once known.
         self.key_id: int | None = None
         if socket_send_buffer:
@@ -187,7 +203,28 @@ class Connection:
     def revoke(self) -> None:
         """Its key was revoked: close with 1008 ``authentication_failed``, after that
         error in the endpoint's format when it has error messages (as a refusal
-        does, so clients stop rather than reconnect)."""
+        does, so clients stop rather than reconnect).
+
+        An endpoint that ``acknowledges`` messages is first made to stop reading
+        (``next_message`` returns None): its answers to the messages already
+        read go out, and the error and close follow when it closes the
+        connection, or after twice the close timeout if it never does.
+        """
+        if self.closing or self._revoked:
+            return
+        if not self._acknowledges:
+            self._end_revoked()
+            return
+        self._revoked = True
+        reader = self._reader
+        if reader is not None:  # waiting for a message that must not be taken now
+            self._waking = True
+            reader.cancel()
+        self._revoke_deadline = asyncio.get_running_loop().call_later(
+            2 * self._close_timeout, self._end_revoked
+        )
+
+    def _end_revoked(self) -> None:
         if self.closing:
             return
         if self._render is not None:
@@ -280,7 +317,22 @@ class Connection:
         """
         ws = self.ws
         while True:
-            msg = await ws.receive()
+            if self._revoked:
+                return None
+            self._reader = asyncio.current_task()
+            try:
+                msg = await ws.receive()
+            except asyncio.CancelledError:
+                # revoke() woke us (a cancelled receive loses no message); any
+                # other cancellation goes on.
+                task = self._reader
+                if self._waking and task is not None:
+                    self._waking = False
+                    if task.uncancel() == 0:
+                        return None
+                raise
+            finally:
+                self._reader = None
             kind = msg.type
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                 if self._pace:
@@ -309,7 +361,13 @@ class Connection:
             self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def close(self, code: int, reason: str = "") -> None:
-        """Close (``reason`` goes in the close frame) and wait until the socket is released."""
+        """Close (``reason`` goes in the close frame) and wait until the socket is released.
+
+        A connection whose key was revoked while it answered what it had read
+        closes as revoked whatever ``code`` says (see :meth:`revoke`).
+        """
+        if self._revoked:
+            self._end_revoked()
         if self._close_task is None and self.ws.closed:
             # The peer closed first and aiohttp answered: only our bookkeeping is left.
             self.closing = True
@@ -329,9 +387,7 @@ class Connection:
             self._release_transport()
 
     def _release_transport(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        self._stop_timers()
         transport = self.transport
         if not transport.is_closing():
             transport.close()
@@ -341,133 +397,15 @@ class Connection:
             asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
         self._registry.discard(self)
 
+    def _stop_timers(self) -> None:
+        for timer in (self._ticker, self._revoke_deadline):
+            if timer is not None:
+                timer.cancel()
+        self._ticker = self._revoke_deadline = None
+
     def abort(self) -> None:
         """Drop the connection at once (an unresponsive peer)."""
         self.closing = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        self._stop_timers()
         self.transport.abort()
         self._registry.discard(self)
-
-
-class Registry:
-    """Every open connection of the process: keep-alive pings, limits, revoked
-    keys, shutdown.
-
-    Limits are counted across the cluster (``cluster``; alone: this process).
-    Connections are indexed by the key that authenticated them: a revocation
-    notice closes that key's connections without looking at any other, and a
-    periodic re-check of the keys in the index closes those of a revocation
-    this node never heard of (a missed notice; ``keys revoke`` run without a
-    broker URL).
-    """
-
-    def __init__(
-        self, ping_interval: float, ping_timeout: float, cluster: Cluster | None = None
-    ) -> None:
-        self._connections: set[Connection] = set()
-        self._by_key: dict[int, set[Connection]] = {}
-        self._cluster = cluster or MemoryCluster()
-        self._interval = ping_interval
-        self._timeout = ping_timeout
-        self._task: asyncio.Task[None] | None = None
-        self._recheck_task: asyncio.Task[None] | None = None
-
-    def __len__(self) -> int:
-        return len(self._connections)
-
-    def add(self, conn: Connection) -> None:
-        self._connections.add(conn)
-
-    def discard(self, conn: Connection) -> None:
-        self._connections.discard(conn)
-        if conn.key_id is not None:
-            same_key = self._by_key.get(conn.key_id)
-            if same_key is not None:
-                same_key.discard(conn)
-                if not same_key:
-                    del self._by_key[conn.key_id]
-
-    def bind(self, conn: Connection, key_id: int) -> None:
-        """Index ``conn`` under the key that authenticated it (``Connection.authenticated``)."""
-        if conn in self._connections:  # not if it closed while its join authenticated
-            self._by_key.setdefault(key_id, set()).add(conn)
-
-    def close_key(self, key_id: int) -> int:
-        """Close every connection authenticated by key ``key_id`` (it was revoked);
-        how many there were. Never waits."""
-        conns = self._by_key.pop(key_id, ())
-        for conn in conns:
-            conn.revoke()
-        if conns:
-            log.info("closing %d connections of revoked key %d", len(conns), key_id)
-        return len(conns)
-
-    async def acquire(self, key: str, limit: int, conn: Connection) -> bool:
-        """Count ``conn`` on ``key`` unless ``limit`` connections (cluster-wide) already are."""
-        return await self._cluster.acquire(key, limit, conn.member)
-
-    async def release(self, key: str, conn: Connection) -> None:
-        """Stop counting ``conn`` on ``key``."""
-        await self._cluster.release(key, conn.member)
-
-    def start(self, key_active: KeyCheck | None = None, recheck_interval: float = 5.0) -> None:
-        """Start the keep-alive pings and, with ``key_active``, re-checking every
-        ``recheck_interval`` seconds that the keys of open connections are still active."""
-        loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._keepalive())
-        if key_active is not None:
-            self._recheck_task = loop.create_task(self._recheck(key_active, recheck_interval))
-
-    async def _recheck(self, key_active: KeyCheck, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self.recheck(key_active)
-
-    async def recheck(self, key_active: KeyCheck) -> int:
-        """Close the connections of every indexed key that is no longer active; how
-        many keys were. A key that cannot be checked now (storage is down) stays."""
-        closed = 0
-        for n, key_id in enumerate(list(self._by_key), 1):
-            if key_id not in self._by_key:
-                continue  # closed meanwhile
-            try:
-                active = await key_active(key_id)
-            except Exception as exc:
-                log.warning("cannot re-check the keys of open connections: %s", type(exc).__name__)
-                break
-            if not active:
-                self.close_key(key_id)
-                closed += 1
-            if n % 100 == 0:
-                await asyncio.sleep(0)  # look-ups answered from memory never yield
-        return closed
-
-    async def _keepalive(self) -> None:
-        # One timer for the whole process, one shared ping frame.
-        tick = min(max(min(self._interval, self._timeout) / 4, 0.05), 5.0)
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for conn in list(self._connections):
-                if conn.closing:
-                    continue
-                if conn.ping_sent_at:
-                    if now - conn.ping_sent_at >= self._timeout:
-                        log.info("dropping a peer that did not answer a ping")
-                        conn.abort()
-                elif now - conn.last_ping >= self._interval:
-                    conn.last_ping = conn.ping_sent_at = now
-                    conn.write(PING_FRAME)
-
-    async def close_all(self, code: int) -> None:
-        """Close every connection with ``code`` (server shutdown: 1001)."""
-        for task in (self._task, self._recheck_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        conns = list(self._connections)
-        if conns:
-            await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)

@@ -25,7 +25,6 @@ from scribeline.auth import Authenticator
 from scribeline.broker import open_broker
 from scribeline.cluster import Signals, check, open_cluster
 from scribeline.config import Settings
-from scribeline.connection import Registry
 from scribeline.hub import Hub
 from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.bots import BotService
@@ -34,6 +33,7 @@ from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.protocols import org_events
 from scribeline.readiness import Probe, Readiness, soft
+from scribeline.registry import Registry
 from scribeline.sealed import SecretBox
 from scribeline.sessions import SessionService
 from scribeline.speech.media import build_media
@@ -166,7 +166,7 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
     host, port = runner.addresses[0][:2]
     base_url = f"http://{host}:{port}"
     # A revocation this node missed (no notice) closes sockets within the cache time.
-    services.registry.start(services.auth.key_active, max(settings.auth_cache_seconds, 1.0))
+    services.registry.start(services.auth.inactive_keys, max(settings.auth_cache_seconds, 1.0))
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

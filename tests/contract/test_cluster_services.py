@@ -23,7 +23,6 @@ from scribeline.auth import KEY_REVOKED, Authenticator, hash_key, new_api_key
 from scribeline.broker import Broker, BrokerUnavailable, open_broker
 from scribeline.broker.memory import MemoryBroker
 from scribeline.cluster import Signals, announce, check
-from scribeline.connection import Registry
 from scribeline.domain import Bot
 from scribeline.errors import AuthenticationFailed, StorageUnavailable, TranscriptionDisabled
 from scribeline.events import BotEventType, EventType, NewEvent
@@ -34,6 +33,7 @@ from scribeline.ingest.models import CreateCall, Transcript
 from scribeline.ingest.publish import Publisher
 from scribeline.protocols.meeting_bot import STOP_ACTION, encode_action
 from scribeline.readiness import Readiness, is_ready, soft, summary
+from scribeline.registry import Registry
 from scribeline.storage import Storage, open_storage
 from tests.contract.cluster_backends import *  # noqa: F403 - the fixtures
 from tests.contract.cluster_backends import Nodes, eventually

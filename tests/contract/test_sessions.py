@@ -145,6 +145,27 @@ async def test_a_session_is_a_key_row_that_expires_and_is_never_listed(storage: 
     assert await storage.list_api_keys(org.id) == [key]
 
 
+async def test_inactive_keys_names_the_revoked_expired_and_absent_in_one_call(
+    storage: Storage,
+) -> None:
+    """inactive_keys returns exactly the ids not active at the given time (revoked,
+    expired or unknown), across more ids than one query takes (500)."""
+    org = await storage.create_org("acme")
+    keys = []
+    for n in range(3):
+        _, prefix, digest = new_api_key()
+        keys.append(await storage.add_api_key(org.id, prefix, digest, READ, f"k{n}"))
+    now = now_ms()
+    session = await _session(storage, org.id, now + HOUR)
+    await storage.revoke_api_key(org.id, keys[1].prefix)
+    absent = [keys[-1].id + 10_000 + n for n in range(600)]
+    ids = [keys[0].id, keys[1].id, keys[2].id, session.id, *absent]
+    assert await storage.inactive_keys(ids, now) == {keys[1].id, *absent}
+    assert await storage.inactive_keys(ids, now + HOUR) == {keys[1].id, session.id, *absent}
+    assert await storage.inactive_keys([keys[0].id, keys[0].id], now) == set()
+    assert await storage.inactive_keys([], now) == set()
+
+
 async def test_sessions_are_listed_and_revoked_within_their_organization(
     storage: Storage,
 ) -> None:

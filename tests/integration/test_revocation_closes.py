@@ -12,6 +12,7 @@ revocation announced over Redis closes them at once, well before a 60 s re-check
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from scribeline.client import AsyncClient, Backoff, StreamRefused
@@ -35,6 +37,7 @@ from .helpers import (
     ServerProcess,
     assert_timestamp,
     collect_until_closed,
+    connect_ingest,
     new_sid,
     open_live,
     read_until_seq,
@@ -187,6 +190,66 @@ async def test_keys_revoke_closes_every_stream_of_the_key_and_no_other(
     (event,) = await read_until_seq(survivor, after)
     assert event["data"]["content"] == "After.", event
     await survivor.close()
+
+
+#: Messages a test producer keeps unanswered at most (the server takes up to 1,024).
+WINDOW = 200
+
+
+async def test_a_producer_revoked_mid_stream_has_every_stored_line_acknowledged(
+    rechecking: ServerProcess, cookieless: aiohttp.ClientSession
+) -> None:
+    """A producer pipelining transcripts when its key is revoked gets an answer to every
+    message the server read, in order, then the authentication_failed error and a 1008
+    close: the lines stored are exactly those acknowledged, each with its seq, and the
+    messages past the last ack were never read (a retry duplicates nothing)."""
+    server = rechecking
+    org = f"revoke-{uuid.uuid4().hex[:8]}"
+    tenant = await asyncio.to_thread(server.create_tenant, org)
+    doomed = await asyncio.to_thread(server.create_key, org, "read,write")
+    api = Api(cookieless, server, tenant.rw)
+    sid = new_sid()
+    await api.create_call(sid)
+    ws = await connect_ingest(server, sid, doomed, close_timeout=5)
+    answers: list[dict[str, Any]] = []
+    progress = asyncio.Event()
+    sent = 0
+
+    async def read_all() -> None:
+        try:
+            while True:
+                answers.append(json.loads(await ws.recv()))
+                progress.set()
+        except ConnectionClosed:
+            progress.set()
+
+    async def send_all() -> None:
+        nonlocal sent
+        with contextlib.suppress(ConnectionClosed):
+            while not reader.done():
+                if sent - len(answers) >= WINDOW:
+                    progress.clear()
+                    await progress.wait()
+                    continue
+                await ws.send(json.dumps({**transcript(f"line {sent}"), "ref": sent}))
+                sent += 1
+
+    reader = asyncio.create_task(read_all())
+    sender = asyncio.create_task(send_all())
+    while not answers:  # the pipeline is flowing
+        progress.clear()
+        await progress.wait()
+    await asyncio.to_thread(server.cli, "keys", "revoke", doomed[:12])
+    await asyncio.wait_for(asyncio.gather(reader, sender), RECV_TIMEOUT)
+
+    acks = [a for a in answers if a["type"] == "ack"]
+    stored = [(t["seq"], t["content"]) for t in await api.final_transcript(sid)]
+    assert stored == [(a["seq"], f"line {a['ref']}") for a in acks], (len(stored), len(acks))
+    assert [a["ref"] for a in acks] == list(range(len(acks)))
+    assert len(acks) < sent, "the revocation came after the last message"
+    assert answers[len(acks) :] == answers[-1:], answers[len(acks) :]  # no other error
+    assert answers[-1]["error"] == "authentication_failed", answers[-1]
+    assert (ws.close_code, ws.close_reason) == (1008, "authentication_failed")
 
 
 async def test_signing_out_closes_the_sessions_streams_at_once(

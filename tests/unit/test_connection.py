@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from scribeline.connection import Connection, Registry
+from scribeline.connection import Connection
+from scribeline.registry import Registry
 
 
 class _Transport:

@@ -150,7 +150,7 @@ async def bot_producer(request: web.Request) -> web.StreamResponse:
 
     return await serve_websocket(
         request,
-        Endpoint(join, serve, error_message, leave, ending=(BotEnded,)),
+        Endpoint(join, serve, error_message, leave, ending=(BotEnded,), acknowledges=True),
         services.settings.producer_messages_per_second,
         pace=True,
     )

@@ -119,7 +119,10 @@ async def producer(request: web.Request) -> web.StreamResponse:
             await _finish(acks, acker, within=s.close_timeout)
 
     return await serve_websocket(
-        request, Endpoint(join, serve, error_message), s.producer_messages_per_second, pace=True
+        request,
+        Endpoint(join, serve, error_message, acknowledges=True),
+        s.producer_messages_per_second,
+        pace=True,
     )
 
 

@@ -10,7 +10,6 @@ from scribeline.auth import Authenticator
 from scribeline.broker import Broker
 from scribeline.cluster import Signals
 from scribeline.config import Settings
-from scribeline.connection import Registry
 from scribeline.hub import Hub
 from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.bots import BotService
@@ -18,6 +17,7 @@ from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
 from scribeline.readiness import Readiness
+from scribeline.registry import Registry
 from scribeline.sessions import SessionService
 from scribeline.speech.media import Media
 from scribeline.speech.settings import SpeechSettingsService

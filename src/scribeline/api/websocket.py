@@ -62,6 +62,9 @@ class Endpoint(Generic[S]):
     ``ending``: errors from ``serve`` that close even though their kind
     usually leaves a connection open. ``explain``: close reasons carry the
     error's message too (for formats without error messages).
+    ``acknowledges``: ``serve`` answers every message it reads (an ack or an
+    error), so a revocation lets those answers go out before it closes
+    (``Connection.revoke``).
     """
 
     join: Callable[[Connection, Credentials], Awaitable[S | None]]
@@ -70,6 +73,7 @@ class Endpoint(Generic[S]):
     leave: Callable[[Connection, S], Awaitable[None]] | None = None
     ending: tuple[type[ScribelineError], ...] = ()
     explain: bool = False
+    acknowledges: bool = False
 
     async def run(self, conn: Connection, credentials: Credentials) -> None:
         """Join, serve, leave and close ``conn``, reporting any error to the client."""
@@ -119,6 +123,7 @@ async def serve_websocket(
         max_frame_bytes=max_frame_bytes,
         render=endpoint.render,
         explain=endpoint.explain,
+        acknowledges=endpoint.acknowledges,
     )
     await endpoint.run(conn, credentials)
     return conn.ws
@@ -134,13 +139,14 @@ async def open_websocket(
     max_frame_bytes: int | None = None,
     render: Renderer | None = None,
     explain: bool = False,
+    acknowledges: bool = False,
 ) -> Connection:
     """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection.
 
     ``messages_per_second`` and ``max_frame_bytes`` default to the
     subscribers' limits; with ``pace`` a client over the rate is slowed down
-    instead of refused. ``render`` and ``explain`` are the endpoint's (how the
-    connection says its key was revoked).
+    instead of refused. ``render``, ``explain`` and ``acknowledges`` are the
+    endpoint's (how the connection says its key was revoked).
     """
     s = services.settings
     ws = web.WebSocketResponse(
@@ -164,6 +170,7 @@ async def open_websocket(
         pace=pace,
         render=render,
         explain=explain,
+        acknowledges=acknowledges,
     )
 
 

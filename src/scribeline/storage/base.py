@@ -175,6 +175,12 @@ class Catalog(ABC):
         """The key with this id, revoked or not."""
 
     @abstractmethod
+    async def inactive_keys(self, key_ids: Collection[int], now_ms: int) -> set[int]:
+        """Those of ``key_ids`` (keys or sessions) not active at ``now_ms``: revoked,
+        expired or absent. One query per 500 ids (``rules.KEY_BATCH``): the
+        registry's periodic re-check of every open connection's key."""
+
+    @abstractmethod
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
         """The organization's API keys (never its dashboard sessions), oldest first."""
 

@@ -23,6 +23,7 @@ from scribeline.storage.postgres_db import PostgresDatabase
 from scribeline.storage.postgres_log import append_one
 from scribeline.storage.postgres_sessions import insert_key, key_record, keys_of_kind
 from scribeline.storage.rules import (
+    KEY_BATCH,
     KEY_COLUMNS,
     key_lookup,
     linked_outcome,
@@ -118,6 +119,23 @@ class PostgresCatalog:
                 lambda c: c.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
             )
         )
+
+    async def inactive_keys(self, key_ids: Collection[int], now_ms: int) -> set[int]:
+        ids = list(set(key_ids))
+
+        async def run(conn: Conn) -> set[int]:
+            active: set[int] = set()
+            for start in range(0, len(ids), KEY_BATCH):
+                rows = await conn.fetch(
+                    "SELECT id FROM api_keys WHERE id = ANY($1::int8[]) AND revoked_at IS NULL"
+                    " AND (expires_at IS NULL OR expires_at > $2)",
+                    ids[start : start + KEY_BATCH],
+                    now_ms,
+                )
+                active.update(row[0] for row in rows)
+            return set(ids) - active
+
+        return await self._db.read(run) if ids else set()
 
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
         return await keys_of_kind(self._db, org_id, KeyKind.KEY)

@@ -38,6 +38,7 @@ from scribeline.numbers import parse_int
 from scribeline.recovery import SegmentHead, segment_heads_of
 
 __all__ = [
+    "KEY_BATCH",
     "KEY_COLUMNS",
     "SESSION_RETENTION_MS",
     "Projection",
@@ -166,6 +167,9 @@ def project(stream: str, events: Sequence[StoredEvent]) -> Projection:
 
 #: The ``api_keys`` columns that make an ``ApiKey``, in the order of its fields.
 KEY_COLUMNS = "id, org_id, user_id, prefix, scopes, name, created_at, revoked_at, kind, expires_at"
+#: At most this many key ids per query of ``inactive_keys`` (SQLite caps a
+#: statement's parameters; one statement stays small on either backend).
+KEY_BATCH = 500
 #: How long past its expiry a dashboard session's row is kept (a bot may name it
 #: longer): adding a session purges those older, so the rows do not pile up.
 SESSION_RETENTION_MS = 86_400_000

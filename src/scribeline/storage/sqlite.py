@@ -20,7 +20,7 @@ from scribeline.files import private_dir, private_file
 from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
-from scribeline.storage.rules import KEY_COLUMNS, key_lookup, key_of, speech_columns
+from scribeline.storage.rules import KEY_BATCH, KEY_COLUMNS, key_lookup, key_of, speech_columns
 from scribeline.storage.sqlite_bots import SqliteBots
 from scribeline.storage.sqlite_calls import SqliteCalls
 from scribeline.storage.sqlite_campaigns import SqliteCampaigns
@@ -216,6 +216,24 @@ class SqliteStorage(SqliteCalls, SqliteCampaigns, SqliteBots, SqliteSessions, St
             return None if row is None else key_of(row)
 
         return self._db.read_now(run)
+
+    async def inactive_keys(self, key_ids: Collection[int], now_ms: int) -> set[int]:
+        ids = list(set(key_ids))
+
+        def run(conn: sqlite3.Connection) -> set[int]:
+            active: set[int] = set()
+            for start in range(0, len(ids), KEY_BATCH):
+                chunk = ids[start : start + KEY_BATCH]
+                rows = conn.execute(
+                    f"SELECT id FROM api_keys WHERE id IN ({','.join('?' * len(chunk))})"
+                    " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+                    (*chunk, now_ms),
+                )
+                active.update(row[0] for row in rows)
+            return set(ids) - active
+
+        # Periodic and possibly thousands of ids: on a reader thread, off the loop.
+        return await self._db.read(run) if ids else set()
 
     async def list_api_keys(self, org_id: int) -> list[ApiKey]:
         return self._db.read_now(lambda conn: keys_of_kind(conn, org_id, KeyKind.KEY))

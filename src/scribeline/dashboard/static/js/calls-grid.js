@@ -71,7 +71,7 @@ class CallsGrid {
     /** Events waiting for the next frame, per call, in order. */
     /** @type {Map<string, any[]>} */
     this.queue = new Map();
-    /** @type {{list: any[], mark: number}|null} */
+    /** @type {{list: any[], mark: number, complete: boolean}|null} */
     this.pendingSnapshot = null;
     this.loaded = false;
     this.destroyed = false;
@@ -166,7 +166,8 @@ class CallsGrid {
       cursor = body?.next_cursor;
       if (!cursor) break;
     }
-    this.pendingSnapshot = { list, mark };
+    // Still a cursor: more live calls than the cap, and the list is not all of them.
+    this.pendingSnapshot = { list, mark, complete: !cursor };
     this.batcher.schedule();
   }
 
@@ -191,9 +192,12 @@ class CallsGrid {
     /** @type {Set<string>} */
     const dirty = new Set();
     if (this.pendingSnapshot) {
-      const { list, mark } = this.pendingSnapshot;
+      const { list, mark, complete } = this.pendingSnapshot;
       this.pendingSnapshot = null;
-      const { changed, gone } = this.store.applySnapshot(list, mark);
+      const { changed, gone } = this.store.applySnapshot(list, mark, complete);
+      if (!complete) {
+        say(this.notice, `Showing the first ${(SNAPSHOT_PAGE * SNAPSHOT_MAX_PAGES).toLocaleString('en')} live calls.`);
+      }
       for (const sid of gone) this.removeRow(sid);
       for (const call of changed) dirty.add(call.sid);
       this.loaded = true;

@@ -79,11 +79,14 @@ export class CallsStore {
    * Merge a REST snapshot of the live calls (`GET /v1/calls?include=latest`).
    * @param {any[]} list the calls, all pages
    * @param {number} mark `clock` when the request was sent
+   * @param {boolean} [complete] false when `list` stopped at the page cap with
+   *   more calls left: a call it does not list may just be past the cap, so none
+   *   is taken for gone
    * @returns {{changed: CallState[], gone: string[]}} `gone`: calls the
    *   snapshot no longer lists and no event has touched since `mark` (they
    *   ended while the stream was down); they are removed from the store
    */
-  applySnapshot(list, mark) {
+  applySnapshot(list, mark, complete = true) {
     /** @type {Set<string>} */
     const seen = new Set();
     /** @type {CallState[]} */
@@ -111,7 +114,7 @@ export class CallsStore {
     }
     /** @type {string[]} */
     const gone = [];
-    for (const call of this.calls.values()) {
+    for (const call of complete ? this.calls.values() : []) {
       if (!seen.has(call.sid) && !call.ended && call.touched <= mark) gone.push(call.sid);
     }
     for (const sid of gone) this.remove(sid);

@@ -57,9 +57,9 @@ export class Session {
      */
     this.generation = 0;
     this.signingOut = false;
-    // Other tabs of this browser share the cookie. The server does not close sockets
-    // that are already open when a session is revoked, so a sign-out here tells them;
-    // each then asks the server (a message alone proves nothing) and ends on its 401.
+    // Other tabs of this browser share the cookie. The server closes a revoked session's
+    // open sockets too, but a sign-out here tells them at once (not only when a socket
+    // closes); each then asks the server (a message alone proves nothing) and ends on its 401.
     this.channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('scribeline-session') : null;
     this.channel?.addEventListener('message', () => {
       if (this.state === 'signed-in') this.refresh().catch(() => {});
