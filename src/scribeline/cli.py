@@ -147,7 +147,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _parents() -> tuple[argparse.ArgumentParser, ...]:
-    """The shared options: ``(data, net, remote)``."""
+    """The shared options: ``(data, net, remote, stores)``."""
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument(
         "--data-dir",
@@ -171,7 +171,13 @@ def _parents() -> tuple[argparse.ArgumentParser, ...]:
         help="API key (default $SCRIBELINE_API_KEY; $SCRIBELINE_TOKEN for an access token)."
         " Prefer the environment: a command line is visible to other users",
     )
-    return data, net, remote
+    stores = argparse.ArgumentParser(add_help=False)
+    stores.add_argument(
+        "--database-url",
+        help="store (default $SCRIBELINE_DATABASE_URL, else SQLite in the data directory);"
+        " postgresql://user@host/db is shared by several nodes",
+    )
+    return data, net, remote, stores
 
 
 if TYPE_CHECKING:
@@ -181,14 +187,11 @@ if TYPE_CHECKING:
 
 
 def _add_server(
-    sub: Subparsers, data: argparse.ArgumentParser, net: argparse.ArgumentParser
+    sub: Subparsers,
+    data: argparse.ArgumentParser,
+    net: argparse.ArgumentParser,
+    stores: argparse.ArgumentParser,
 ) -> None:
-    stores = argparse.ArgumentParser(add_help=False)
-    stores.add_argument(
-        "--database-url",
-        help="store (default $SCRIBELINE_DATABASE_URL, else SQLite in the data directory);"
-        " postgresql://user@host/db is shared by several nodes",
-    )
     serve = sub.add_parser("serve", parents=[net, data, stores], help="run the server")
     serve.add_argument("--demo", action="store_true", help="also run simulated calls")
     serve.add_argument(
@@ -342,7 +345,7 @@ def _add_bots(sub: Subparsers, data: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    data, net, remote = _parents()
+    data, net, remote, stores = _parents()
     parser = argparse.ArgumentParser(
         prog="scribeline",
         description="Run the Scribeline server, administer organizations, keys and calls,"
@@ -350,9 +353,9 @@ def _parser() -> argparse.ArgumentParser:
         " on the data directory (--data-dir, $SCRIBELINE_DATA_DIR, else ./data).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_server(sub, data, net)
+    _add_server(sub, data, net, stores)
     _add_orgs_and_keys(sub, data)
-    add_session_commands(sub, data)
+    add_session_commands(sub, data, stores)
     _add_listings(sub, data, remote)
     _add_tail(sub, remote)
     _add_bots(sub, data)

@@ -127,13 +127,11 @@ def _session_id(text: str) -> int:
     return int(text)
 
 
-def add_commands(sub: Subparsers, data: argparse.ArgumentParser) -> None:
-    """``dashboard`` and ``sessions list|revoke``."""
-    stores = argparse.ArgumentParser(add_help=False)
-    stores.add_argument(
-        "--database-url",
-        help="store (default $SCRIBELINE_DATABASE_URL, else SQLite in the data directory)",
-    )
+def add_commands(
+    sub: Subparsers, data: argparse.ArgumentParser, stores: argparse.ArgumentParser
+) -> None:
+    """``dashboard`` and ``sessions list|revoke`` (``data`` and ``stores``: the shared
+    ``--data-dir`` and ``--database-url`` options)."""
     dashboard = sub.add_parser(
         "dashboard",
         parents=[data, stores],

@@ -49,7 +49,11 @@ def fanout_tenant(fanout_server: ServerProcess) -> Tenant:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+    # No cookie jar: the API takes no cookies, and the dashboard's session tests send
+    # the session cookie by hand, per request.
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60), cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         yield session
 
 

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from http.cookies import SimpleCookie
@@ -72,15 +72,6 @@ def org_b_key(dash: ServerProcess) -> str:
     """A read-write key of a second organization."""
     dash.cli("orgs", "create", "dash-b")
     return dash.create_key("dash-b", "read,write")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    # Cookies are sent by hand: the test decides, per request, which one goes.
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=60), cookie_jar=aiohttp.DummyCookieJar()
-    ) as session:
-        yield session
 
 
 def issue(

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +71,6 @@ def notified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
         yield srv
 
 
-@pytest.fixture
-async def cookieless() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session that keeps no cookies (``Page`` sends its own)."""
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=60), cookie_jar=aiohttp.DummyCookieJar()
-    ) as session:
-        yield session
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -132,7 +123,7 @@ async def next_transcript(ws: ClientConnection, content: str) -> None:
 
 
 async def test_keys_revoke_closes_every_stream_of_the_key_and_no_other(
-    rechecking: ServerProcess, cookieless: aiohttp.ClientSession
+    rechecking: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     """After `scribeline keys revoke` a live transcript opened with the key, an event
     stream opened with an access token minted from it, a bot read-only URL it was handed
@@ -144,8 +135,8 @@ async def test_keys_revoke_closes_every_stream_of_the_key_and_no_other(
     org = f"revoke-{uuid.uuid4().hex[:8]}"
     tenant = await asyncio.to_thread(server.create_tenant, org)
     doomed = await asyncio.to_thread(server.create_key, org, "read,write")
-    api = Api(cookieless, server, tenant.rw)
-    as_doomed = Api(cookieless, server, doomed)
+    api = Api(http, server, tenant.rw)
+    as_doomed = Api(http, server, doomed)
     sid, media_sid = new_sid(), new_sid()
     await api.create_call(sid)
     token = await mint(as_doomed, ["read"])
@@ -197,7 +188,7 @@ WINDOW = 200
 
 
 async def test_a_producer_revoked_mid_stream_has_every_stored_line_acknowledged(
-    rechecking: ServerProcess, cookieless: aiohttp.ClientSession
+    rechecking: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     """A producer pipelining transcripts when its key is revoked gets an answer to every
     message the server read, in order, then the authentication_failed error and a 1008
@@ -207,7 +198,7 @@ async def test_a_producer_revoked_mid_stream_has_every_stored_line_acknowledged(
     org = f"revoke-{uuid.uuid4().hex[:8]}"
     tenant = await asyncio.to_thread(server.create_tenant, org)
     doomed = await asyncio.to_thread(server.create_key, org, "read,write")
-    api = Api(cookieless, server, tenant.rw)
+    api = Api(http, server, tenant.rw)
     sid = new_sid()
     await api.create_call(sid)
     ws = await connect_ingest(server, sid, doomed, close_timeout=5)
@@ -253,7 +244,7 @@ async def test_a_producer_revoked_mid_stream_has_every_stored_line_acknowledged(
 
 
 async def test_signing_out_closes_the_sessions_streams_at_once(
-    notified: ServerProcess, cookieless: aiohttp.ClientSession
+    notified: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     """A dashboard session signed in with the CLI's link: its event stream (access token)
     and a captions stream (captions token) close with 1008 authentication_failed as soon
@@ -262,8 +253,8 @@ async def test_signing_out_closes_the_sessions_streams_at_once(
     org = f"signout-{uuid.uuid4().hex[:8]}"
     tenant = await asyncio.to_thread(server.create_tenant, org)
     sid = new_sid()
-    await Api(cookieless, server, tenant.rw).create_call(sid)
-    page = Page(cookieless, server)
+    await Api(http, server, tenant.rw).create_call(sid)
+    page = Page(http, server)
     body = await page.sign_in((await asyncio.to_thread(issue, server, org))[1])
     captions = await page.call("POST", "/dashboard/api/captions", {"call_sid": sid})
     assert captions.status == 201, captions.body
@@ -292,7 +283,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> I
 
 
 async def test_a_revocation_on_one_node_closes_streams_on_another(
-    two_nodes: Cluster, cookieless: aiohttp.ClientSession
+    two_nodes: Cluster, http: aiohttp.ClientSession
 ) -> None:
     """Signing out through node A closes the session's event stream on node B, and
     `keys revoke` (run where the broker URL is set) closes a key's live transcript on
@@ -301,10 +292,10 @@ async def test_a_revocation_on_one_node_closes_streams_on_another(
     org = f"nodes-{uuid.uuid4().hex[:8]}"
     tenant = await asyncio.to_thread(two_nodes.create_tenant, org)
     doomed = await asyncio.to_thread(node_a.create_key, org, "read")
-    api = Api(cookieless, node_a, tenant.rw)
+    api = Api(http, node_a, tenant.rw)
     sid = new_sid()
     await api.create_call(sid)
-    page = Page(cookieless, node_a)
+    page = Page(http, node_a)
     code = (await asyncio.to_thread(issue, node_a, org, env=two_nodes.node_env()))[1]
     body = await page.sign_in(code)
 

@@ -58,8 +58,11 @@ def _render(error: ScribelineError) -> bytes:
     return orjson.dumps(error.to_dict())
 
 
-def _connection(registry: Registry, **options: Any) -> tuple[Connection, _Transport, _Socket]:
-    transport, ws = _Transport(), _Socket()
+def _connection(
+    registry: Registry, ws: _Socket | None = None, **options: Any
+) -> tuple[Connection, _Transport, _Socket]:
+    transport = _Transport()
+    ws = ws or _Socket()
     conn = Connection(
         ws,  # type: ignore[arg-type]
         SimpleNamespace(transport=transport),  # type: ignore[arg-type]
@@ -195,18 +198,8 @@ async def test_an_acknowledging_connection_answers_what_it_read_before_it_closes
     taken), lets the answer to a message already read go out, then sends the error
     and closes 1008 authentication_failed when the endpoint closes."""
     registry = Registry(20, 20)
-    transport, ws = _Transport(), _Inbox()
-    conn = Connection(
-        ws,  # type: ignore[arg-type]
-        SimpleNamespace(transport=transport),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        registry,
-        limit=1 << 20,
-        messages_per_second=100,
-        close_timeout=1,
-        render=_render,
-        acknowledges=True,
-    )
+    ws = _Inbox()
+    conn, transport, _ = _connection(registry, ws, render=_render, acknowledges=True)
     conn.authenticated(9)
     reading = asyncio.create_task(conn.next_message())
     await ws.waiting.wait()
