@@ -27,7 +27,7 @@ from bench.workers import WorkerPool, measured, pipe_recv, raise_nofile, run_asy
 
 __all__ = ["main", "run"]
 
-TARGET_PER_S = 2500.0
+TARGET_PER_S = 4000.0
 
 
 @dataclass(frozen=True, slots=True)

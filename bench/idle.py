@@ -22,7 +22,7 @@ from bench.workers import Message, WorkerPool, raise_nofile, run_async
 
 __all__ = ["main", "run"]
 
-TARGET_KB = 12.0
+TARGET_KB = 8.0
 
 
 def _jobs(

@@ -8,14 +8,21 @@ the previous ack. Measures publish-to-deliver latency. Target: p99 at most 5 ms.
 integrator sends it: one ``POST /v1/calls/{sid}/transcripts`` per event, pipelined,
 round-robin over the calls. The reference server serves it too (it has no producer
 WebSocket). Targets: p99 at most 5 ms, at most 250 µs of server CPU per event.
+
+``--backend`` chooses Scribeline's store: ``sqlite`` (the default, with the
+memory broker), ``pg_memory`` (PostgreSQL with the in-process broker) or
+``pg_redis`` (PostgreSQL and Redis, as a cluster node runs), from
+``bench.backends``; the reference server stores nothing and ignores it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
+from bench.backends import Backend, Services
 from bench.common import Api, Result, add_client_options, base_parser, emit, print_params, target
 from bench.fanout import publish_rest
 from bench.live import LiveRun, Published, pace, run_live
@@ -26,6 +33,8 @@ from bench.subscribers import ClientKind
 from bench.workers import run_async
 
 __all__ = ["main", "run", "run_rest"]
+
+BACKENDS: tuple[Backend, ...] = ("sqlite", "pg_memory", "pg_redis")
 
 TARGET_P99_MS = 5.0
 TARGET_REST_US_PER_EVENT = 250.0
@@ -44,6 +53,16 @@ async def publish_ws(
     return published
 
 
+@contextlib.contextmanager
+def _store(backend: Backend, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` plus what puts a server on ``backend`` (its services up until the block ends)."""
+    if backend == "sqlite":
+        yield env
+        return
+    with Services() as services:
+        yield {**env, **services.env(backend)}
+
+
 async def run(
     calls: int = 1000,
     subscribers_per_call: int = 2,
@@ -52,14 +71,16 @@ async def run(
     client: ClientKind = "raw",
     procs: int = 2,
     keep_data: bool = False,
+    backend: Backend = "sqlite",
 ) -> Result:
     count = max(1, round(rate * duration))
     params = _params(calls, subscribers_per_call, rate, duration, count, client, procs)
     params["publisher"] = f"producer WebSocket x{calls} (one per call)"
+    params["backend"] = backend
     print_params("many_calls", params)
     env = {"SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(max(10, subscribers_per_call))}
     sids = [f"CAmany{i:05d}" for i in range(calls)]
-    with Server(env, keep_data) as server:
+    with _store(backend, env) as env, Server(env, keep_data) as server:
         async with Api(server.http, server.key) as api:
             await api.create_calls(sids)
         published = Published()
@@ -90,15 +111,20 @@ async def run_rest(
     procs: int = 2,
     keep_data: bool = False,
     server: ServerKind = "scribeline",
+    backend: Backend = "sqlite",
 ) -> Result:
     count = max(1, round(rate * duration))
     params = _params(calls, subscribers_per_call, rate, duration, count, client, procs)
     params["publisher"] = f"REST, one transcript per POST, {REST_CONNECTIONS} connections"
     params["server"] = server
+    if server == "scribeline":
+        params["backend"] = backend
+    else:
+        backend = "sqlite"  # the reference stores nothing: no services to start
     print_params("many_calls_rest", params)
     env = {"SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(max(10, subscribers_per_call))}
     sids = [f"CAmany{i:05d}" for i in range(calls)]
-    with make_server(server, env, keep_data) as node:
+    with _store(backend, env) as env, make_server(server, env, keep_data) as node:
         async with Api(node.http, node.key, REST_CONNECTIONS) as api:
             await api.create_calls(sids)
             run, published = await run_live(
@@ -186,8 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--server", choices=SERVER_KINDS, default="scribeline", help="measured (--rest only)"
     )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="sqlite", help="Scribeline's store (see above)"
+    )
     add_client_options(parser, procs=2)
     args = parser.parse_args(argv)
+    backend = cast(Backend, args.backend)
     if args.rest:
         result: Result = run_async(
             lambda: run_rest(
@@ -199,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.procs,
                 args.keep_data,
                 cast(ServerKind, args.server),
+                backend,
             )
         )
         emit(result, args.json)
@@ -214,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cast(ClientKind, args.client),
             args.procs,
             args.keep_data,
+            backend,
         )
     )
     emit(result, args.json)

@@ -19,12 +19,22 @@ Last, outside the window, ``--actions`` chat-message actions are sent on the
 read-write URLs (round-robin over the bots, at most ``--action-rate`` per
 second per connection; the server's limit is 10) and timed until the bot's
 producer receives them.
+
+Then the **live twin** (unless ``--no-live-twin``): the same shape on
+live-transcript streams, measured on the same server once the bots'
+connections are closed: ``--bots`` calls x ``--subscribers-per-bot``
+subscribers on ``/live-transcript/{sid}``, each call fed at ``--rate`` events
+per second by its producer WebSocket (``/v1/ingest/{sid}``), round-robin, for
+``--duration`` seconds (``bench.many_calls``'s load, with its producers,
+subscribers and publisher). The result carries both figures of server µs of
+CPU per delivery and their ratio, bots / live (target <= 2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import time
@@ -37,11 +47,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bench import rawws
-from bench.common import Api, Result, base_parser, emit, exit_status, print_params
-from bench.live import pace
+from bench import many_calls, rawws
+from bench.backends import Services
+from bench.common import Api, Result, base_parser, emit, exit_status, print_params, target
+from bench.live import Published, pace, run_live
 from bench.metrics import CpuMeter, latency_summary
+from bench.producers import open_producers
 from bench.server import HOST, Server
+from bench.stores import STORES, on_store
 from bench.workers import Message, WorkerPool, pipe_recv, raise_nofile, run_async
 
 __all__ = ["main", "run"]
@@ -52,6 +65,8 @@ DEFAULT_BOT_CONNECTIONS = 10
 SERVER_ACTIONS_PER_SECOND = 10.0
 #: Actions per second in total, at most (they are spread over the bots).
 MAX_TOTAL_ACTION_RATE = 100.0
+#: A bot stream's server CPU per delivery, at most this many times the live twin's.
+TARGET_BOTS_OVER_LIVE = 2.0
 
 _FILLER = "and that is why we moved the launch review to Thursday afternoon"
 
@@ -388,8 +403,146 @@ async def run(
     action_rate: float = 5.0,
     procs: int = 2,
     keep_data: bool = False,
+    live_twin: bool = True,
 ) -> Result:
+    """The bots, then (``live_twin``) the same shape on live-transcript streams, on the
+    same server once the bots' connections are closed."""
     raise_nofile()
+    limit = str(max(DEFAULT_BOT_CONNECTIONS, subscribers_per_bot))
+    env = {
+        "SCRIBELINE_MAX_CONNECTIONS_PER_BOT": limit,
+        "SCRIBELINE_MAX_CONNECTIONS_PER_CALL": limit,
+    }
+    with Server(env, keep_data) as server:
+        result = await run_bots(
+            server, bots, subscribers_per_bot, rate, duration, warmup, actions, action_rate, procs
+        )
+        if live_twin:
+            twin = await run_live_twin(server, bots, subscribers_per_bot, rate, duration, procs)
+            add_live_twin(result, twin)
+    result["server_log"] = server.problems()
+    return result
+
+
+async def run_live_twin(
+    server: Server,
+    calls: int,
+    subscribers_per_call: int,
+    rate: float,
+    duration: float,
+    procs: int,
+) -> Result:
+    """``calls`` calls x ``subscribers_per_call`` live-transcript subscribers, each call fed
+    at ``rate`` events per second by its producer WebSocket: ``bench.many_calls``'s
+    load at the bots' shape, measured as ``many_calls`` measures it."""
+    total_rate = rate * calls
+    count = max(1, round(total_rate * duration))
+    params = {
+        "calls": calls,
+        "subscribers_per_call": subscribers_per_call,
+        "rate_per_call_per_s": rate,
+        "events": count,
+        "publisher": f"producer WebSocket x{calls} (one per call)",
+    }
+    print_params("meetings live twin", params)
+    sids = [f"CAtwin{i:05d}" for i in range(calls)]
+    async with Api(server.http, server.key) as api:
+        await api.create_calls(sids)
+    published = Published()
+    producers = await open_producers(HOST, server.port, server.key, sids, published, 100)
+    try:
+        live, _ = await run_live(
+            server,
+            [sid for sid in sids for _ in range(subscribers_per_call)],
+            dict.fromkeys(sids, server.initial_head),
+            kind="raw",
+            procs=procs,
+            sample_every=1,
+            publish=lambda: many_calls.publish_ws(producers, published, total_rate, count),
+        )
+    finally:
+        for producer in producers:
+            if producer.ws is not None:
+                producer.ws.abort()
+    results = live.results()
+    results["events_published"] = published.acked
+    results["server_us_per_event"] = (
+        round(live.window.server / published.acked * 1e6, 1) if published.acked else math.nan
+    )
+    results["publish_errors"] = published.errors
+    results["publisher_late_sends"] = published.late
+    twin: Result = {
+        "scenario": "meetings_live_twin",
+        "params": params,
+        "results": results,
+        "warnings": live.window.warnings(),
+    }
+    problems = _twin_problems(results, published, count)
+    if problems:
+        twin["error"] = "live twin: " + ", ".join(problems)
+    return twin
+
+
+def _twin_problems(results: dict[str, Any], published: Published, count: int) -> list[str]:
+    """What makes the live twin's run fail: a lost, repeated or unacknowledged event."""
+    problems = [
+        f"{name} {results[name]}"
+        for name in ("subscribe_failures", "gaps", "duplicates", "subscribers_behind")
+        if results[name]
+    ]
+    if results["deliveries"] != results["expected_deliveries"]:
+        problems.append(f"{results['deliveries']} of {results['expected_deliveries']} delivered")
+    if published.errors or published.misordered or published.acked != count:
+        problems.append(
+            f"{published.acked} of {count} acked, errors {published.errors},"
+            f" misordered acks {published.misordered}"
+        )
+    return problems
+
+
+def add_live_twin(result: Result, twin: Result) -> None:
+    """Put the live twin's figures and the ratio bots / live into ``result``."""
+    mine, theirs = result["results"], twin.get("results", {})
+    keys = (
+        "server_us_per_delivery",
+        "server_us_per_event",
+        "deliveries",
+        "expected_deliveries",
+        "deliveries_per_s",
+        "client_us_per_delivery",
+        "gaps",
+        "duplicates",
+    )
+    figures = {k: theirs[k] for k in keys if k in theirs}
+    if "latency" in theirs:
+        figures["latency"] = {k: v for k, v in theirs["latency"].items() if k != "samples"}
+    mine["live_twin"] = figures
+    bot_us = mine.get("server_us_per_delivery", math.nan)
+    live_us = figures.get("server_us_per_delivery", math.nan)
+    ratio = round(bot_us / live_us, 2) if live_us and not math.isnan(live_us) else math.nan
+    mine["bots_over_live"] = ratio
+    result["targets"]["bots_over_live_us_per_delivery"] = target(
+        ratio, TARGET_BOTS_OVER_LIVE, at_most=True
+    )
+    result["live_twin"] = twin
+    result["warnings"].extend(f"live twin: {w}" for w in twin.get("warnings", []))
+    if twin.get("error"):
+        result["warnings"].append(f"FAILED: {twin['error']}")
+        result["error"] = "; ".join(filter(None, [result.get("error"), twin["error"]]))
+
+
+async def run_bots(
+    server: Server,
+    bots: int = 100,
+    subscribers_per_bot: int = 10,
+    rate: float = 5.0,
+    duration: float = 20.0,
+    warmup: float = 2.0,
+    actions: int = 200,
+    action_rate: float = 5.0,
+    procs: int = 2,
+) -> Result:
+    """The meeting bots alone, on ``server`` (see the module docstring)."""
     per_bot = max(1, round(rate * duration))
     warm = max(2, round(rate * warmup))
     per_connection = min(action_rate, SERVER_ACTIONS_PER_SECOND)
@@ -409,114 +562,110 @@ async def run(
         "client_procs": procs,
     }
     print_params("meetings", params)
-    env = {}
-    if subscribers_per_bot > DEFAULT_BOT_CONNECTIONS:
-        env["SCRIBELINE_MAX_CONNECTIONS_PER_BOT"] = str(subscribers_per_bot)
     stats = ProducerStats()
     failures: list[str] = []
     warnings: list[str] = []
-    with Server(env, keep_data) as server:
-        # Bots through REST; their capability URLs.
-        async with Api(server.http, server.key) as api:
-            gate = asyncio.Semaphore(32)
+    # Bots through REST; their capability URLs.
+    async with Api(server.http, server.key) as api:
+        gate = asyncio.Semaphore(32)
 
-            async def create(i: int) -> dict[str, Any]:
-                body = {
-                    "meeting_url": f"https://meet.example.com/bench-{i:05d}",
-                    "bot_name": "Bench Notetaker",
-                    "transcription_model": "realtime",
-                }
-                async with gate:
-                    created: dict[str, Any] = await api.post("/v1/bots", body)
-                    return created
+        async def create(i: int) -> dict[str, Any]:
+            body = {
+                "meeting_url": f"https://meet.example.com/bench-{i:05d}",
+                "bot_name": "Bench Notetaker",
+                "transcription_model": "realtime",
+            }
+            async with gate:
+                created: dict[str, Any] = await api.post("/v1/bots", body)
+                return created
 
-            made = await asyncio.gather(*(create(i) for i in range(bots)))
-        producer_paths = [_ws_path(b.get("producer_url"), "producer_url") for b in made]
-        specs = [
-            SubscriberSpec(
-                b,
-                "read-write" if j == 0 else "read-only",
-                _ws_path(
-                    made[b]["websocket_url" if j == 0 else "websocket_read_only_url"],
-                    "websocket_url" if j == 0 else "websocket_read_only_url",
-                ),
-            )
-            for b in range(bots)
-            for j in range(subscribers_per_bot)
-        ]
-        procs = max(1, min(procs, bots))
-        # Worker p holds every subscriber of the bots b with b % procs == p.
-        jobs = [
-            MeetingJob(HOST, server.port, tuple(s for s in specs if s.bot % procs == p), warm)
-            for p in range(procs)
-        ]
-        producers = await _open_producers(server.port, producer_paths, stats)
-        pool = WorkerPool(meetings_worker, jobs)
-        try:
-            for producer in producers:
-                producer.start()
-            await _all_answered(producers, stats, 30)
-            if stats.errors:
-                raise RuntimeError(f"start refused: {dict(stats.errors)}")
-            pool.start()
-            began = time.monotonic()
-            async with asyncio.timeout(300):
-                ready = await pool.gather()
-            connect_s = time.monotonic() - began
-            connected = sum(int(r["connected"]) for r in ready)
-            if connected != len(specs):
-                errs: Counter[str] = Counter()
-                for r in ready:
-                    errs.update(r["errors"])
-                raise RuntimeError(f"{len(specs) - connected} subscribers failed: {dict(errs)}")
+        made = await asyncio.gather(*(create(i) for i in range(bots)))
+    producer_paths = [_ws_path(b.get("producer_url"), "producer_url") for b in made]
+    specs = [
+        SubscriberSpec(
+            b,
+            "read-write" if j == 0 else "read-only",
+            _ws_path(
+                made[b]["websocket_url" if j == 0 else "websocket_read_only_url"],
+                "websocket_url" if j == 0 else "websocket_read_only_url",
+            ),
+        )
+        for b in range(bots)
+        for j in range(subscribers_per_bot)
+    ]
+    procs = max(1, min(procs, bots))
+    # Worker p holds every subscriber of the bots b with b % procs == p.
+    jobs = [
+        MeetingJob(HOST, server.port, tuple(s for s in specs if s.bot % procs == p), warm)
+        for p in range(procs)
+    ]
+    producers = await _open_producers(server.port, producer_paths, stats)
+    pool = WorkerPool(meetings_worker, jobs)
+    try:
+        for producer in producers:
+            producer.start()
+        await _all_answered(producers, stats, 30)
+        if stats.errors:
+            raise RuntimeError(f"start refused: {dict(stats.errors)}")
+        pool.start()
+        began = time.monotonic()
+        async with asyncio.timeout(300):
+            ready = await pool.gather()
+        connect_s = time.monotonic() - began
+        connected = sum(int(r["connected"]) for r in ready)
+        if connected != len(specs):
+            errs: Counter[str] = Counter()
+            for r in ready:
+                errs.update(r["errors"])
+            raise RuntimeError(f"{len(specs) - connected} subscribers failed: {dict(errs)}")
 
-            # Warm-up: every subscriber must get the last warm-up event.
-            await _publish(producers, stats, 0, warm, rate)
-            pool.broadcast({"cmd": "until", "last": warm - 1, "expect": 0, "timeout": 15})
-            async with asyncio.timeout(45):
-                live = await pool.gather()
-            not_live = sum(int(r["behind"]) for r in live)
-            if not_live:
-                raise RuntimeError(f"{not_live} subscribers missed the last warm-up event")
+        # Warm-up: every subscriber must get the last warm-up event.
+        await _publish(producers, stats, 0, warm, rate)
+        pool.broadcast({"cmd": "until", "last": warm - 1, "expect": 0, "timeout": 15})
+        async with asyncio.timeout(45):
+            live = await pool.gather()
+        not_live = sum(int(r["behind"]) for r in live)
+        if not_live:
+            raise RuntimeError(f"{not_live} subscribers missed the last warm-up event")
 
-            # The measurement window.
-            stats.record_acks = True
-            acked_before = stats.acked
-            meter = CpuMeter(server.pid, [os.getpid(), *pool.pids])
-            meter.start()
-            started_ns = time.time_ns()
-            late, send_s = await _publish(producers, stats, warm, per_bot, rate)
-            stats.record_acks = False
-            last = warm + per_bot - 1
-            pool.broadcast(
-                {"cmd": "until", "last": last, "expect": per_bot, "timeout": 30, "samples": True}
-            )
-            async with asyncio.timeout(60):
-                done = await pool.gather()
-            window = meter.stop()
-            events = stats.acked - acked_before
+        # The measurement window.
+        stats.record_acks = True
+        acked_before = stats.acked
+        meter = CpuMeter(server.pid, [os.getpid(), *pool.pids])
+        meter.start()
+        started_ns = time.time_ns()
+        late, send_s = await _publish(producers, stats, warm, per_bot, rate)
+        stats.record_acks = False
+        last = warm + per_bot - 1
+        pool.broadcast(
+            {"cmd": "until", "last": last, "expect": per_bot, "timeout": 30, "samples": True}
+        )
+        async with asyncio.timeout(60):
+            done = await pool.gather()
+        window = meter.stop()
+        events = stats.acked - acked_before
 
-            # Action round trips, once, outside the window.
-            stats.actions_expected = actions
-            action_began = time.monotonic()
-            pool.broadcast(
-                {"cmd": "actions", "count": actions, "bots": bots, "rate": action_total_rate}
-            )
-            async with asyncio.timeout(actions / action_total_rate + 30):
-                action_sent = sum(int(r["sent"]) for r in await pool.gather())
-            if actions:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stats.actions_done.wait(), 10)
-            action_s = time.monotonic() - action_began
-            # Did any subscriber get closed by the actions (rate limit)?
-            pool.broadcast({"cmd": "until", "last": last, "expect": per_bot, "timeout": 0})
-            async with asyncio.timeout(30):
-                after = await pool.gather()
-        finally:
-            for producer in producers:
-                if producer.ws is not None:
-                    producer.ws.abort()
-            pool.stop()
+        # Action round trips, once, outside the window.
+        stats.actions_expected = actions
+        action_began = time.monotonic()
+        pool.broadcast(
+            {"cmd": "actions", "count": actions, "bots": bots, "rate": action_total_rate}
+        )
+        async with asyncio.timeout(actions / action_total_rate + 30):
+            action_sent = sum(int(r["sent"]) for r in await pool.gather())
+        if actions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stats.actions_done.wait(), 10)
+        action_s = time.monotonic() - action_began
+        # Did any subscriber get closed by the actions (rate limit)?
+        pool.broadcast({"cmd": "until", "last": last, "expect": per_bot, "timeout": 0})
+        async with asyncio.timeout(30):
+            after = await pool.gather()
+    finally:
+        for producer in producers:
+            if producer.ws is not None:
+                producer.ws.abort()
+        pool.stop()
 
     deliveries = sum(int(r["measured"]) for r in done)
     expected = len(specs) * per_bot
@@ -615,7 +764,6 @@ async def run(
         "results": results,
         "targets": {},
         "warnings": warnings,
-        "server_log": server.problems(),
     }
     if failures:
         result["error"] = "; ".join(failures)
@@ -640,26 +788,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--procs", type=int, default=2, help="subscriber worker processes")
     parser.add_argument(
+        "--no-live-twin",
+        dest="live_twin",
+        action="store_false",
+        help="skip the same shape on live-transcript streams",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: sets 20 bots, 3 s, 1 s warm-up, 40 actions",
     )
+    parser.add_argument(
+        "--backend", choices=STORES, default="sqlite", help="the store (see bench.stores)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.bots, args.duration, args.warmup, args.actions = 20, 3.0, 1.0, 40
-    result: Result = run_async(
-        lambda: run(
-            args.bots,
-            args.subscribers_per_bot,
-            args.rate,
-            args.duration,
-            args.warmup,
-            args.actions,
-            args.action_rate,
-            args.procs,
-            args.keep_data,
+    with contextlib.ExitStack() as stack:
+        services = stack.enter_context(Services()) if args.backend != "sqlite" else None
+        stack.enter_context(on_store(args.backend, services))
+        result: Result = run_async(
+            lambda: run(
+                args.bots,
+                args.subscribers_per_bot,
+                args.rate,
+                args.duration,
+                args.warmup,
+                args.actions,
+                args.action_rate,
+                args.procs,
+                args.keep_data,
+                args.live_twin,
+            )
         )
-    )
+    result["backend"] = args.backend
     emit(result, args.json)
     return exit_status(result)
 

@@ -4,11 +4,15 @@ write all results as JSON to bench/results/ (git-ignored).
 Scenarios the reference server serves too (fanout, idle, connects, many_calls_rest)
 run against it in the same run, right before or after Scribeline (the order
 alternates between repeats); their result carries ``reference`` (its own result)
-and ``ratio_vs_reference`` (Scribeline's figure / the reference's)."""
+and ``ratio_vs_reference`` (Scribeline's figure / the reference's).
+
+``--backends sqlite,postgres`` runs the scenarios whose figures depend on the
+store once per store (:mod:`bench.stores`); each result says its ``backend``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -17,7 +21,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench import (
     cluster,
@@ -32,8 +36,10 @@ from bench import (
     meetings,
     speech,
 )
-from bench.common import RESULTS_DIR, Result, chosen, emit
+from bench.backends import Services
+from bench.common import RESULTS_DIR, Result, chosen, emit, target
 from bench.reference import ServerKind, reference_unavailable
+from bench.stores import NOT_ON_POSTGRES, ON_POSTGRES, STORES, Store, on_store, postgres_cpu
 from bench.workers import run_async
 
 __all__ = ["main"]
@@ -67,6 +73,9 @@ REFERENCE_FIGURES: dict[str, tuple[str, ...]] = {
     "connects": ("connects_per_s", "server_us_per_connect", "time_to_established.p99_ms"),
     "many_calls_rest": ("server_us_per_event", "latency.p99_ms", "rest_append_ms_p50"),
 }
+
+#: Targets set relative to the reference (Scribeline ÷ reference, at most).
+VS_REFERENCE_TARGETS: dict[str, dict[str, float]] = {"fanout": {"server_us_per_delivery": 1.0}}
 
 TIMES = "\N{MULTIPLICATION SIGN}"
 _ONLY_LIVE = "the reference serves only live-transcript subscribers and REST publishing"
@@ -166,8 +175,12 @@ def headline(result: Result) -> str:
         )
     if name == "meetings" and "latency" in r:
         lat, act = r["latency"], r["action_round_trip"]
+        twin = ""
+        if "live_twin" in r:
+            live = r["live_twin"].get("server_us_per_delivery", math.nan)
+            twin = f", live twin {_num(live)}, {TIMES}{_num(r['bots_over_live'])}"
         return (
-            f"{_num(r['server_us_per_delivery'])} µs/delivery, "
+            f"{_num(r['server_us_per_delivery'])} µs/delivery{twin}, "
             f"{_num(r['deliveries_per_s'])} deliveries/s, latency ms p50 {_num(lat['p50_ms'])} "
             f"p90 {_num(lat['p90_ms'])} p99 {_num(lat['p99_ms'])} max {_num(lat['max_ms'])}, "
             f"action ms p50 {_num(act['p50_ms'])} p99 {_num(act['p99_ms'])}"
@@ -312,7 +325,7 @@ def _flags(result: Result) -> str:
 
 
 def print_table(results: Sequence[Result]) -> None:
-    rows = [("scenario", "run", "result", "target", "met", "flags")]
+    rows = [("scenario", "store", "run", "result", "target", "met", "flags")]
     for res in results:
         targets = res.get("targets", {})
         target_text = "; ".join(f"{k} {t['limit']}" for k, t in targets.items()) or "-"
@@ -323,6 +336,7 @@ def print_table(results: Sequence[Result]) -> None:
         rows.append(
             (
                 str(res.get("scenario")),
+                str(res.get("backend", "-")),
                 str(res.get("run", 1)),
                 headline(res),
                 target_text,
@@ -364,6 +378,55 @@ def _run(name: str, scenario: Scenario, quick: bool, n: int) -> Result:
     return result
 
 
+def _run_paired(name: str, quick: bool, n: int, unavailable: str | None) -> Result:
+    """One run of a scenario, with the reference server's right before or after it
+    when it serves that scenario too."""
+    if name not in PAIRED or unavailable:
+        result = _run(name, SCENARIOS[name], quick, n)
+        result["reference"] = {"not_run": NO_REFERENCE.get(name, unavailable)}
+        return result
+    # Odd runs measure Scribeline first, even runs the reference first.
+    kinds: list[ServerKind] = ["scribeline", "reference"]
+    if n % 2 == 0:
+        kinds.reverse()
+    done = {kind: _run(name, partial(_paired, PAIRED[name], kind), quick, n) for kind in kinds}
+    result, reference = done["scribeline"], done["reference"]
+    reference.pop("host", None)
+    result["reference"] = reference
+    result["reference_order"] = f"{kinds[0]} first"
+    result["ratio_vs_reference"] = ratios(name, result, reference)
+    for key, limit in VS_REFERENCE_TARGETS.get(name, {}).items():
+        ratio = result["ratio_vs_reference"].get(key)
+        if ratio is not None:
+            result.setdefault("targets", {})[f"{key} vs reference"] = target(ratio, limit, True)
+    print(f"ratio vs reference ({kinds[0]} ran first): {result['ratio_vs_reference']}\n")
+    return result
+
+
+def _run_on(
+    store: Store | None,
+    services: Services | None,
+    name: str,
+    quick: bool,
+    n: int,
+    unavailable: str | None,
+) -> Result:
+    """:func:`_run_paired` with Scribeline on ``store`` (None: the scenario's own
+    choice); PostgreSQL's CPU over the run."""
+    if store is None:
+        return _run_paired(name, quick, n, unavailable)
+    if store != "sqlite":
+        print(f"-- {name} on {store} --", flush=True)
+    with on_store(store, services):
+        before = postgres_cpu(services) if services is not None else 0.0
+        result = _run_paired(name, quick, n, unavailable)
+    result["backend"] = store
+    if services is not None and store != "sqlite":
+        # The whole scenario run, set-up included (its window counts it under "others").
+        result["postgres_cpu_seconds"] = round(postgres_cpu(services) - before, 2)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -371,36 +434,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario")
     parser.add_argument("--quick", action="store_true", help="small smoke-test sizes")
+    parser.add_argument(
+        "--backends",
+        default="sqlite",
+        help=f"comma list of stores ({', '.join(STORES)}): each of "
+        f"{', '.join(sorted(ON_POSTGRES))} runs on each (PostgreSQL from tests/services.py)",
+    )
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/<time>.json)")
     args = parser.parse_args(argv)
     names = chosen(parser, args.only, SCENARIOS, "scenarios")
+    stores = cast(list[Store], chosen(parser, args.backends, STORES, "stores", required=True))
     unavailable = reference_unavailable()
     if unavailable and any(name in PAIRED for name in names):
         print(f"reference server not run: {unavailable}", flush=True)
     results: list[Result] = []
-    for name in names:
-        for n in range(1, args.repeat + 1):
-            if name not in PAIRED or unavailable:
-                result = _run(name, SCENARIOS[name], args.quick, n)
-                result["reference"] = {"not_run": NO_REFERENCE.get(name, unavailable)}
-                results.append(result)
-                continue
-            # Odd runs measure Scribeline first, even runs the reference first.
-            kinds: list[ServerKind] = ["scribeline", "reference"]
-            if n % 2 == 0:
-                kinds.reverse()
-            done = {
-                kind: _run(name, partial(_paired, PAIRED[name], kind), args.quick, n)
-                for kind in kinds
-            }
-            result, reference = done["scribeline"], done["reference"]
-            reference.pop("host", None)
-            result["reference"] = reference
-            result["reference_order"] = f"{kinds[0]} first"
-            result["ratio_vs_reference"] = ratios(name, result, reference)
-            print(f"ratio vs reference ({kinds[0]} ran first): {result['ratio_vs_reference']}\n")
-            results.append(result)
+    with contextlib.ExitStack() as stack:
+        services = None
+        if any(s != "sqlite" for s in stores) and any(n in ON_POSTGRES for n in names):
+            services = stack.enter_context(Services())
+        for name in names:
+            for store in stores if name in ON_POSTGRES else [None]:
+                for n in range(1, args.repeat + 1):
+                    results.append(_run_on(store, services, name, args.quick, n, unavailable))
     print_table(results)
+    if stores != ["sqlite"]:
+        for name in names:
+            if name not in ON_POSTGRES:
+                print(f"{name} ran once, on its own stores: {NOT_ON_POSTGRES.get(name, '')}")
     out = args.out or RESULTS_DIR / time.strftime("run-%Y%m%d-%H%M%S.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))

@@ -1,22 +1,35 @@
-"""One server-side WebSocket: bounded outgoing bytes, ordered by seq, liveness.
+"""One server-side WebSocket: the socket's protocol after the upgrade.
 
-Outgoing frames are pre-built bytes written straight to the socket's
-transport (DESIGN.md, "Stack"); the transport's write buffer is the
-connection's one bounded queue. Once it holds more than ``limit`` bytes the
-client is not keeping up: it is closed with 1013 and resumes with ``since``,
-and nobody else ever waits for it.
+After the handshake the connection owns its socket (``api/websocket.py``
+takes it over from the HTTP layer): it is the transport's asyncio protocol,
+reads the client's frames with :class:`FrameReader` and writes pre-built
+frames straight to the transport (DESIGN.md, "Stack"). The transport's write
+buffer is the connection's one bounded queue: once it holds more than
+``limit`` bytes the client is not keeping up and is closed with 1013 (it
+resumes with ``since``); nobody else ever waits for it.
+
+Messages from the client go to a small inbox, taken either by a task that
+awaits :meth:`next_message` (producers) or, for subscribers, by the
+endpoint when :meth:`on_message`'s callback says one is waiting; an idle
+subscriber therefore holds no task. Past ``_INBOX_HIGH`` waiting messages
+the socket is not read until the inbox drains. The message rate is enforced
+in the order messages arrive (pings count too): past it a paced connection
+is read more slowly, any other is refused with ``RateLimited`` once the
+messages before have been taken. Pings are answered, pongs clear the
+keep-alive probe, and a close frame is answered and ends the connection. A
+client that breaks the protocol is closed with the code its error calls for
+(1002, 1007, 1009).
 
 While a subscriber joins a stream, live events are held in ``pending`` (also
 bounded) until history has been sent; ``go_live`` then sends the held events
 that history did not cover. ``last_seq`` makes every seq go out at most once.
 
 A connection opened with a credential knows the API key it came from
-(``key_id``: the key itself, or the key or dashboard session an access,
-captions or capability token was minted from); the registry indexes
-connections by it, so revoking the key closes them all (``Registry.close_key``).
-A connection whose endpoint answers every message it reads (``acknowledges``:
-the producers) first stops reading and lets the answers to what it read go
-out, so that every message stored has been acknowledged.
+(``key_id``); the registry indexes connections by it, so revoking the key
+closes them all (``Registry.close_key``). A connection whose endpoint
+answers every message it reads (``acknowledges``: the producers) first stops
+handing out messages and lets the answers to what it read go out, so that
+every message stored has been acknowledged.
 """
 
 from __future__ import annotations
@@ -26,12 +39,10 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from aiohttp import WSMsgType, web
-from aiohttp.abc import AbstractStreamWriter
+from typing import TYPE_CHECKING, Any
 
 from scribeline.errors import (
     AuthenticationFailed,
@@ -42,7 +53,8 @@ from scribeline.errors import (
     SlowConsumer,
     close_for,
 )
-from scribeline.protocols.frames import text_frame
+from scribeline.protocols.frames import close_frame, pong_frame, text_frame
+from scribeline.protocols.ws_reader import CLOSE, PING, PONG, TEXT, FrameError, FrameReader
 
 if TYPE_CHECKING:
     from scribeline.registry import Registry
@@ -55,6 +67,12 @@ log = logging.getLogger(__name__)
 _SLOW_CLOSE = close_for(SlowConsumer("The client is not reading fast enough"))
 #: What a connection is told when the key that authenticated it is revoked.
 _REVOKED = AuthenticationFailed("The credential was revoked")
+#: Waiting messages past which the socket is not read; reading resumes at _INBOX_LOW.
+_INBOX_HIGH = 64
+_INBOX_LOW = 16
+
+#: Bytes held by a cork (see ``Connection.attach``) past which they are written anyway.
+_CORK_MAX = 64 * 1024
 
 #: Renders an error as the endpoint's error message.
 Renderer = Callable[[ScribelineError], bytes]
@@ -103,23 +121,35 @@ class Inbound:
         return self.data
 
 
-class Connection:
+class Connection(asyncio.Protocol):
     """The server's side of one WebSocket."""
 
     __slots__ = (
         "_acknowledges",
         "_bucket",
+        "_close_sent",
         "_close_task",
         "_close_timeout",
+        "_closed",
+        "_corked",
+        "_corked_bytes",
         "_explain",
+        "_inbox",
+        "_lost",
+        "_on_end",
+        "_on_message",
         "_pace",
+        "_peer_close",
         "_reader",
+        "_reading_paused",
+        "_refusal",
         "_registry",
         "_render",
         "_revoke_deadline",
         "_revoked",
         "_ticker",
-        "_waking",
+        "_waiters",
+        "_writable",
         "closing",
         "joining",
         "key_id",
@@ -130,19 +160,16 @@ class Connection:
         "pending_bytes",
         "ping_sent_at",
         "transport",
-        "writer",
-        "ws",
     )
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        request: web.Request,
-        writer: AbstractStreamWriter,
+        transport: asyncio.Transport,
         registry: Registry,
         *,
         limit: int,
         messages_per_second: float,
+        max_message: int,
         close_timeout: float,
         socket_send_buffer: int = 0,
         pace: bool = False,
@@ -150,23 +177,30 @@ class Connection:
         explain: bool = False,
         acknowledges: bool = False,
     ) -> None:
-        transport = request.transport
-        assert transport is not None
-        self.ws = ws
-        self.writer = writer
         self.transport = transport
         self.limit = limit
         self.last_seq = 0
         self.joining = False
         self.pending: list[tuple[int, bytes, bool]] = []
         self.pending_bytes = 0
+        #: Closing or closed: nothing more is written or handed out.
         self.closing = False
         self.ping_sent_at = 0.0
         self.last_ping = time.monotonic()
+        self._reader = FrameReader(max_message)
+        #: Frames held back to go out in one write (see :meth:`attach`), or None.
+        self._corked: list[bytes] | None = None
+        self._corked_bytes = 0
+        self._inbox: deque[Inbound] | None = None  # made by the first message
+        self._reading_paused = False
         self._bucket = TokenBucket(messages_per_second)
         self._pace = pace
         self._close_timeout = close_timeout
         self._close_task: asyncio.Task[None] | None = None
+        self._close_sent = False
+        #: The peer's close frame has arrived or the socket is gone (the handshake is over).
+        self._closed = False
+        self._lost = False
         self._ticker: asyncio.TimerHandle | None = None
         self._registry = registry
         self._render = render
@@ -175,17 +209,68 @@ class Connection:
         #: Revoked, still answering the messages read before (``acknowledges``).
         self._revoked = False
         self._revoke_deadline: asyncio.TimerHandle | None = None
-        #: The task waiting in ``next_message`` for the client's next message, if any.
-        self._reader: asyncio.Task[object] | None = None
-        self._waking = False
+        #: The client's close code, while the messages it sent before are still taken.
+        self._peer_close: int | None = None
+        #: An error the client caused outside a message (pings past the rate), raised
+        #: once the messages it sent before have been taken.
+        self._refusal: ScribelineError | None = None
+        #: Resolved when a message arrives or the connection ends (``next_message``),
+        #: when the write buffer drains (``write_paced``) or when the close completes.
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._writable = True
+        self._on_message: Callable[[], None] | None = None
+        self._on_end: Callable[[], None] | None = None
         #: The API key (or dashboard session) the credential came from, once known.
         self.key_id: int | None = None
         if socket_send_buffer:
-            sock = self.transport.get_extra_info("socket")
+            sock = transport.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
         registry.add(self)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` for this connection in a task that shutdown waits for."""
+        return self._registry.spawn(work)
+
+    def attach(self, answer: bytes = b"", tail: bytes = b"") -> None:
+        """Become the transport's protocol after the handshake: ``answer`` (the 101)
+        and everything the join writes after it go out together, in one write,
+        at :meth:`uncork` (or once ``_CORK_MAX`` bytes are held). ``tail``: what
+        the client sent after its upgrade request."""
+        transport = self.transport
+        transport.set_protocol(self)
+        # Writing pauses (write_paced waits) once half the output limit is queued.
+        transport.set_write_buffer_limits(high=self.limit // 2)
+        self._corked = [answer] if answer else []
+        self._corked_bytes = len(answer)
+        if tail:
+            self.data_received(tail)
+
+    def uncork(self) -> None:
+        """Write what :meth:`attach` held back and stop holding."""
+        corked, self._corked = self._corked, None
+        if corked:
+            self._corked_bytes = 0
+            self._flush(b"".join(corked))
+
+    def _flush(self, data: bytes) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.limit and not self.closing:
+            log.info("closing slow consumer (%d bytes queued)", self.limit)
+            self.close_soon(*_SLOW_CLOSE)
+
+    def _raw(self, data: bytes) -> None:
+        """Write ``data`` now, or after what is corked."""
+        corked = self._corked
+        if corked is None:
+            self.transport.write(data)
+        else:
+            corked.append(data)
+            self._corked_bytes += len(data)
 
     @property
     def member(self) -> str:
@@ -216,10 +301,7 @@ class Connection:
             self._end_revoked()
             return
         self._revoked = True
-        reader = self._reader
-        if reader is not None:  # waiting for a message that must not be taken now
-            self._waking = True
-            reader.cancel()
+        self._wake()
         self._revoke_deadline = asyncio.get_running_loop().call_later(
             2 * self._close_timeout, self._end_revoked
         )
@@ -235,10 +317,19 @@ class Connection:
 
     def write(self, frame: bytes) -> None:
         """Queue a complete frame; close with 1013 if the client is too far behind."""
-        if self.closing or self.transport.is_closing():
+        if self.closing:
             return
-        self.transport.write(frame)
-        if self.transport.get_write_buffer_size() > self.limit:
+        corked = self._corked
+        if corked is not None:
+            corked.append(frame)
+            self._corked_bytes += len(frame)
+            if self._corked_bytes > _CORK_MAX:
+                self._corked, self._corked_bytes = [], 0
+                self._flush(b"".join(corked))
+            return
+        transport = self.transport
+        transport.write(frame)
+        if transport.get_write_buffer_size() > self.limit:
             log.info("closing slow consumer (%d bytes queued)", self.limit)
             self.close_soon(*_SLOW_CLOSE)
 
@@ -253,10 +344,8 @@ class Connection:
         consumer however long the history; one that stops reading is dropped
         by the keep-alive, so the wait is bounded.
         """
-        if self.closing:
-            return
-        if self.transport.get_write_buffer_size() > self.limit // 2:
-            await self.writer.drain()
+        while not self._writable and not self.closing:
+            await self._wait()
         self.write(frame)
 
     def every(self, interval: float, frame: bytes) -> None:
@@ -307,58 +396,204 @@ class Connection:
 
     # -- incoming --------------------------------------------------------------
 
+    def on_message(self, callback: Callable[[], None], on_end: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a message is waiting to be taken
+        (:meth:`take_message`) and ``on_end`` once, when the connection ends
+        (at once if it already has): how an endpoint serves it without a task."""
+        self._on_message = callback
+        self._on_end = on_end
+        if self._closed or self.closing:
+            self._ended()
+        elif self._inbox:
+            callback()
+
+    def take_message(self) -> Inbound | None:
+        """The client's next data message if one is waiting (None: none, or the
+        connection is ending); raises ``RateLimited`` where the client went past
+        the message rate."""
+        return self._pop()
+
+    def _pop(self) -> Inbound | None:
+        """The oldest waiting message; once none is left, the client's close (if it
+        sent one after them) is answered."""
+        if self._revoked or self.closing:
+            return None
+        inbox = self._inbox
+        if not inbox:
+            refusal, self._refusal = self._refusal, None
+            if refusal is not None:
+                raise refusal
+            if self._peer_close is not None:
+                self._peer_closed(self._peer_close)
+            return None
+        message = inbox.popleft()
+        if (
+            self._reading_paused
+            and len(inbox) <= _INBOX_LOW
+            and self._peer_close is None
+            and self._refusal is None
+        ):
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return message
+
     async def next_message(self) -> Inbound | None:
-        """The client's next data message, or None once the connection has closed.
+        """The client's next data message, or None once the connection has ended
+        (or its key was revoked, see :meth:`revoke`).
 
         Enforces the message rate: past it, a paced connection is read more
-        slowly (backpressure), any other is refused with ``RateLimited``. (A
-        plain coroutine rather than an async generator: an idle connection
-        then holds no generator frame.)
+        slowly (backpressure), any other is refused with ``RateLimited``.
         """
-        ws = self.ws
         while True:
-            if self._revoked:
+            if self._revoked or self.closing or self._closed:
                 return None
-            self._reader = asyncio.current_task()
-            try:
-                msg = await ws.receive()
-            except asyncio.CancelledError:
-                # revoke() woke us (a cancelled receive loses no message); any
-                # other cancellation goes on.
-                task = self._reader
-                if self._waking and task is not None:
-                    self._waking = False
-                    if task.uncancel() == 0:
-                        return None
-                raise
-            finally:
-                self._reader = None
-            kind = msg.type
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            message = self._pop()
+            if message is not None:
                 if self._pace:
                     delay = self._bucket.reserve()
                     if delay:
                         await asyncio.sleep(delay)  # pacing to the rate, not awaiting an event
-                elif not self._bucket.take():
-                    raise RateLimited("Too many messages")
-                return Inbound(msg.data, kind is WSMsgType.TEXT)
-            elif kind is WSMsgType.PONG:
+                return message
+            self.uncork()  # whoever waits for the client has said all it had to say
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Until :meth:`_wake` (each waiter has its own future, so cancelling one
+        waiter leaves the others waiting)."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the transport's protocol ----------------------------------------------
+
+    def _refuse(self, error: ScribelineError) -> None:
+        """The client went past a limit: ``error`` is raised to whoever takes its
+        messages once those it sent before are taken (their answers go first),
+        in the message rate's order; nothing more is read."""
+        self._refusal = error
+        self._stop_reading()
+        self._wake()
+        if self._on_message is not None:
+            self._on_message()
+
+    def _stop_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed or self._peer_close is not None or self._refusal is not None:
+            return  # nothing after a close frame or a refusal counts
+        try:
+            messages = self._reader.feed(data)
+        except FrameError as exc:
+            log.info("closing a WebSocket that broke the protocol (%d: %s)", exc.code, exc.reason)
+            self._fail(exc.code, exc.reason)
+            return
+        for opcode, payload in messages:
+            if opcode == TEXT or opcode == 0x2:
+                if self.closing:
+                    continue  # our close is on its way: the client's data is moot
+                if not self._pace and not self._bucket.take():
+                    self._refuse(RateLimited("Too many messages"))
+                    return
+                inbox = self._inbox
+                if inbox is None:
+                    inbox = self._inbox = deque()
+                assert not isinstance(payload, tuple)
+                inbox.append(Inbound(payload, opcode == TEXT))
+                if len(inbox) >= _INBOX_HIGH and not self._reading_paused and not self.closing:
+                    self._reading_paused = True
+                    self.transport.pause_reading()
+                self._wake()
+                if self._on_message is not None:
+                    self._on_message()
+            elif opcode == PONG:
                 self.ping_sent_at = 0.0
-            elif kind is WSMsgType.PING:
-                if not self._bucket.take():
-                    raise RateLimited("Too many messages")
-                with contextlib.suppress(ConnectionError):
-                    await ws.pong(msg.data)
-            else:
-                return None
+            elif opcode == PING:
+                if not self.closing:
+                    if self._bucket.take():
+                        assert isinstance(payload, bytes)
+                        self._raw(pong_frame(payload))
+                    else:
+                        self._refuse(RateLimited("Too many messages"))
+                        return
+            elif opcode == CLOSE:
+                assert isinstance(payload, tuple)
+                if self._inbox and not self.closing:
+                    # Its messages before the close are still taken first.
+                    self._peer_close = payload[0]
+                    self._stop_reading()
+                else:
+                    self._peer_closed(payload[0])
+                return
+
+    def _peer_closed(self, code: int) -> None:
+        """The client's close frame: answer it (unless ours went first) and end."""
+        self._fail(code if code != 1005 else CloseCode.NORMAL)
+
+    def _fail(self, code: int, reason: str = "") -> None:
+        """Close at once with ``code`` (no waiting for the client's close frame: it
+        came, or the client broke the protocol or a limit)."""
+        self.closing = True
+        self._send_close(code, reason)
+        self._closed = True
+        self.transport.close()
+        self._ended()
+
+    def _send_close(self, code: int, reason: str) -> None:
+        """Our close frame, once, after whatever is corked."""
+        if self._close_sent:
+            return
+        self._close_sent = True
+        self.uncork()
+        if not self.transport.is_closing():
+            self.transport.write(close_frame(code, reason))
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._wake()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._lost = True
+        self._closed = True
+        self.closing = True
+        self._ended()
+
+    def _ended(self) -> None:
+        """The connection is over (or its close handshake is): wake whoever waits
+        and tell the endpoint, once."""
+        self._stop_timers()
+        self._wake()
+        on_end, self._on_end, self._on_message = self._on_end, None, None
+        if self._lost:
+            self._registry.discard(self)
+        if on_end is not None:
+            on_end()
 
     # -- closing ---------------------------------------------------------------
 
     def close_soon(self, code: int, reason: str = "") -> None:
-        """Start closing (once) without waiting for it."""
+        """Start closing (once) without waiting for it: our close frame goes now."""
         if self._close_task is None:
             self.closing = True
-            self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
+            self._send_close(code, reason)
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close (``reason`` goes in the close frame) and wait until the socket is released.
@@ -368,21 +603,19 @@ class Connection:
         """
         if self._revoked:
             self._end_revoked()
-        if self._close_task is None and self.ws.closed:
-            # The peer closed first and aiohttp answered: only our bookkeeping is left.
-            self.closing = True
-            self._release_transport()
-            return
         self.close_soon(code, reason)
         assert self._close_task is not None
         await asyncio.shield(self._close_task)
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self) -> None:
+        """Wait (bounded) for the client's close frame, unless it came already
+        (perhaps behind messages no longer taken), then release the socket."""
         try:
-            async with asyncio.timeout(self._close_timeout):
-                await self.ws.close(code=code, message=reason.encode(), drain=False)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            pass
+            if not self._closed and self._peer_close is None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._close_timeout):
+                        while not self._closed:
+                            await self._wait()
         finally:
             self._release_transport()
 
@@ -391,11 +624,14 @@ class Connection:
         transport = self.transport
         if not transport.is_closing():
             transport.close()
-        if transport.get_write_buffer_size():
+        if not self._lost and transport.get_write_buffer_size():
             # Let the peer read what is queued, its close frame last; a peer
             # that still does not read is cut off.
             asyncio.get_running_loop().call_later(self._close_timeout, transport.abort)
         self._registry.discard(self)
+        if not self._closed:
+            self._closed = True
+            self._ended()
 
     def _stop_timers(self) -> None:
         for timer in (self._ticker, self._revoke_deadline):

@@ -36,6 +36,7 @@ __all__ = [
     "InvalidJson",
     "InvalidMessage",
     "InvalidRequest",
+    "InvalidUpgrade",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
@@ -154,6 +155,14 @@ class InvalidMessage(ScribelineError):
     http_status = 400
     close_code = CloseCode.POLICY_VIOLATION
     keeps_connection = True
+
+
+class InvalidUpgrade(ScribelineError):
+    """A request to a WebSocket endpoint that is not a valid WebSocket upgrade."""
+
+    code = "invalid_upgrade"
+    http_status = 400
+    close_code = CloseCode.PROTOCOL_ERROR
 
 
 class InvalidRequest(ScribelineError):

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -90,8 +91,14 @@ def now_ms() -> int:
 
 def format_ms(ms: int) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``: ``2026-01-19T12:00:05.123Z``."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    second, milli = divmod(ms, 1000)
+    return f"{_second_prefix(second)}{milli:03d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _second_prefix(second: int) -> str:
+    """``2026-01-19T12:00:05.``: the same for a thousand timestamps, so kept."""
+    return datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Every open WebSocket of the process: keep-alive pings, cluster-wide connection
 limits, the index of connections by the key that authenticated them (so that a
-revoked key closes its connections), and closing them all at shutdown."""
+revoked key closes its connections), the tasks that serve them, and closing them
+all at shutdown."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any
 
 from scribeline.cluster import Cluster
 from scribeline.cluster.memory import MemoryCluster
@@ -45,6 +47,10 @@ class Registry:
         self, ping_interval: float, ping_timeout: float, cluster: Cluster | None = None
     ) -> None:
         self._connections: set[Connection] = set()
+        #: Tasks serving connections (joins, producers, answers, leaves): awaited at shutdown.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        #: Shutting down: no new connection is accepted (``close_all`` has begun).
+        self.stopping = False
         self._by_key: dict[int, set[Connection]] = {}
         self._cluster = cluster or MemoryCluster()
         self._interval = ping_interval
@@ -60,6 +66,13 @@ class Registry:
 
     def add(self, conn: Connection) -> None:
         self._connections.add(conn)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` for a connection as a task that shutdown waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def discard(self, conn: Connection) -> None:
         self._connections.discard(conn)
@@ -161,8 +174,10 @@ class Registry:
                     conn.last_ping = conn.ping_sent_at = now
                     conn.write(PING_FRAME)
 
-    async def close_all(self, code: int) -> None:
-        """Close every connection with ``code`` (server shutdown: 1001)."""
+    async def close_all(self, code: int, drain_seconds: float = 10.0) -> None:
+        """Close every connection with ``code`` (server shutdown: 1001) and wait, at
+        most ``drain_seconds``, for the tasks serving them."""
+        self.stopping = True
         for task in (self._task, self._recheck_task):
             if task is not None:
                 task.cancel()
@@ -171,3 +186,16 @@ class Registry:
         conns = list(self._connections)
         if conns:
             await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)
+        # The endpoints' tasks end with their connections (leaving their streams),
+        # including the tasks those start meanwhile; one stuck past
+        # ``drain_seconds`` is cancelled.
+        deadline = asyncio.get_running_loop().time() + drain_seconds
+        while self._tasks:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                stuck = list(self._tasks)
+                for task in stuck:
+                    task.cancel()
+                await asyncio.wait(stuck)
+                break
+            await asyncio.wait(list(self._tasks), timeout=left)

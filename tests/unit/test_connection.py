@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 from scribeline.connection import Connection
-from scribeline.registry import Registry
+from tests.unit.fake_socket import FakeSocket, connection
 
 
-class _Transport:
-    """Records what the connection writes (a stand-in for an asyncio transport)."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-
-def _connection() -> tuple[Connection, _Transport]:
-    transport = _Transport()
-    conn = Connection(
-        None,  # type: ignore[arg-type]  # the socket is never read here
-        SimpleNamespace(transport=transport),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        Registry(20, 20),
-        limit=1 << 20,
-        messages_per_second=100,
-        close_timeout=1,
-    )
-    return conn, transport
+def _connection() -> tuple[Connection, FakeSocket]:
+    return connection()
 
 
 async def test_go_live_sends_only_what_comes_after_the_covered_seq() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -14,44 +13,7 @@ import pytest
 from scribeline.connection import Connection
 from scribeline.errors import ScribelineError
 from scribeline.registry import _REVOKED_MEMORY, Registry
-
-
-class _Transport:
-    """Records what the connection writes (a stand-in for an asyncio transport)."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-
-class _Socket:
-    """Records how the connection closed its WebSocket."""
-
-    closed = False
-
-    def __init__(self) -> None:
-        self.close_frames: list[tuple[int, bytes]] = []
-
-    async def close(self, *, code: int, message: bytes, drain: bool) -> None:
-        self.close_frames.append((code, message))
+from tests.unit.fake_socket import FakeSocket, connection
 
 
 def _render(error: ScribelineError) -> bytes:
@@ -59,21 +21,11 @@ def _render(error: ScribelineError) -> bytes:
 
 
 def _connection(
-    registry: Registry, ws: _Socket | None = None, **options: Any
-) -> tuple[Connection, _Transport, _Socket]:
-    transport = _Transport()
-    ws = ws or _Socket()
-    conn = Connection(
-        ws,  # type: ignore[arg-type]
-        SimpleNamespace(transport=transport),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        registry,
-        limit=1 << 20,
-        messages_per_second=100,
-        close_timeout=1,
-        **options,
-    )
-    return conn, transport, ws
+    registry: Registry, socket: FakeSocket | None = None, **options: Any
+) -> tuple[Connection, FakeSocket, FakeSocket]:
+    """A connection, and its socket twice (what it wrote, how it closed)."""
+    conn, socket = connection(registry, socket, **options)
+    return conn, socket, socket
 
 
 async def _settle(*conns: Connection) -> None:
@@ -97,11 +49,11 @@ async def test_a_revoked_key_closes_its_connections_and_no_others() -> None:
     assert registry.close_key(7) == 2
     assert registry.close_key(7) == 0  # already closing
     await _settle(first, second)
-    error = orjson.loads(first_out.written[0][2:])  # past the two-byte frame header
+    error = orjson.loads(first_out.texts[0])  # past the two-byte frame header
     assert error["error"] == "authentication_failed"
     assert first_ws.close_frames == [(1008, b"authentication_failed")]
     assert second_ws.close_frames == [(1008, b"authentication_failed")]
-    assert not other.closing and not anonymous.closing and other_out.written == []
+    assert not other.closing and not anonymous.closing and other_out.texts == []
     assert other_ws.close_frames == anonymous_ws.close_frames == []
     assert len(registry) == 2
 
@@ -113,7 +65,7 @@ async def test_an_explaining_endpoint_says_why_in_the_close_reason() -> None:
     conn.authenticated(3)
     registry.close_key(3)
     await _settle(conn)
-    assert transport.written == []
+    assert transport.texts == []
     assert ws.close_frames == [(1008, b"authentication_failed: The credential was revoked")]
 
 
@@ -163,7 +115,7 @@ async def test_a_join_that_binds_a_key_revoked_meanwhile_closes_at_once() -> Non
     joining, out, ws = _connection(registry, render=_render)
     joining.authenticated(5)
     await _settle(joining)
-    assert orjson.loads(out.written[0][2:])["error"] == "authentication_failed"
+    assert orjson.loads(out.texts[0])["error"] == "authentication_failed"
     assert ws.close_frames == [(1008, b"authentication_failed")]
 
     registry._revoked_window = 0.0  # the window has passed
@@ -181,34 +133,22 @@ async def test_the_revoked_keys_remembered_are_bounded() -> None:
     assert 9 not in registry._revoked and 10 in registry._revoked
 
 
-class _Inbox(_Socket):
-    """A socket whose client has sent nothing yet (``receive`` waits)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting = asyncio.Event()
-
-    async def receive(self) -> Any:
-        self.waiting.set()
-        await asyncio.get_running_loop().create_future()
-
-
 async def test_an_acknowledging_connection_answers_what_it_read_before_it_closes() -> None:
     """Revoking a producer's key wakes its wait for a message (no further message is
     taken), lets the answer to a message already read go out, then sends the error
     and closes 1008 authentication_failed when the endpoint closes."""
     registry = Registry(20, 20)
-    ws = _Inbox()
-    conn, transport, _ = _connection(registry, ws, render=_render, acknowledges=True)
+    conn, transport, ws = _connection(registry, render=_render, acknowledges=True)
     conn.authenticated(9)
     reading = asyncio.create_task(conn.next_message())
-    await ws.waiting.wait()
+    await asyncio.sleep(0)  # the reader is waiting for a message
+    assert not reading.done()
     assert registry.close_key(9) == 1
     assert await reading is None
     assert await conn.next_message() is None
     conn.send(b'{"type":"ack","seq":3}')  # the answer to a message read before
     await conn.close(1000)  # the endpoint is done: now the revocation's error and close
-    assert [orjson.loads(frame[2:]).get("error") for frame in transport.written] == [
+    assert [orjson.loads(text).get("error") for text in transport.texts] == [
         None,
         "authentication_failed",
     ]
@@ -216,25 +156,17 @@ async def test_an_acknowledging_connection_answers_what_it_read_before_it_closes
 
 
 async def test_cancelling_an_acknowledging_reader_still_cancels_it() -> None:
-    """Only revoke's own wake-up is absorbed: a cancellation from elsewhere (a
-    shutdown) still ends the reading task."""
+    """A cancellation from elsewhere (a shutdown) ends the reading task, and the
+    revocation that follows still closes the connection 1008."""
     registry = Registry(20, 20)
-    inbox = _Inbox()
-    conn = Connection(
-        inbox,  # type: ignore[arg-type]
-        SimpleNamespace(transport=_Transport()),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        registry,
-        limit=1 << 20,
-        messages_per_second=100,
-        close_timeout=1,
-        acknowledges=True,
-    )
+    conn, _, ws = _connection(registry, acknowledges=True)
     conn.authenticated(4)
     reading = asyncio.create_task(conn.next_message())
-    await inbox.waiting.wait()
+    await asyncio.sleep(0)  # the reader is waiting for a message
+    assert not reading.done()
     reading.cancel()
     registry.close_key(4)
     with pytest.raises(asyncio.CancelledError):
         await reading
     await conn.close(1000)
+    assert ws.close_frames == [(1008, b"authentication_failed")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -9,7 +10,10 @@ import orjson
 from scribeline.api.websocket import Endpoint
 from scribeline.auth import Credentials
 from scribeline.broker import BrokerUnavailable
+from scribeline.connection import Inbound
 from scribeline.errors import BotEnded, InvalidMessage, NotFound, ScribelineError
+from scribeline.registry import Registry
+from tests.unit.fake_socket import client_frame, connection
 
 CREDENTIALS = Credentials("token", None)
 
@@ -35,6 +39,9 @@ class FakeConnection:
 
     def send(self, payload: bytes) -> None:
         self.steps.append("send " + orjson.loads(payload)["error"])
+
+    def uncork(self) -> None:
+        pass
 
     async def close(self, code: int, reason: str = "") -> None:
         if not self.closing:
@@ -140,3 +147,56 @@ async def test_a_peer_that_went_away_is_not_reported() -> None:
     sent, nothing logged, the session just ends."""
     steps = await _run(serve_error=ConnectionResetError("gone"), peer_gone=True)
     assert steps == ["join token", "serve state", "leave state", "close 1000"]
+
+
+async def test_a_subscriber_is_answered_per_message_and_leaves_when_it_closes() -> None:
+    """An ``answer`` endpoint holds no task between messages: each message is
+    answered in order; when the client closes, leave runs and the close completes."""
+    registry = Registry(20, 20)
+    conn, socket = connection(registry)
+    steps: list[str] = []
+    left = asyncio.Event()
+
+    async def join(conn: Any, credentials: Credentials) -> str:
+        return "joined"
+
+    async def answer(conn: Any, state: str, message: Inbound) -> None:
+        await asyncio.sleep(0)  # an answer that awaits (a storage read)
+        steps.append(f"{state} {message.data}")
+
+    async def leave(conn: Any, state: str) -> None:
+        steps.append("leave")
+        left.set()
+
+    endpoint = Endpoint(join, None, _render, leave, answer=answer)
+    await endpoint.run(conn, CREDENTIALS)
+    assert not registry._tasks  # joined and quiet: no task left
+    socket.feed(client_frame(0x1, b"a") + client_frame(0x1, b"b"))
+    socket.feed(client_frame(0x1, b"c"))
+    socket.feed(client_frame(0x8, (1000).to_bytes(2, "big")))
+    await left.wait()
+    await registry.close_all(1001)
+    assert steps == ["joined a", "joined b", "joined c", "leave"]
+    assert socket.close_frames == [(1000, b"")]
+
+
+async def test_an_answer_that_fails_reports_leaves_and_closes() -> None:
+    registry = Registry(20, 20)
+    conn, socket = connection(registry)
+    left = asyncio.Event()
+
+    async def join(conn: Any, credentials: Credentials) -> str:
+        return "joined"
+
+    async def answer(conn: Any, state: str, message: Inbound) -> None:
+        raise NotFound("Call CA1 not found")
+
+    async def leave(conn: Any, state: str) -> None:
+        left.set()
+
+    await Endpoint(join, None, _render, leave, answer=answer).run(conn, CREDENTIALS)
+    socket.feed(client_frame(0x1, b"request_status"))
+    await left.wait()
+    await registry.close_all(1001)
+    assert [orjson.loads(t)["error"] for t in socket.texts] == ["not_found"]
+    assert socket.close_frames == [(1008, b"not_found")]

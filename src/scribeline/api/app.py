@@ -106,7 +106,8 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 
 async def _close_streams(app: web.Application) -> None:
     # SIGTERM: tell every client to reconnect elsewhere (1001) before handlers drain.
-    await app[SERVICES].registry.close_all(CloseCode.GOING_AWAY)
+    services = app[SERVICES]
+    await services.registry.close_all(CloseCode.GOING_AWAY, services.settings.shutdown_timeout)
 
 
 def create_app(services: Services) -> web.Application:

@@ -29,7 +29,7 @@ from scribeline.api.websocket import (
     serve_websocket,
 )
 from scribeline.auth import Credentials
-from scribeline.connection import Connection
+from scribeline.connection import Connection, Inbound
 from scribeline.domain import Bot, BotStatus
 from scribeline.errors import (
     BotEnded,
@@ -59,16 +59,19 @@ async def bot_subscriber(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     s = services.settings
 
-    async def join(conn: Connection, credentials: Credentials) -> tuple[Bot, str] | None:
-        return await _join(services, conn, request.match_info["bot_id"], credentials)
+    bot_id = request.match_info["bot_id"]
 
-    async def serve(conn: Connection, joined: tuple[Bot, str]) -> None:
+    async def join(conn: Connection, credentials: Credentials) -> tuple[Bot, str] | None:
+        joined = await _join(services, conn, bot_id, credentials)
+        if joined is not None:
+            conn.every(s.bot_ping_interval, _PING_FRAME)
+        return joined
+
+    async def answer(conn: Connection, joined: tuple[Bot, str], message: Inbound) -> None:
         bot, role = joined
-        conn.every(s.bot_ping_interval, _PING_FRAME)
-        while (message := await conn.next_message()) is not None:
-            action = proto.decode_action(message.data) if message.is_text else None
-            if action is not None and role == "read-write":
-                await services.bots.act(bot, action)
+        action = proto.decode_action(message.data) if message.is_text else None
+        if action is not None and role == "read-write":
+            await services.bots.act(bot, action)
 
     async def leave(conn: Connection, joined: tuple[Bot, str]) -> None:
         await detach_stream(services, conn, joined[0].stream)
@@ -77,7 +80,7 @@ async def bot_subscriber(request: web.Request) -> web.StreamResponse:
     # bot failed, so an error closes with its code and name only.
     return await serve_websocket(
         request,
-        Endpoint(join, serve, None, leave),
+        Endpoint(join, None, None, leave, answer=answer),
         s.bot_actions_per_second,
         max_frame_bytes=s.bot_max_action_bytes,
     )
@@ -134,9 +137,10 @@ def _out_of_order(kind: str, started: bool) -> Conflict | None:
 
 async def bot_producer(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    bot_id = request.match_info["bot_id"]  # not the request: the connection outlives it
 
     async def join(conn: Connection, credentials: Credentials) -> Bot:
-        return await _authorize_producer(services, conn, request.match_info["bot_id"], credentials)
+        return await _authorize_producer(services, conn, bot_id, credentials)
 
     async def serve(conn: Connection, bot: Bot) -> None:
         async def replaced() -> None:  # run on this node when a later producer connects

@@ -18,7 +18,7 @@ from scribeline.api.websocket import (
     serve_websocket,
 )
 from scribeline.auth import Credentials
-from scribeline.connection import Connection
+from scribeline.connection import Connection, Inbound
 from scribeline.domain import Campaign, Contact, Counters
 from scribeline.errors import (
     CloseCode,
@@ -170,18 +170,17 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
     async def join(conn: Connection, credentials: Credentials) -> str:
         return await _join(services, conn, campaign_id, credentials.token)
 
-    async def serve(conn: Connection, stream: str) -> None:
-        while (message := await conn.next_message()) is not None:
-            try:
-                proto.decode_client(message.text())
-                conn.send(proto.encode_pong(now_ms()))
-            except InvalidMessage as exc:
-                conn.send(render(exc))
+    async def answer(conn: Connection, stream: str, message: Inbound) -> None:
+        try:
+            proto.decode_client(message.text())
+            conn.send(proto.encode_pong(now_ms()))
+        except InvalidMessage as exc:
+            conn.send(render(exc))
 
     async def leave(conn: Connection, stream: str) -> None:
         await detach_stream(services, conn, stream)
 
-    return await serve_websocket(request, Endpoint(join, serve, render, leave))
+    return await serve_websocket(request, Endpoint(join, None, render, leave, answer=answer))
 
 
 async def _join(services: Services, conn: Connection, campaign_id: int, token: str | None) -> str:

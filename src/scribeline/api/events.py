@@ -15,7 +15,7 @@ from scribeline.api.state import SERVICES
 from scribeline.api.websocket import Endpoint, authenticate, serve_websocket
 from scribeline.auth import Credentials
 from scribeline.broker import org_channel
-from scribeline.connection import Connection
+from scribeline.connection import Connection, Inbound
 from scribeline.errors import InvalidMessage, RateLimited, ScribelineError
 from scribeline.events import now_ms
 from scribeline.protocols import org_events as proto
@@ -34,29 +34,25 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         principal = await authenticate(services, conn, credentials.token)
         principal.require("read")
         principal.allow_organization()
+        conn.send(proto.encode_connected(now_ms()))
         return org_channel(principal.org_id)
 
-    async def serve(conn: Connection, channel: str) -> None:
-        conn.send(proto.encode_connected(now_ms()))
-        while (message := await conn.next_message()) is not None:
-            try:
-                action = proto.decode_client(message.text())
-                if isinstance(action, proto.Ping):
-                    conn.send(proto.encode_pong(now_ms()))
-                    continue
-                if action.add:
-                    await services.hub.subscribe_firehose(
-                        channel, conn, action.topic, action.filter
-                    )
-                else:
-                    await services.hub.unsubscribe_firehose(
-                        channel, conn, action.topic, action.filter
-                    )
-                conn.send(proto.encode_ack(action))
-            except (InvalidMessage, RateLimited) as exc:
-                conn.send(_render_error(exc))
+    async def answer(conn: Connection, channel: str, message: Inbound) -> None:
+        try:
+            action = proto.decode_client(message.text())
+            if isinstance(action, proto.Ping):
+                conn.send(proto.encode_pong(now_ms()))
+                return
+            if action.add:
+                await services.hub.subscribe_firehose(channel, conn, action.topic, action.filter)
+            else:
+                await services.hub.unsubscribe_firehose(channel, conn, action.topic, action.filter)
+            conn.send(proto.encode_ack(action))
+        except (InvalidMessage, RateLimited) as exc:
+            conn.send(_render_error(exc))
 
     async def leave(conn: Connection, channel: str) -> None:
         await services.hub.detach_firehose(channel, conn)
 
-    return await serve_websocket(request, Endpoint(join, serve, _render_error, leave))
+    endpoint = Endpoint(join, None, _render_error, leave, answer=answer)
+    return await serve_websocket(request, endpoint)

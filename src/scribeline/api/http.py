@@ -1,5 +1,5 @@
 """The HTTP connection layer under the application: timeouts, malformed requests,
-masking.
+handing a WebSocket's socket over.
 
 aiohttp's request handler is extended in three places it has no setting for:
 
@@ -14,8 +14,12 @@ aiohttp's request handler is extended in three places it has no setting for:
 * **Malformed requests** are one WARNING line naming the client and the kind
   of error. aiohttp logs them at ERROR with a traceback whose message quotes
   the request's first bytes, which can hold an API key.
-* **Unmasked client frames** fail the WebSocket with 1002 (RFC 6455 section
-  5.1); aiohttp's reader accepts them.
+* **Handing over a WebSocket.** After an upgrade the socket is no longer
+  HTTP: :meth:`_Handler.detach` gives the bytes that followed the upgrade
+  request to the WebSocket endpoint, which becomes the transport's protocol
+  (``api/websocket.py``), and leaves aiohttp nothing to read, write or time
+  out on that socket. Its request, handler and parser are then freed, so an
+  open WebSocket holds only its own small state.
 
 The subclass relies on a few attributes of aiohttp's ``RequestHandler`` (the
 version is pinned); ``tests/integration/test_http_hardening.py`` covers each
@@ -32,13 +36,11 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
-from websockets.frames import Close, Frame, Opcode
 
 from scribeline.api.responses import error_response
-from scribeline.errors import CloseCode, malformed_request
-from scribeline.protocols.mask import MaskCheck
+from scribeline.errors import malformed_request
 
-__all__ = ["SERVER_NAME", "Runner"]
+__all__ = ["SERVER_NAME", "Runner", "detach"]
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +50,38 @@ SERVER_NAME = "Scribeline"
 #: Seconds a request body that is no longer wanted is read and dropped.
 LINGERING_TIME = 2.0
 
-_UNMASKED_CLOSE = Frame(
-    Opcode.CLOSE, Close(CloseCode.PROTOCOL_ERROR, "unmasked frame").serialize()
-).serialize(mask=False)
+
+def detach(request: web.BaseRequest) -> bytes:
+    """Take an upgrade request's socket away from the HTTP layer (see the module's
+    doc); the bytes the client sent after the request. The handler's answer is
+    then never written: return :class:`Detached`."""
+    handler = request.protocol
+    assert isinstance(handler, _Handler)
+    return handler.detach()
+
+
+class Detached(web.StreamResponse):
+    """What a handler returns for a request whose socket it took over: nothing is
+    written (the 101 went out with the takeover)."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+        self.force_close()
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
 
 
 class _Handler(RequestHandler):
-    __slots__ = ("_header_handle", "_header_timeout", "_mask_check")
+    __slots__ = ("_header_handle", "_header_timeout")
 
     def __init__(self, manager: Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
         self._header_handle: asyncio.TimerHandle | None = None
-        self._mask_check: MaskCheck | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -71,24 +92,8 @@ class _Handler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        check = self._mask_check
-        if check is not None and self._upgraded:
-            if check.feed(data):
-                super().data_received(data)
-            else:
-                self._fail_unmasked()
-            return
-        self._mask_check = None
         super().data_received(data)
-        if self._upgraded:
-            self._disarm_header_timer()
-            self._mask_check = check = MaskCheck()
-            # The upgrade request's packet may already carry the client's first frames
-            # (which it should not send before the handshake's answer): with no
-            # handshake to answer yet, an unmasked one just ends the connection.
-            if not check.feed(self._message_tail):
-                self._fail_unmasked(handshake_sent=False)
-        elif self._messages or self._request_in_progress:
+        if self._upgraded or self._messages or self._request_in_progress:
             self._disarm_header_timer()
         elif data:
             self._arm_header_timer()  # part of a request head: the clock runs
@@ -110,14 +115,23 @@ class _Handler(RequestHandler):
             log.info("closing a connection whose request headers did not arrive in time")
             self.transport.close()
 
-    def _fail_unmasked(self, *, handshake_sent: bool = True) -> None:
-        self._force_close = True  # nothing more reaches the WebSocket reader
-        self._message_tail = b""
-        if self.transport is not None:
-            log.info("closing a WebSocket that sent an unmasked frame (1002)")
-            if handshake_sent:
-                self.transport.write(_UNMASKED_CLOSE)
-            self.transport.close()
+    def detach(self) -> bytes:
+        """Stop handling this socket (see :func:`detach`): no more reading, writing,
+        timers or shutdown for it here; the bytes buffered after the upgrade."""
+        self._disarm_header_timer()
+        tail, self._message_tail = self._message_tail, b""
+        self._force_close = True  # the request loop ends with this request
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
+        if self._manager is not None:
+            self._manager.connection_lost(self, None)  # not this server's to close any more
+        paused = self._buffer_paused or self._reading_paused
+        self._buffer_paused = self._reading_paused = False
+        if paused and self.transport is not None:
+            self.transport.resume_reading()  # the new protocol reads from the start
+        self.transport = None  # nothing of the answer is written
+        return tail
 
     def handle_error(
         self,

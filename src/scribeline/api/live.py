@@ -16,7 +16,7 @@ from scribeline.api.websocket import (
     serve_websocket,
 )
 from scribeline.auth import Credentials
-from scribeline.connection import Connection
+from scribeline.connection import Connection, Inbound
 from scribeline.errors import InvalidMessage, ScribelineError
 from scribeline.events import TERMINAL_STATUSES, Position, now_ms
 from scribeline.hub import CaughtUp
@@ -29,33 +29,32 @@ __all__ = ["live_transcript"]
 FORMAT = "live-transcript"
 
 
-def _since(request: web.Request) -> int | None:
-    return query_int(request, "since", None)
-
-
 async def live_transcript(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     call_sid = request.match_info["call_sid"]
+    query = request.query  # not the request: the connection outlives it
 
     async def join(conn: Connection, credentials: Credentials) -> tuple[int, str]:
-        return await _join(request, services, conn, call_sid, credentials.token)
+        since = query_int(query, "since", None)  # refused on the socket, like every check
+        return await _join(services, conn, call_sid, credentials.token, since, query.get("epoch"))
 
-    async def serve(conn: Connection, joined: tuple[int, str]) -> None:
-        await _serve_commands(conn, services.calls, joined[0], call_sid)
+    async def answer(conn: Connection, joined: tuple[int, str], message: Inbound) -> None:
+        await _answer(conn, services.calls, joined[0], call_sid, message)
 
     async def leave(conn: Connection, joined: tuple[int, str]) -> None:
         await detach_stream(services, conn, joined[1])
 
     render = partial(_render_error, call_sid)
-    return await serve_websocket(request, Endpoint(join, serve, render, leave))
+    return await serve_websocket(request, Endpoint(join, None, render, leave, answer=answer))
 
 
 async def _join(
-    request: web.Request,
     services: Services,
     conn: Connection,
     call_sid: str,
     token: str | None,
+    since: int | None,
+    epoch: str | None,
 ) -> tuple[int, str]:
     """Checks, then history and the switch to live; returns (organization, stream).
 
@@ -63,8 +62,6 @@ async def _join(
     all) is released once the connection is live, not held for its lifetime.
     """
     principal, call = await authorize_call(services, conn, call_sid, token, "read")
-    since = _since(request)
-    epoch = request.query.get("epoch")
     stream = call.stream
     encoder = partial(proto.encode_event, call_sid)
 
@@ -87,15 +84,16 @@ def _render_error(call_sid: str, error: ScribelineError) -> bytes:
     return proto.encode_error(call_sid, error, now_ms())
 
 
-async def _serve_commands(conn: Connection, calls: CallService, org_id: int, call_sid: str) -> None:
-    """Answer ``ping`` and ``request_status`` until the client leaves."""
-    while (message := await conn.next_message()) is not None:
-        try:
-            command = proto.decode_client(message.text())
-            if isinstance(command, proto.Ping):
-                conn.send(proto.encode_pong(now_ms()))
-            else:
-                call = await calls.get(org_id, call_sid)
-                conn.send(proto.encode_status_snapshot(call, now_ms()))
-        except InvalidMessage as exc:
-            conn.send(_render_error(call_sid, exc))
+async def _answer(
+    conn: Connection, calls: CallService, org_id: int, call_sid: str, message: Inbound
+) -> None:
+    """Answer ``ping`` or ``request_status``."""
+    try:
+        command = proto.decode_client(message.text())
+        if isinstance(command, proto.Ping):
+            conn.send(proto.encode_pong(now_ms()))
+        else:
+            call = await calls.get(org_id, call_sid)
+            conn.send(proto.encode_status_snapshot(call, now_ms()))
+    except InvalidMessage as exc:
+        conn.send(_render_error(call_sid, exc))

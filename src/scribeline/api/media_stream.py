@@ -89,13 +89,13 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             # service, which the server waits for before closing storage.
             await stream.finished.wait()
 
-    with services.media.socket():
-        return await serve_websocket(
-            request,
-            Endpoint(join, serve, None, leave, explain=True),
-            s.media_messages_per_second,
-            pace=True,
-        )
+    return await serve_websocket(
+        request,
+        Endpoint(join, serve, None, leave, explain=True),
+        s.media_messages_per_second,
+        pace=True,
+        hold=services.media.socket(),  # counted until the socket has closed
+    )
 
 
 async def _until_start(conn: Connection) -> Start | None:

@@ -7,6 +7,8 @@ internal one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from scribeline.errors import InvalidRequest, NotFound
@@ -16,10 +18,16 @@ __all__ = ["path_id", "query_int"]
 
 
 def query_int(
-    request: web.Request, name: str, default: int | None, lo: int = 0, hi: int = MAX_INT64
+    source: web.BaseRequest | Mapping[str, str],
+    name: str,
+    default: int | None,
+    lo: int = 0,
+    hi: int = MAX_INT64,
 ) -> int | None:
-    """The query parameter ``name`` (``default`` when absent or empty)."""
-    raw = request.query.get(name)
+    """The query parameter ``name`` of a request or of its query (``default`` when
+    absent or empty)."""
+    query = source.query if isinstance(source, web.BaseRequest) else source
+    raw = query.get(name)
     if raw is None or raw == "":
         return default
     value = parse_int(raw, lo, hi)

@@ -173,7 +173,10 @@ async def get_call(request: web.Request) -> web.Response:
 
 @routes.post("/v1/calls/{call_sid}/transcripts")
 async def append_transcripts(request: web.Request) -> web.Response:
-    services, call = await _call(request, "write")
+    services, principal = await authorize(request, "write")
+    call_sid = request.match_info["call_sid"]
+    principal.allow_call(call_sid)
+    call = await services.calls.for_append(principal.org_id, call_sid)
     body = await read_json(request)
     if isinstance(body, list):
         if not body or len(body) > services.settings.max_batch_items:

@@ -6,25 +6,35 @@ format renders an error); :func:`serve_websocket` runs it the same way for
 every endpoint, refusing and reporting errors in one place. A join
 authenticates through :func:`authenticate` (or :func:`authorize_call`), which
 ties the connection to the credential's key: revoking the key closes it.
+
+The handshake is answered here and the socket taken over from the HTTP
+layer (``api/http.py``): the :class:`Connection` becomes its protocol and the
+HTTP request, its handler and parser are freed. The endpoint then runs in a
+task of the registry's; a subscriber endpoint (``answer``) is served without
+one once it has joined: each message it sends starts a short task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from aiohttp import web
 
+from scribeline.api.http import SERVER_NAME, Detached, detach
 from scribeline.api.state import SERVICES, Services
 from scribeline.auth import Credentials, Principal, websocket_credentials
-from scribeline.connection import Connection, Renderer
+from scribeline.connection import Connection, Inbound, Renderer
 from scribeline.domain import Call
 from scribeline.errors import (
     CloseCode,
     ConnectionLimit,
+    HttpError,
     InternalError,
     InvalidCallSid,
     ScribelineError,
@@ -32,6 +42,7 @@ from scribeline.errors import (
     error_for,
 )
 from scribeline.ingest.models import valid_call_sid
+from scribeline.protocols import handshake
 
 __all__ = [
     "Endpoint",
@@ -55,51 +66,128 @@ class Endpoint(Generic[S]):
     """What one WebSocket endpoint does with an accepted connection.
 
     ``join`` authorizes and joins (its error refuses the connection; None:
-    nothing to serve, close normally); ``serve`` answers messages until the
-    client leaves; ``leave`` undoes the join, whatever ended ``serve``.
-    ``render`` writes an error in the endpoint's format (None: the format has
-    no error message, so every error closes with its code and name only).
-    ``ending``: errors from ``serve`` that close even though their kind
-    usually leaves a connection open. ``explain``: close reasons carry the
-    error's message too (for formats without error messages).
-    ``acknowledges``: ``serve`` answers every message it reads (an ack or an
-    error), so a revocation lets those answers go out before it closes
-    (``Connection.revoke``).
+    nothing to serve, close normally). Then either ``serve`` answers messages
+    until the client leaves (a task for the connection's life: producers) or
+    ``answer`` answers each message as it comes (no task while the client is
+    quiet: subscribers); an error from either ends the connection. ``leave``
+    undoes the join, whatever ended the connection. ``render`` writes an error
+    in the endpoint's format (None: the format has no error message, so every
+    error closes with its code and name only). ``ending``: errors that close
+    even though their kind usually leaves a connection open. ``explain``:
+    close reasons carry the error's message too (for formats without error
+    messages). ``acknowledges``: ``serve`` answers every message it reads (an
+    ack or an error), so a revocation lets those answers go out before it
+    closes (``Connection.revoke``). The callables must not hold the HTTP
+    request: the connection outlives it.
     """
 
     join: Callable[[Connection, Credentials], Awaitable[S | None]]
-    serve: Callable[[Connection, S], Awaitable[None]]
+    serve: Callable[[Connection, S], Awaitable[None]] | None
     render: Renderer | None
     leave: Callable[[Connection, S], Awaitable[None]] | None = None
     ending: tuple[type[ScribelineError], ...] = ()
     explain: bool = False
     acknowledges: bool = False
+    answer: Callable[[Connection, S, Inbound], Awaitable[None]] | None = None
 
-    async def run(self, conn: Connection, credentials: Credentials) -> None:
-        """Join, serve, leave and close ``conn``, reporting any error to the client."""
+    async def run(
+        self, conn: Connection, credentials: Credentials, done: Callable[[], None] | None = None
+    ) -> None:
+        """Join, then serve (or hand the connection to :class:`_Answering`);
+        ``done`` is called once the connection has ended and left its stream."""
+        answering = False
         try:
-            state = await self.join(conn, credentials)
-        except Exception as exc:
-            await report(conn, exc, self.render, refusal=True, explain=self.explain)
-            await conn.close(CloseCode.NORMAL)
-            return
-        if state is None:
-            await conn.close(CloseCode.NORMAL)
-            return
-        try:
-            await self.serve(conn, state)
-        except Exception as exc:
-            await report(
-                conn,
-                exc,
-                self.render,
-                refusal=isinstance(exc, self.ending),
-                explain=self.explain,
-            )
+            try:
+                state = await self.join(conn, credentials)
+            except Exception as exc:
+                await report(conn, exc, self.render, refusal=True, explain=self.explain)
+                await conn.close(CloseCode.NORMAL)
+                return
+            finally:
+                conn.uncork()  # the answer to the handshake and what the join sent, at once
+            if state is None:
+                await conn.close(CloseCode.NORMAL)
+                return
+            if self.serve is None:
+                if conn.closing:  # it ended while joining: leave now, in this task
+                    await self.end(conn, state)
+                    return
+                answering = True
+                _Answering(self, conn, state, done).start()
+                return
+            try:
+                await self.serve(conn, state)
+            except Exception as exc:
+                await self.failed(conn, exc)
+            finally:
+                await self.end(conn, state)
         finally:
+            if done is not None and not answering:
+                done()
+
+    async def failed(self, conn: Connection, exc: Exception) -> None:
+        """Report an error that ends serving the connection."""
+        await report(
+            conn, exc, self.render, refusal=isinstance(exc, self.ending), explain=self.explain
+        )
+
+    async def end(self, conn: Connection, state: S) -> None:
+        """Leave the stream and close."""
+        try:
             if self.leave is not None:
                 await self.leave(conn, state)
+        finally:
             await conn.close(CloseCode.NORMAL)
+
+
+class _Answering(Generic[S]):
+    """Serves a joined subscriber with ``Endpoint.answer``: a task only while its
+    messages are being answered, and one to leave when the connection ends."""
+
+    __slots__ = ("_conn", "_done", "_endpoint", "_state", "_task")
+
+    def __init__(
+        self, endpoint: Endpoint[S], conn: Connection, state: S, done: Callable[[], None] | None
+    ) -> None:
+        self._endpoint = endpoint
+        self._conn = conn
+        self._state = state
+        self._done = done
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._conn.on_message(self._waiting, self._ended)
+
+    def _waiting(self) -> None:
+        if self._task is None:
+            self._task = self._conn.spawn(self._answer_all())
+
+    async def _answer_all(self) -> None:
+        conn, endpoint = self._conn, self._endpoint
+        answer = endpoint.answer
+        assert answer is not None
+        try:
+            while (message := conn.take_message()) is not None:
+                await answer(conn, self._state, message)
+        except Exception as exc:
+            await endpoint.failed(conn, exc)
+            conn.close_soon(CloseCode.NORMAL)
+        finally:
+            self._task = None
+
+    def _ended(self) -> None:
+        self._conn.spawn(self._leave())
+
+    async def _leave(self) -> None:
+        task = self._task
+        try:
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task  # its answer goes nowhere now, but let it finish first
+            await self._endpoint.end(self._conn, self._state)
+        finally:
+            if self._done is not None:
+                self._done()
 
 
 async def serve_websocket(
@@ -109,27 +197,41 @@ async def serve_websocket(
     *,
     pace: bool = False,
     max_frame_bytes: int | None = None,
+    hold: AbstractContextManager[None] | None = None,
 ) -> web.StreamResponse:
-    """Accept the upgrade and run ``endpoint`` on it (see :func:`open_websocket`
-    for the options)."""
+    """Answer the handshake, take the socket over and run ``endpoint`` on it in a
+    task (see :func:`open_websocket` for the options). ``hold`` is entered before
+    the upgrade (its error refuses it) and left when the connection has ended."""
     services = request.app[SERVICES]
     credentials = websocket_credentials(request)
-    conn = await open_websocket(
-        request,
-        services,
-        credentials,
-        messages_per_second,
-        pace=pace,
-        max_frame_bytes=max_frame_bytes,
-        render=endpoint.render,
-        explain=endpoint.explain,
-        acknowledges=endpoint.acknowledges,
-    )
-    await endpoint.run(conn, credentials)
-    return conn.ws
+    done: Callable[[], None] | None = None
+    if hold is not None:
+        hold.__enter__()
+
+        def done() -> None:
+            hold.__exit__(None, None, None)
+
+    try:
+        conn = open_websocket(
+            request,
+            services,
+            credentials,
+            messages_per_second,
+            pace=pace,
+            max_frame_bytes=max_frame_bytes,
+            render=endpoint.render,
+            explain=endpoint.explain,
+            acknowledges=endpoint.acknowledges,
+        )
+    except BaseException:
+        if done is not None:
+            done()
+        raise
+    conn.spawn(endpoint.run(conn, credentials, done))
+    return Detached()
 
 
-async def open_websocket(
+def open_websocket(
     request: web.Request,
     services: Services,
     credentials: Credentials,
@@ -141,7 +243,8 @@ async def open_websocket(
     explain: bool = False,
     acknowledges: bool = False,
 ) -> Connection:
-    """Accept the upgrade (echoing a token subprotocol) and wrap it in a Connection.
+    """Answer the upgrade (echoing a token subprotocol) and make a Connection the
+    socket's protocol; a request that is not a valid upgrade raises ``InvalidUpgrade``.
 
     ``messages_per_second`` and ``max_frame_bytes`` default to the
     subscribers' limits; with ``pace`` a client over the rate is slowed down
@@ -149,22 +252,18 @@ async def open_websocket(
     endpoint's (how the connection says its key was revoked).
     """
     s = services.settings
-    ws = web.WebSocketResponse(
-        protocols=(credentials.subprotocol,) if credentials.subprotocol else (),
-        compress=False,  # one frame for all subscribers (DESIGN.md)
-        autoping=False,  # pings are the registry's; pongs are seen by Connection
-        # aiohttp refuses a frame of exactly max_msg_size; the limit is the largest allowed.
-        max_msg_size=(max_frame_bytes or s.max_frame_bytes) + 1,
-        timeout=s.close_timeout,
-    )
-    writer = await ws.prepare(request)
-    return Connection(
-        ws,
-        request,
-        writer,
+    if services.registry.stopping:
+        raise HttpError(503, "The server is shutting down", "unavailable")
+    answer = handshake.accept(request.headers, credentials.subprotocol, SERVER_NAME)
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client went away before the upgrade")
+    conn = Connection(
+        transport,
         services.registry,
         limit=s.send_buffer_bytes,
         messages_per_second=messages_per_second or s.client_messages_per_second,
+        max_message=max_frame_bytes or s.max_frame_bytes,
         close_timeout=s.close_timeout,
         socket_send_buffer=s.socket_send_buffer_bytes,
         pace=pace,
@@ -172,6 +271,8 @@ async def open_websocket(
         explain=explain,
         acknowledges=acknowledges,
     )
+    conn.attach(answer, detach(request))
+    return conn
 
 
 async def authenticate(services: Services, conn: Connection, token: str | None) -> Principal:

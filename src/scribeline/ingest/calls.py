@@ -85,6 +85,7 @@ class CallService:
         campaigns: CampaignService,
         signals: Signals,
         switch_cache_seconds: float = 1.0,
+        known_calls_seconds: float = 60.0,
     ) -> None:
         self._storage = storage
         self._publisher = publisher
@@ -92,6 +93,8 @@ class CallService:
         self._signals = signals
         # assistant id -> (valid until, transcription enabled)
         self._switches: TtlCache[int, bool] = TtlCache(switch_cache_seconds, 10_000)
+        # (org id, call SID) -> a call known to exist, for appends (see ``for_append``).
+        self._known: TtlCache[tuple[int, str], Call] = TtlCache(known_calls_seconds, 10_000)
         signals.on(ASSISTANT_CHANGED, self._drop_switch)
 
     async def forget_assistant(self, assistant_id: int) -> None:
@@ -118,6 +121,22 @@ class CallService:
         call = await self._storage.get_call(org_id, call_sid)
         if call is None:
             raise NotFound(f"Call {call_sid} not found")
+        return call
+
+    async def for_append(self, org_id: int, call_sid: str) -> Call:
+        """The call, to append to: from a cache of calls known to exist, read on
+        every REST append. What an append uses of a call (its id, hence its
+        stream, its organization and assistant) never changes and calls are
+        never deleted, so a cached call is right on every node, and only found
+        calls are cached (one created since, here or on another node, is read
+        from storage). Its ``status`` may be stale: storage refuses appends to
+        an ended call's stream whatever the caller thinks."""
+        key = (org_id, call_sid)
+        now = time.monotonic()
+        call = self._known.get(key, now)
+        if call is None:
+            call = await self.get(org_id, call_sid)
+            self._known.put(key, call, now)
         return call
 
     async def list_calls(

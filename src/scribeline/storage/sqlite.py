@@ -27,7 +27,6 @@ from scribeline.storage.sqlite_campaigns import SqliteCampaigns
 from scribeline.storage.sqlite_db import SqliteDatabase, check_version
 from scribeline.storage.sqlite_log import (
     MAX_BOUNDS,
-    append_events,
     read_events,
     read_latest_of_type,
     read_segment_heads,
@@ -73,7 +72,8 @@ class SqliteStorage(SqliteCalls, SqliteCampaigns, SqliteBots, SqliteSessions, St
     async def append(self, stream: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
         if not events:
             return []
-        return await self._db.write(lambda conn: append_events(conn, stream, events))
+        # Queued before the first suspension: the order appends were started in.
+        return await self._db.append(stream, events)
 
     async def read(
         self, stream: str, after: int = 0, limit: int | None = None

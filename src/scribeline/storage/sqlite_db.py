@@ -1,13 +1,20 @@
 """SQLite access from asyncio: one writer thread with group commit, pooled readers.
 
-Writes are functions of a connection, queued to a single writer thread. The
-thread takes every write waiting in the queue, runs each inside its own
-SAVEPOINT of one transaction (so one failing write does not undo the others),
-commits once and only then resolves the callers' futures, in submission
-order. A write that fails fails only its own caller, even one that ends the
-shared transaction itself (the others run again in a new one); the thread
-survives every error. One fsync thus covers every append that arrived while the previous
-commit was in progress; durability is per commit (``synchronous=FULL``).
+Writes are appends or functions of a connection, queued to a single writer
+thread. The thread takes every write waiting in the queue and runs them in
+one transaction, commits once and only then resolves the callers' futures,
+in submission order. One fsync thus covers every append that arrived while
+the previous commit was in progress; durability is per commit
+(``synchronous=FULL``).
+
+A batch of appends only (what ingest under load queues) runs as one group:
+one read of the heads and one statement each for the events, the heads and
+the segments (``sqlite_log.append_many``); an append it refuses (an ended
+stream) fails alone, decided before any SQL. Any other batch, or a group
+whose SQL fails anyway (rolled back as a whole), runs each write inside its
+own SAVEPOINT (so one failing write does not undo the others). A write that
+fails fails only its own caller, even one that ends the shared transaction
+itself (the others run again in a new one); the thread survives every error.
 
 The writer's queue is bounded, as PostgreSQL's (``postgres_db``): past
 ``MAX_PENDING`` writes waiting for their commit (queued or in the batch being
@@ -31,13 +38,15 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from scribeline.errors import StorageUnavailable
+from scribeline.events import NewEvent, StoredEvent
+from scribeline.storage.sqlite_log import append_events, append_many
 
 __all__ = ["MIN_SQLITE", "SqliteDatabase", "SqliteTooOld", "check_version", "connect"]
 
@@ -83,10 +92,19 @@ def connect(path: Path) -> sqlite3.Connection:
 
 @dataclass(slots=True)
 class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
+    """A queued write: a function, or (without one) an append of ``events`` to ``stream``."""
+
+    fn: Callable[[sqlite3.Connection], Any] | None
     future: asyncio.Future[Any]
+    stream: str = ""
+    events: Sequence[NewEvent] = ()
     result: Any = None
     error: Exception | None = field(default=None)
+
+    def run(self, conn: sqlite3.Connection) -> Any:
+        if self.fn is not None:
+            return self.fn(conn)
+        return append_events(conn, self.stream, self.events)
 
 
 class SqliteDatabase:
@@ -105,6 +123,9 @@ class SqliteDatabase:
         self._loop_conn: sqlite3.Connection | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
         self._closed = False
+        #: Writes committed (or failed) and the batches they came in, for metrics.
+        self.writes = 0
+        self.batches = 0
 
     def start(self) -> None:
         """Start the writer thread; call from the event loop that will await results."""
@@ -116,14 +137,28 @@ class SqliteDatabase:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction; return once it is committed."""
+        future: asyncio.Future[T] = self._submit(fn)
+        return await future
+
+    def append(self, stream: str, events: Sequence[NewEvent]) -> asyncio.Future[list[StoredEvent]]:
+        """Queue an append now (not when awaited: appends keep the order in which
+        they were started); the future resolves once it is committed."""
+        return self._submit(None, stream, events)
+
+    def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], Any] | None,
+        stream: str = "",
+        events: Sequence[NewEvent] = (),
+    ) -> asyncio.Future[Any]:
         if self._closed or self._loop is None:
             raise RuntimeError("database is not running")
         if self._pending >= self._max_pending:
             raise StorageUnavailable("The database is overloaded; retry shortly")
-        future: asyncio.Future[T] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._pending += 1
-        self._queue.put(_Job(fn, future))
-        return await future
+        self._queue.put(_Job(fn, future, stream, events))
+        return future
 
     def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a bounded, index-backed read on the event loop thread."""
@@ -145,6 +180,7 @@ class SqliteDatabase:
         self._queue.put(None)
         if self._writer is not None:
             await asyncio.to_thread(self._writer.join)
+        log.info("the database writer ran %d writes in %d batches", self.writes, self.batches)
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()
@@ -197,14 +233,48 @@ class SqliteDatabase:
     def _resolve(self, batch: list[_Job]) -> None:
         """On the event loop's thread: the batch is done; wake its callers."""
         self._pending -= len(batch)
+        self.writes += len(batch)
+        self.batches += 1
         _resolve(batch)
 
 
 def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:
     """Commit a batch: as few transactions as its writes allow, usually one."""
+    if len(batch) > 1 and all(job.fn is None for job in batch) and _appends(conn, batch):
+        return
     pending = batch
     while pending:
         pending = _transaction(conn, pending)
+
+
+def _appends(conn: sqlite3.Connection, batch: list[_Job]) -> bool:
+    """Run a batch of appends as one group in one transaction. False if its SQL
+    failed (nothing of it is kept): the batch then runs again, write by write."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        _fail(batch, exc)
+        return True
+    try:
+        outcomes = append_many(conn, [(job.stream, job.events) for job in batch])
+    except Exception:
+        log.debug("a group of appends failed; its writes run again one by one", exc_info=True)
+        _rollback(conn)
+        return False
+    if not conn.in_transaction:  # rolled back by SQLite itself (a full disk, an I/O error)
+        return False
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        _fail(batch, exc)
+        return True
+    for job, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            job.error = outcome
+        else:
+            job.result = outcome
+    return True
 
 
 def _transaction(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Job]:
@@ -229,7 +299,7 @@ def _transaction(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Job]:
             if savepoints:
                 conn.execute("SAVEPOINT job")
             try:
-                job.result = job.fn(conn)
+                job.result = job.run(conn)
             except BaseException as exc:
                 job.error = _failure(exc)
             if not conn.in_transaction:  # the write ended the transaction itself

@@ -13,6 +13,7 @@ from scribeline.storage.rules import Projection, StreamState, new_stream, projec
 __all__ = [
     "MAX_BOUNDS",
     "append_events",
+    "append_many",
     "read_events",
     "read_latest_of_type",
     "read_segment_heads",
@@ -25,27 +26,71 @@ MAX_BOUNDS = 250
 def append_events(
     conn: sqlite3.Connection, stream: str, events: Sequence[NewEvent]
 ) -> list[StoredEvent]:
-    """Append inside the caller's transaction (storage's one way to assign seqs)."""
-    row = conn.execute(
-        "SELECT head, epoch, closed FROM streams WHERE stream = ?", (stream,)
-    ).fetchone()
-    state = new_stream() if row is None else StreamState(row[0], row[1], bool(row[2]))
-    stored, after = stamp(stream, state, events)
-    if row is None:
-        conn.execute(
-            "INSERT INTO streams (stream, epoch, head, closed) VALUES (?, ?, 0, 0)",
-            (stream, state.epoch),
+    """Append inside the caller's transaction (storage's one way to assign seqs);
+    raise what refuses it (``StreamClosed``)."""
+    (outcome,) = append_many(conn, [(stream, events)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def append_many(
+    conn: sqlite3.Connection, appends: Sequence[tuple[str, Sequence[NewEvent]]]
+) -> list[list[StoredEvent] | Exception]:
+    """Append each ``(stream, events)`` in order, inside the caller's transaction:
+    one read of the heads, one statement each for the events, the heads and the
+    segments, however many appends.
+
+    Returns, per append, its stored events or the error that refused it
+    (``StreamClosed``, or an event that cannot be encoded); a refused append
+    writes nothing and does not affect the others. SQL errors propagate.
+    """
+    names = list(dict.fromkeys(stream for stream, _ in appends))
+    states: dict[str, StreamState] = {}
+    for start in range(0, len(names), MAX_BOUNDS):  # SQLite caps a statement's parameters
+        chunk = names[start : start + MAX_BOUNDS]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT stream, head, epoch, closed FROM streams WHERE stream IN ({marks})", chunk
+        )
+        states.update((r[0], StreamState(r[1], r[2], bool(r[3]))) for r in rows)
+    created = {name: new_stream() for name in names if name not in states}
+    states |= created
+    outcomes: list[list[StoredEvent] | Exception] = []
+    rows_in: list[tuple[object, ...]] = []
+    written: dict[str, list[StoredEvent]] = {}
+    for stream, events in appends:
+        try:
+            stored, after = stamp(stream, states[stream], events)
+            rows_in += [
+                (stream, e.seq, e.type, e.ts, e.closes, orjson.dumps(e.data)) for e in stored
+            ]
+        except Exception as exc:
+            outcomes.append(exc)
+            continue
+        states[stream] = after
+        outcomes.append(stored)
+        written.setdefault(stream, []).extend(stored)
+    if not written:
+        return outcomes
+    # A stream created here gets its head row only if an append to it was kept.
+    new_heads = [
+        (s, created[s].epoch, states[s].head, states[s].closed) for s in written if s in created
+    ]
+    if new_heads:
+        conn.executemany(
+            "INSERT INTO streams (stream, epoch, head, closed) VALUES (?, ?, ?, ?)", new_heads
         )
     conn.executemany(
         "INSERT INTO events (stream, seq, type, ts, closes, data) VALUES (?, ?, ?, ?, ?, ?)",
-        [(stream, e.seq, e.type, e.ts, e.closes, orjson.dumps(e.data)) for e in stored],
+        rows_in,
     )
-    conn.execute(
-        "UPDATE streams SET head = ?, closed = ? WHERE stream = ?",
-        (after.head, after.closed, stream),
-    )
-    _apply(conn, stream, project(stream, stored))
-    return stored
+    heads = [(states[s].head, states[s].closed, s) for s in written if s not in created]
+    if heads:
+        conn.executemany("UPDATE streams SET head = ?, closed = ? WHERE stream = ?", heads)
+    for stream, stored_events in written.items():
+        _apply(conn, stream, project(stream, stored_events))
+    return outcomes
 
 
 def read_events(
