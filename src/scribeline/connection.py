@@ -372,7 +372,14 @@ class Connection(asyncio.Protocol):
         if seq <= self.last_seq:
             return
         self.last_seq = seq
-        self.write(frame)
+        if self._corked is None and not self.closing:  # write(), inlined: once per delivery
+            transport = self.transport
+            transport.write(frame)
+            if transport.get_write_buffer_size() > self.limit:
+                log.info("closing slow consumer (%d bytes queued)", self.limit)
+                self.close_soon(*_SLOW_CLOSE)
+        else:
+            self.write(frame)
         if closes:
             self.close_soon(CloseCode.NORMAL)
 

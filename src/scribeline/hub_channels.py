@@ -93,13 +93,14 @@ class Topic(Channel):
             group[1].add(conn)
 
     def dispatch(self, event: StoredEvent) -> None:
+        seq, closes = event.seq, event.closes
         for encoder, subs in self.groups.values():
             payload = encoder(event)
             if payload is None:
                 continue
             frame = text_frame(payload)
             for conn in list(subs):
-                conn.offer(event.seq, frame, event.closes)
+                conn.offer(seq, frame, closes)
 
     def restart(self) -> None:
         """Close every subscriber with 1013: they resume (or replay) by their position."""
