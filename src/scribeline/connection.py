@@ -144,6 +144,7 @@ class Connection(asyncio.Protocol):
         "_reading_paused",
         "_refusal",
         "_registry",
+        "_released",
         "_render",
         "_revoke_deadline",
         "_revoked",
@@ -198,6 +199,7 @@ class Connection(asyncio.Protocol):
         self._close_timeout = close_timeout
         self._close_task: asyncio.Task[None] | None = None
         self._close_sent = False
+        self._released = False
         #: The peer's close frame has arrived or the socket is gone (the handshake is over).
         self._closed = False
         self._lost = False
@@ -610,6 +612,9 @@ class Connection(asyncio.Protocol):
         """
         if self._revoked:
             self._end_revoked()
+        if self._closed and self._close_task is None:
+            self._release_transport()  # the handshake is over: nothing to wait for
+            return
         self.close_soon(code, reason)
         assert self._close_task is not None
         await asyncio.shield(self._close_task)
@@ -627,6 +632,9 @@ class Connection(asyncio.Protocol):
             self._release_transport()
 
     def _release_transport(self) -> None:
+        if self._released:
+            return
+        self._released = True
         self._stop_timers()
         transport = self.transport
         if not transport.is_closing():
