@@ -12,6 +12,7 @@ Messages from the client go to a small inbox, taken either by a task that
 awaits :meth:`next_message` (producers) or, for subscribers, by the
 endpoint when :meth:`on_message`'s callback says one is waiting; an idle
 subscriber therefore holds no task. Past ``_INBOX_HIGH`` waiting messages
+(or ``_INBOX_BYTES``)
 the socket is not read until the inbox drains. The message rate is enforced
 in the order messages arrive (pings count too): past it a paced connection
 is read more slowly, any other is refused with ``RateLimited`` once the
@@ -70,6 +71,8 @@ _REVOKED = AuthenticationFailed("The credential was revoked")
 #: Waiting messages past which the socket is not read; reading resumes at _INBOX_LOW.
 _INBOX_HIGH = 64
 _INBOX_LOW = 16
+#: The same bound in bytes (characters of text), whatever the messages' count.
+_INBOX_BYTES = 256 * 1024
 
 #: Bytes held by a cork (see ``Connection.attach``) past which they are written anyway.
 _CORK_MAX = 64 * 1024
@@ -133,8 +136,10 @@ class Connection(asyncio.Protocol):
         "_closed",
         "_corked",
         "_corked_bytes",
+        "_deadline",
         "_explain",
         "_inbox",
+        "_inbox_bytes",
         "_lost",
         "_on_end",
         "_on_message",
@@ -146,7 +151,6 @@ class Connection(asyncio.Protocol):
         "_registry",
         "_released",
         "_render",
-        "_revoke_deadline",
         "_revoked",
         "_ticker",
         "_waiters",
@@ -193,6 +197,7 @@ class Connection(asyncio.Protocol):
         self._corked: list[bytes] | None = None
         self._corked_bytes = 0
         self._inbox: deque[Inbound] | None = None  # made by the first message
+        self._inbox_bytes = 0
         self._reading_paused = False
         self._bucket = TokenBucket(messages_per_second)
         self._pace = pace
@@ -210,7 +215,9 @@ class Connection(asyncio.Protocol):
         self._acknowledges = acknowledges
         #: Revoked, still answering the messages read before (``acknowledges``).
         self._revoked = False
-        self._revoke_deadline: asyncio.TimerHandle | None = None
+        #: When a revoked or closed-by-the-client acknowledging connection is closed
+        #: anyway, if its endpoint does not close it first.
+        self._deadline: asyncio.TimerHandle | None = None
         #: The client's close code, while the messages it sent before are still taken.
         self._peer_close: int | None = None
         #: An error the client caused outside a message (pings past the rate), raised
@@ -304,7 +311,7 @@ class Connection(asyncio.Protocol):
             return
         self._revoked = True
         self._wake()
-        self._revoke_deadline = asyncio.get_running_loop().call_later(
+        self._deadline = asyncio.get_running_loop().call_later(
             2 * self._close_timeout, self._end_revoked
         )
 
@@ -413,7 +420,7 @@ class Connection(asyncio.Protocol):
         self._on_end = on_end
         if self._closed or self.closing:
             self._ended()
-        elif self._inbox:
+        elif self._inbox or self._refusal is not None:
             callback()
 
     def take_message(self) -> Inbound | None:
@@ -432,13 +439,15 @@ class Connection(asyncio.Protocol):
             refusal, self._refusal = self._refusal, None
             if refusal is not None:
                 raise refusal
-            if self._peer_close is not None:
+            if self._peer_close is not None and not self._acknowledges:
                 self._peer_closed(self._peer_close)
             return None
         message = inbox.popleft()
+        self._inbox_bytes -= len(message.data)
         if (
             self._reading_paused
             and len(inbox) <= _INBOX_LOW
+            and self._inbox_bytes <= _INBOX_BYTES // 4
             and self._peer_close is None
             and self._refusal is None
         ):
@@ -462,9 +471,20 @@ class Connection(asyncio.Protocol):
                     delay = self._bucket.reserve()
                     if delay:
                         await asyncio.sleep(delay)  # pacing to the rate, not awaiting an event
+                        if not self._handing_out():  # ended meanwhile: not handed out
+                            assert self._inbox is not None
+                            self._inbox.appendleft(message)
+                            self._inbox_bytes += len(message.data)
+                            return None
                 return message
+            if self._peer_close is not None or self.closing or self._closed:
+                return None  # the client closed after everything it sent was taken
             self.uncork()  # whoever waits for the client has said all it had to say
             await self._wait()
+
+    def _handing_out(self) -> bool:
+        """Whether messages may still be handed out (not revoked, not closing)."""
+        return not (self._revoked or self.closing)
 
     async def _wait(self) -> None:
         """Until :meth:`_wake` (each waiter has its own future, so cancelling one
@@ -503,8 +523,10 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or self._peer_close is not None or self._refusal is not None:
-            return  # nothing after a close frame or a refusal counts
+        if self._closed or self._peer_close is not None:
+            return  # nothing after a close frame counts
+        if self._refusal is not None and not self.closing:
+            return  # nor after a refusal, but the client's answer to our close
         try:
             messages = self._reader.feed(data)
         except FrameError as exc:
@@ -523,7 +545,10 @@ class Connection(asyncio.Protocol):
                     inbox = self._inbox = deque()
                 assert not isinstance(payload, tuple)
                 inbox.append(Inbound(payload, opcode == TEXT))
-                if len(inbox) >= _INBOX_HIGH and not self._reading_paused and not self.closing:
+                self._inbox_bytes += len(payload)
+                if (len(inbox) >= _INBOX_HIGH or self._inbox_bytes >= _INBOX_BYTES) and not (
+                    self._reading_paused or self.closing
+                ):
                     self._reading_paused = True
                     self.transport.pause_reading()
                 self._wake()
@@ -541,10 +566,16 @@ class Connection(asyncio.Protocol):
                         return
             elif opcode == CLOSE:
                 assert isinstance(payload, tuple)
-                if self._inbox and not self.closing:
-                    # Its messages before the close are still taken first.
-                    self._peer_close = payload[0]
+                if (self._inbox or self._acknowledges) and not self.closing:
+                    # Its messages before the close are still taken first; a producer
+                    # also answers those it took, then closes (or is closed anyway).
+                    self._peer_close = code = payload[0]
                     self._stop_reading()
+                    self._wake()
+                    if self._acknowledges:
+                        self._deadline = asyncio.get_running_loop().call_later(
+                            2 * self._close_timeout, self._peer_closed, code
+                        )
                 else:
                     self._peer_closed(payload[0])
                 return
@@ -602,6 +633,11 @@ class Connection(asyncio.Protocol):
         if self._close_task is None:
             self.closing = True
             self._send_close(code, reason)
+            if self._reading_paused and self._peer_close is None:
+                # A full inbox or a refusal stopped reading: the client's close frame
+                # must be read now (its data no longer counts).
+                self._reading_paused = False
+                self.transport.resume_reading()
             self._close_task = asyncio.get_running_loop().create_task(self._close())
 
     async def close(self, code: int, reason: str = "") -> None:
@@ -649,10 +685,10 @@ class Connection(asyncio.Protocol):
             self._ended()
 
     def _stop_timers(self) -> None:
-        for timer in (self._ticker, self._revoke_deadline):
+        for timer in (self._ticker, self._deadline):
             if timer is not None:
                 timer.cancel()
-        self._ticker = self._revoke_deadline = None
+        self._ticker = self._deadline = None
 
     def abort(self) -> None:
         """Drop the connection at once (an unresponsive peer)."""

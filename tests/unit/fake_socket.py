@@ -2,8 +2,10 @@
 
 It records every frame the server writes (``frames``, ``texts``,
 ``close_frames``), and its client answers the server's close frame with its
-own (``answers_close``), as a well-behaved peer does; closing the transport
-reports the connection lost, as a real transport does on the next turn.
+own (``answers_close``), as a well-behaved peer does. As a real transport,
+it holds what the client sends while reading is paused, and closing it
+reports the connection lost on the next turn (``lingers``: only once the
+test says, as when output is still queued for a client that does not read).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
 class FakeSocket:
     """The transport: records writes; ``buffered`` is what it reports as queued."""
 
-    def __init__(self, *, answers_close: bool = True) -> None:
+    def __init__(self, *, answers_close: bool = True, lingers: bool = False) -> None:
+        self.held: list[bytes] = []
+        self.lingers = lingers
+        self.closing = asyncio.Event()  # set when the server closes the transport
         self.written: list[bytes] = []
         self.closed = False
         self.aborted = False
@@ -82,10 +87,14 @@ class FakeSocket:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            asyncio.get_running_loop().call_soon(self._lost)
+            self.closing.set()
+            if not self.lingers:
+                asyncio.get_running_loop().call_soon(self._lost)
 
     def abort(self) -> None:
         self.aborted = True
+        self.lingers = False
+        self.closed = False
         self.close()
 
     def pause_reading(self) -> None:
@@ -93,6 +102,9 @@ class FakeSocket:
 
     def resume_reading(self) -> None:
         self.reading = True
+        held, self.held = self.held, []
+        for data in held:
+            asyncio.get_running_loop().call_soon(self.feed, data)
 
     def get_extra_info(self, name: str) -> Any:
         return None
@@ -100,8 +112,10 @@ class FakeSocket:
     # -- the client ------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        """Bytes from the client."""
-        if self.protocol is not None and not self.closed:
+        """Bytes from the client (held while reading is paused)."""
+        if not self.reading:
+            self.held.append(data)
+        elif self.protocol is not None and not self.closed:
             self.protocol.data_received(data)
 
     def _lost(self) -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from scribeline.connection import _INBOX_HIGH, _INBOX_LOW
 from scribeline.errors import RateLimited
-from scribeline.protocols.frames import text_frame
-from tests.unit.fake_socket import client_frame, connection
+from tests.unit.fake_socket import FakeSocket, client_frame, connection
 
 
 def _text(data: str) -> bytes:
@@ -128,10 +127,10 @@ async def test_a_close_decided_before_the_clients_close_arrives_is_still_sent() 
     second frame and ours is not lost."""
     conn, socket = connection()
     socket.answers_close = False
-    conn.offer(1, text_frame(b"{}"), True)  # the stream's last event closes the connection
-    socket.feed(client_frame(0x8, (1000).to_bytes(2, "big")))
+    conn.close_soon(1013)  # decided (a slow consumer), its task not yet run
+    socket.feed(client_frame(0x8, (1000).to_bytes(2, "big")))  # the client closes too
     await conn.close(1000)
-    assert socket.close_frames == [(1000, b"")]
+    assert socket.close_frames == [(1013, b"")]  # ours, once; not an echo of the client's
 
 
 async def test_too_many_pings_are_refused_after_the_messages_before_them() -> None:
@@ -155,3 +154,83 @@ async def test_write_paced_waits_for_the_socket_to_drain() -> None:
     conn.resume_writing()
     await writing
     assert socket.written == [b"frame"]
+
+
+async def test_a_producer_answers_what_it_took_before_the_clients_close() -> None:
+    """An acknowledging connection hands out the messages sent before the client's
+    close, then None; its answers still go out, and its own close follows them."""
+    conn, socket = connection(acknowledges=True, pace=True)
+    socket.feed(_text("a") + _text("b") + client_frame(0x8, (1000).to_bytes(2, "big")))
+    taken = []
+    while (message := await conn.next_message()) is not None:
+        taken.append(message.data)
+    assert socket.close_frames == []  # not before the answers
+    for _ in taken:
+        conn.send(b'{"type":"ack"}')  # the appends commit; the acks go out
+    await conn.close(1000)
+    assert taken == ["a", "b"]
+    assert socket.texts == [b'{"type":"ack"}'] * 2
+    assert socket.close_frames == [(1000, b"")]
+
+
+async def test_a_producer_that_never_closes_is_closed_after_the_clients_close() -> None:
+    conn, socket = connection(acknowledges=True, close_timeout=0.05)
+    socket.feed(client_frame(0x8, (1001).to_bytes(2, "big")))
+    assert await conn.next_message() is None
+    assert socket.close_frames == []
+    await asyncio.wait_for(socket.closing.wait(), 1)  # twice the close timeout later
+    assert socket.close_frames == [(1001, b"")]
+
+
+async def test_a_refusal_while_joining_reaches_the_endpoint_when_it_registers() -> None:
+    conn, socket = connection(messages_per_second=2)
+    socket.feed(client_frame(0x9, b"") * 3)  # past the rate before anyone listens
+    told: list[str] = []
+    conn.on_message(lambda: told.append("message"), lambda: told.append("end"))
+    assert told == ["message"]
+    with pytest.raises(RateLimited):
+        conn.take_message()
+
+
+@pytest.mark.parametrize("cause", ["refusal", "full inbox"])
+async def test_our_close_reads_the_clients_close_even_when_reading_had_stopped(
+    cause: str,
+) -> None:
+    """A refusal or a full inbox stops reading; our close must still see the client's
+    answer rather than wait for the close timeout."""
+    conn, socket = connection(messages_per_second=1 if cause == "refusal" else 1000)
+    if cause == "refusal":
+        socket.feed(_text("a") + _text("b"))
+    else:
+        socket.feed(b"".join(_text(str(i)) for i in range(_INBOX_HIGH + 6)))
+    assert not socket.reading
+    await asyncio.wait_for(conn.close(1008), 0.5)  # the close timeout is 1 s
+    assert socket.close_frames == [(1008, b"")] and socket.closed
+
+
+async def test_next_message_returns_once_it_has_answered_the_clients_close() -> None:
+    """Even while the socket lingers (output queued for a client that stopped reading)."""
+    conn, socket = connection(socket=FakeSocket(lingers=True))
+    socket.feed(_text("a") + client_frame(0x8, (1000).to_bytes(2, "big")))
+    assert await conn.next_message() is not None
+    assert await asyncio.wait_for(conn.next_message(), 0.5) is None
+
+
+async def test_a_paced_message_is_not_handed_out_once_the_key_is_revoked() -> None:
+    conn, socket = connection(acknowledges=True, pace=True, messages_per_second=10)
+    socket.feed(b"".join(_text(str(i)) for i in range(12)))
+    for _ in range(10):
+        await conn.next_message()  # the burst
+    taking = asyncio.create_task(conn.next_message())  # waits for its turn in the rate
+    await asyncio.sleep(0)
+    conn.revoke()
+    assert await taking is None
+
+
+async def test_large_waiting_messages_stop_reading_before_their_count_does() -> None:
+    conn, socket = connection(messages_per_second=1000, max_message=100_000)
+    socket.feed(b"".join(_text("x" * 90_000) for _ in range(3)))
+    assert not socket.reading  # 270,000 bytes waiting: past the byte bound, at 3 messages
+    for _ in range(3):
+        await conn.next_message()
+    assert socket.reading

@@ -130,6 +130,6 @@ def test_an_idle_reader_keeps_nothing() -> None:
     """A read that ends on a frame boundary leaves no buffer behind."""
     reader = FrameReader(1 << 16)
     frame = client_frame(TEXT, b"x" * 10)
-    assert reader.feed(frame[:5]) == [] and reader._buf_size == 5
+    assert reader.feed(frame[:5]) == [] and reader._buf is not None and len(reader._buf) == 5
     assert reader.feed(frame[5:]) == [(TEXT, "x" * 10)]
-    assert reader._buf == [] and reader._buf_size == 0
+    assert reader._buf is None

@@ -92,15 +92,13 @@ def close_payload(payload: bytes) -> tuple[int, str]:
 class FrameReader:
     """Incremental parser of one client's frames."""
 
-    __slots__ = ("_buf", "_buf_size", "_fragments", "_fragments_size", "_max", "_need", "_opcode")
+    __slots__ = ("_buf", "_fragments", "_fragments_size", "_max", "_need", "_opcode")
 
     def __init__(self, max_message: int) -> None:
         self._max = max_message
-        #: The reads holding the start of a frame that a read cut off, kept apart
-        #: (joined once ``_need`` bytes are there: a frame trickling in is copied
-        #: once, not once per read).
-        self._buf: list[bytes] = []
-        self._buf_size = 0
+        #: The start of a frame that a read cut off, grown by the next reads until
+        #: ``_need`` bytes are there.
+        self._buf: bytearray | None = None
         self._need = 0
         self._opcode = 0  # the opcode of the fragmented message in progress, if any
         self._fragments: list[bytes] | None = None
@@ -108,13 +106,13 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[Message]:
         """The messages ``data`` completes (maybe none); raises :class:`FrameError`."""
-        if self._buf:
-            self._buf.append(data)
-            self._buf_size += len(data)
-            if self._buf_size < self._need:
+        buf = self._buf
+        if buf is not None:
+            buf += data  # amortized: a frame trickling in is copied about once
+            if len(buf) < self._need:
                 return []
-            data = b"".join(self._buf)
-            self._buf, self._buf_size = [], 0
+            data = bytes(buf)
+            self._buf = None
         out: list[Message] = []
         need = 0
         pos, end = 0, len(data)
@@ -147,7 +145,7 @@ class FrameReader:
                 out.append(message)
         if pos < end:
             rest = data[pos:]
-            self._buf, self._buf_size = [rest], len(rest)
+            self._buf = bytearray(rest)
             self._need = need or 2
         return out
 
