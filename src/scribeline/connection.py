@@ -329,18 +329,14 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         corked = self._corked
-        if corked is not None:
-            corked.append(frame)
-            self._corked_bytes += len(frame)
-            if self._corked_bytes > _CORK_MAX:
-                self._corked, self._corked_bytes = [], 0
-                self._flush(b"".join(corked))
+        if corked is None:
+            self._flush(frame)
             return
-        transport = self.transport
-        transport.write(frame)
-        if transport.get_write_buffer_size() > self.limit:
-            log.info("closing slow consumer (%d bytes queued)", self.limit)
-            self.close_soon(*_SLOW_CLOSE)
+        corked.append(frame)
+        self._corked_bytes += len(frame)
+        if self._corked_bytes > _CORK_MAX:
+            self._corked, self._corked_bytes = [], 0
+            self._flush(b"".join(corked))
 
     def send(self, payload: bytes) -> None:
         """Send one JSON text message."""
@@ -381,7 +377,7 @@ class Connection(asyncio.Protocol):
         if seq <= self.last_seq:
             return
         self.last_seq = seq
-        if self._corked is None and not self.closing:  # write(), inlined: once per delivery
+        if self._corked is None and not self.closing:  # _flush(), inlined: once per delivery
             transport = self.transport
             transport.write(frame)
             if transport.get_write_buffer_size() > self.limit:

@@ -18,7 +18,7 @@ import orjson
 from scribeline.events import NewEvent, Position, StoredEvent
 from scribeline.recovery import SegmentHead
 from scribeline.storage.postgres_outcome import TRANSACTION_COLUMNS, Transaction, transaction_from
-from scribeline.storage.rules import StreamState, new_stream, project, stamp
+from scribeline.storage.rules import StreamState, new_stream, project, stamp_each
 
 if TYPE_CHECKING:
     from scribeline.storage.postgres_db import Conn as Connection
@@ -98,20 +98,10 @@ async def append_many(
     SQL errors propagate.
     """
     states = await lock_streams(conn, [stream for stream, _ in appends])
-    outcomes: list[list[StoredEvent] | Exception] = []
+    outcomes, written = stamp_each(appends, states)
     columns: tuple[list[object], ...] = ([], [], [], [], [], [])
-    written: dict[str, list[StoredEvent]] = {}
-    for stream, events in appends:
-        try:
-            stored, after = stamp(stream, states[stream], events)
-            data = [orjson.dumps(event.data) for event in stored]
-        except Exception as exc:
-            outcomes.append(exc)
-            continue
-        states[stream] = after
-        outcomes.append(stored)
-        written.setdefault(stream, []).extend(stored)
-        for event, payload in zip(stored, data, strict=True):
+    for stream, kept in written.items():
+        for event, payload in kept:
             for column, value in zip(
                 columns,
                 (stream, event.seq, event.type, event.ts, event.closes, payload),
@@ -127,8 +117,8 @@ async def append_many(
         return outcomes, None
     heads = [list(written), [states[s].head for s in written], [states[s].closed for s in written]]
     segments: list[list[object]] = [[], [], [], []]
-    for stream, stored_events in written.items():
-        projection = project(stream, stored_events)
+    for stream, kept in written.items():
+        projection = project(stream, [event for event, _ in kept])
         row = projection.row
         if row is not None:
             # Column names come from rules.project, never from input.

@@ -14,6 +14,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
+
 from scribeline.domain import (
     OUTCOMES,
     SPEECH_FIELDS,
@@ -103,6 +105,32 @@ def stamp(
             StoredEvent(stream, head, event.type, event.ts, event.data, event.closes, state.epoch)
         )
     return stored, StreamState(head, state.epoch, closed)
+
+
+#: Per stream, each kept event with its data encoded (``stamp_each``), in order.
+Stamped = dict[str, list[tuple[StoredEvent, bytes]]]
+
+
+def stamp_each(
+    appends: Sequence[tuple[str, Sequence[NewEvent]]], states: dict[str, StreamState]
+) -> tuple[list[list[StoredEvent] | Exception], Stamped]:
+    """:func:`stamp` each ``(stream, events)`` in order against ``states`` (updated
+    for the appends kept), encoding each event's data. Returns, per append, its
+    stored events or the error that refused it (``StreamClosed``, data that
+    cannot be encoded: it changes nothing); and the kept events by stream."""
+    outcomes: list[list[StoredEvent] | Exception] = []
+    written: Stamped = {}
+    for stream, events in appends:
+        try:
+            stored, after = stamp(stream, states[stream], events)
+            data = [orjson.dumps(event.data) for event in stored]
+        except Exception as exc:
+            outcomes.append(exc)
+            continue
+        states[stream] = after
+        outcomes.append(stored)
+        written.setdefault(stream, []).extend(zip(stored, data, strict=True))
+    return outcomes, written
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 import orjson
 
 from scribeline.events import NewEvent, StoredEvent
-from scribeline.storage.rules import Projection, StreamState, new_stream, project, stamp
+from scribeline.storage.rules import Projection, StreamState, new_stream, project, stamp_each
 
 __all__ = [
     "MAX_BOUNDS",
@@ -56,23 +56,14 @@ def append_many(
         states.update((r[0], StreamState(r[1], r[2], bool(r[3]))) for r in rows)
     created = {name: new_stream() for name in names if name not in states}
     states |= created
-    outcomes: list[list[StoredEvent] | Exception] = []
-    rows_in: list[tuple[object, ...]] = []
-    written: dict[str, list[StoredEvent]] = {}
-    for stream, events in appends:
-        try:
-            stored, after = stamp(stream, states[stream], events)
-            rows_in += [
-                (stream, e.seq, e.type, e.ts, e.closes, orjson.dumps(e.data)) for e in stored
-            ]
-        except Exception as exc:
-            outcomes.append(exc)
-            continue
-        states[stream] = after
-        outcomes.append(stored)
-        written.setdefault(stream, []).extend(stored)
+    outcomes, written = stamp_each(appends, states)
     if not written:
         return outcomes
+    rows_in = [
+        (stream, e.seq, e.type, e.ts, e.closes, data)
+        for stream, kept in written.items()
+        for e, data in kept
+    ]
     # A stream created here gets its head row only if an append to it was kept.
     new_heads = [
         (s, created[s].epoch, states[s].head, states[s].closed) for s in written if s in created
@@ -88,8 +79,8 @@ def append_many(
     heads = [(states[s].head, states[s].closed, s) for s in written if s not in created]
     if heads:
         conn.executemany("UPDATE streams SET head = ?, closed = ? WHERE stream = ?", heads)
-    for stream, stored_events in written.items():
-        _apply(conn, stream, project(stream, stored_events))
+    for stream, kept in written.items():
+        _apply(conn, stream, project(stream, [e for e, _ in kept]))
     return outcomes
 
 
