@@ -63,6 +63,7 @@ async def run(
     sample_every: int = 10,
     keep_data: bool = False,
     server: ServerKind = "scribeline",
+    metrics: bool = True,
 ) -> Result:
     count = max(1, round(rate * duration))
     params: dict[str, Any] = {
@@ -76,9 +77,13 @@ async def run(
         "client_procs": procs,
         "latency_sample_every": sample_every,
         "server": server,
+        "metrics": metrics,
     }
     print_params("fanout", params)
-    env = {"SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(max(100_000, subscribers))}
+    env = {
+        "SCRIBELINE_MAX_CONNECTIONS_PER_CALL": str(max(100_000, subscribers)),
+        "SCRIBELINE_METRICS_ENABLED": "true" if metrics else "false",
+    }
     sid = "CAfanout"
     with make_server(server, env, keep_data) as node:
         async with Api(node.http, node.key) as api:
@@ -129,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=int, default=10, help="latency sampling stride")
     add_client_options(parser, procs=2)
     parser.add_argument("--server", choices=SERVER_KINDS, default="scribeline", help="measured")
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="run the server with SCRIBELINE_METRICS_ENABLED=false",
+    )
     args = parser.parse_args(argv)
     result: Result = run_async(
         lambda: run(
@@ -140,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.sample_every,
             args.keep_data,
             cast(ServerKind, args.server),
+            not args.no_metrics,
         )
     )
     emit(result, args.json)

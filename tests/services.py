@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Redis servers for the tests, started from Debian's binaries.
+"""Real PostgreSQL, Redis and nginx servers for the tests, started from Debian's binaries.
 
 Each instance lives in its own temporary directory and listens on a free
 loopback port, so tests can stop, kill and restart it (fault injection)
@@ -28,9 +28,11 @@ from pathlib import Path
 import pytest
 
 __all__ = [
+    "Nginx",
     "Postgres",
     "Redis",
     "free_port",
+    "nginx_bin",
     "postgres_bin",
     "redis_bin",
     "require",
@@ -55,6 +57,11 @@ def postgres_bin() -> Path | None:
 
 def redis_bin() -> Path | None:
     path = shutil.which("redis-server")
+    return Path(path) if path else None
+
+
+def nginx_bin() -> Path | None:
+    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     return Path(path) if path else None
 
 
@@ -291,6 +298,93 @@ class Redis:
             timeout=10,
         )
         return result.stdout.strip()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Nginx:
+    """An nginx master process in the foreground with everything of its own in a
+    temporary directory: prefix, configuration, pid file, error log, temp paths.
+
+    ``main`` goes in the main context, ``http`` in the ``http`` block (its
+    ``listen`` must name ``port`` on loopback). ``stop()`` is a fast shutdown
+    (SIGTERM: open connections are cut); ``start()`` brings it back on the same port.
+    """
+
+    def __init__(self, port: int, http: str, main: str = "", root: Path | None = None) -> None:
+        binary = nginx_bin()
+        if binary is None:
+            raise RuntimeError("nginx is not installed")
+        self.binary = binary
+        self.port = port
+        self.root = root or Path(tempfile.mkdtemp(prefix="scribeline-nginx-"))
+        self.conf = self.root / "nginx.conf"
+        self.error_log = self.root / "error.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        temp = self.root / "temp"
+        paths = "\n".join(
+            f"    {kind}_temp_path {temp / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        self.conf.write_text(
+            f"daemon off;\nworker_processes 1;\npid {self.root / 'nginx.pid'};\n"
+            f"error_log {self.error_log} info;\n{main}\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{\n    access_log off;\n{paths}\n{http}\n}}\n"
+        )
+        # As root, workers run as nobody: they need to reach the temp paths.
+        self.root.chmod(0o755)
+        temp.mkdir(exist_ok=True)
+
+    def _argv(self, *extra: str) -> list[str]:
+        return [
+            str(self.binary),
+            "-p",
+            str(self.root),
+            "-c",
+            str(self.conf),
+            "-e",
+            str(self.error_log),
+            *extra,
+        ]
+
+    def check(self) -> None:
+        """``nginx -t``: raise with nginx's words when the configuration is refused."""
+        result = subprocess.run(self._argv("-t"), capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(f"nginx -t refused the configuration:\n{result.stderr}")
+
+    def start(self) -> Nginx:
+        process = self._process = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    log = self.error_log.read_text("utf-8", "replace")[-4000:]
+                    raise RuntimeError(f"nginx did not start:\n{log}") from None
+                time.sleep(0.02)  # polling a port another process opens: no event to await
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def destroy(self) -> None:
         self.stop()

@@ -65,6 +65,10 @@ _BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 def _serve_error(exc: OSError, host: str, port: int) -> str | None:
     """One line for an ``OSError`` out of the server's start, or None for one that
     is a bug (and keeps its traceback)."""
+    from scribeline.api.metrics import MetricsListenError  # only ever raised when serving
+
+    if isinstance(exc, MetricsListenError):
+        return exc.strerror
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {host}:{port}: unknown host ({exc.strerror})"
     if exc.errno in _BIND_ERRORS and exc.filename is None:
@@ -116,7 +120,7 @@ def _serve_workers(config: Settings, workers: int, demo: bool) -> int:
 
     if demo:
         return _fail("the demo runs in one process: drop --workers (or --demo)")
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, log_format=config.log_format)
     try:
         asyncio.run(_migrate(config))  # once, before any worker starts
         return pool.run_workers(config, workers)
@@ -140,7 +144,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from scribeline import logs
 
     config = settings(args)
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, log_format=config.log_format)
     asyncio.run(_migrate(config))
     print(f"The {location(config)} is at the newest schema.")
     return 0

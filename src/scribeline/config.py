@@ -6,11 +6,12 @@ implies (PROTOCOL.md section 1, DESIGN.md "Defaults").
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -114,6 +115,10 @@ class Settings(BaseSettings):
     #: Base of the WebSocket URLs handed out (``wss://scribe.example.com``);
     #: empty: built from the request's host.
     public_url: str = ""
+    #: Reverse proxies whose ``X-Forwarded-For``, ``-Proto`` and ``-Host`` are
+    #: believed (api/forwarded.py): comma-separated addresses or CIDR networks.
+    #: Empty: the headers are ignored from everyone.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 
     #: Live audio (docs/audio.md). The engine used when neither the organization
     #: nor the assistant chose one: ``local`` or ``deepgram``.
@@ -159,7 +164,17 @@ class Settings(BaseSettings):
     deepgram_utterance_end_ms: int = Field(1000, ge=1000, le=5000)
 
     access_log: bool = False
+    #: Prometheus metrics (docs/operations.md, "Metrics"); off: no ``/metrics`` (404)
+    #: and no histogram is kept.
+    metrics_enabled: bool = True
+    #: When set, ``/metrics`` wants ``Authorization: Bearer <this token>`` (else 401).
+    metrics_token: SecretStr = SecretStr("")
+    #: ``host:port`` (``127.0.0.1:9464``) on which ``/metrics`` is served instead of
+    #: the public port; empty: the public port.
+    metrics_listen: str = ""
     log_level: str = "INFO"
+    #: ``text`` lines, or ``json``: one object per line (docs/operations.md, "Logs").
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("cluster_renew_interval")
     @classmethod
@@ -167,6 +182,21 @@ class Settings(BaseSettings):
         lease = info.data.get("cluster_lease")
         if lease is not None and value >= lease:
             raise ValueError("must be shorter than SCRIBELINE_CLUSTER_LEASE")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):  # "10.0.0.0/8, 127.0.0.1"
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if value and not (sep and host and port.isdigit() and int(port) <= 65535):
+            raise ValueError("must be host:port, such as 127.0.0.1:9464")
         return value
 
     def sqlite_path(self) -> Path:

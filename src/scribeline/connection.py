@@ -54,6 +54,7 @@ from scribeline.errors import (
     SlowConsumer,
     close_for,
 )
+from scribeline.log_context import CONNECTION_ID, connection_context
 from scribeline.protocols.frames import close_frame, pong_frame, text_frame
 from scribeline.protocols.ws_reader import CLOSE, PING, PONG, TEXT, FrameError, FrameReader
 
@@ -156,8 +157,10 @@ class Connection(asyncio.Protocol):
         "_waiters",
         "_writable",
         "closing",
+        "context",
         "joining",
         "key_id",
+        "kind",
         "last_ping",
         "last_seq",
         "limit",
@@ -181,8 +184,11 @@ class Connection(asyncio.Protocol):
         render: Renderer | None = None,
         explain: bool = False,
         acknowledges: bool = False,
+        kind: str = "",
     ) -> None:
         self.transport = transport
+        #: The WebSocket protocol it speaks (``live_transcript``...: a metrics label).
+        self.kind = kind
         self.limit = limit
         self.last_seq = 0
         self.joining = False
@@ -236,11 +242,19 @@ class Connection(asyncio.Protocol):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, socket_send_buffer)
+        #: Its tasks run in this context: their log lines carry its ``connection_id``.
+        self.context = connection_context()
         registry.add(self)
 
+    @property
+    def log_extra(self) -> dict[str, str | None]:
+        """For a line logged outside its tasks (a protocol callback, a fan-out)."""
+        return {"connection_id": self.context.get(CONNECTION_ID)}
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``work`` for this connection in a task that shutdown waits for."""
-        return self._registry.spawn(work)
+        """Run ``work`` for this connection, in its context, in a task that shutdown
+        waits for."""
+        return self.context.run(self._registry.spawn, work)
 
     def attach(self, answer: bytes = b"", tail: bytes = b"") -> None:
         """Become the transport's protocol after the handshake: ``answer`` (the 101)
@@ -269,8 +283,8 @@ class Connection(asyncio.Protocol):
             return
         transport.write(data)
         if transport.get_write_buffer_size() > self.limit and not self.closing:
-            log.info("closing slow consumer (%d bytes queued)", self.limit)
-            self.close_soon(*_SLOW_CLOSE)
+            log.info("closing slow consumer (%d bytes queued)", self.limit, extra=self.log_extra)
+            self._close_slow()
 
     def _raw(self, data: bytes) -> None:
         """Write ``data`` now, or after what is corked."""
@@ -372,7 +386,7 @@ class Connection(asyncio.Protocol):
             self.pending.append((seq, frame, closes))
             self.pending_bytes += len(frame)
             if self.pending_bytes > self.limit:
-                self.close_soon(*_SLOW_CLOSE)
+                self._close_slow()
             return
         if seq <= self.last_seq:
             return
@@ -381,12 +395,20 @@ class Connection(asyncio.Protocol):
             transport = self.transport
             transport.write(frame)
             if transport.get_write_buffer_size() > self.limit:
-                log.info("closing slow consumer (%d bytes queued)", self.limit)
-                self.close_soon(*_SLOW_CLOSE)
+                log.info(
+                    "closing slow consumer (%d bytes queued)", self.limit, extra=self.log_extra
+                )
+                self._close_slow()
         else:
             self.write(frame)
         if closes:
             self.close_soon(CloseCode.NORMAL)
+
+    def _close_slow(self) -> None:
+        """Close with 1013: the client is too far behind (it resumes by seq)."""
+        if not self.closing:
+            self._registry.stats.slow(self.kind)
+        self.close_soon(*_SLOW_CLOSE)
 
     def hold(self) -> None:
         """Start joining a stream: hold its live events until :meth:`go_live`."""
@@ -526,7 +548,12 @@ class Connection(asyncio.Protocol):
         try:
             messages = self._reader.feed(data)
         except FrameError as exc:
-            log.info("closing a WebSocket that broke the protocol (%d: %s)", exc.code, exc.reason)
+            log.info(
+                "closing a WebSocket that broke the protocol (%d: %s)",
+                exc.code,
+                exc.reason,
+                extra=self.log_extra,
+            )
             self._fail(exc.code, exc.reason)
             return
         for opcode, payload in messages:
@@ -634,7 +661,8 @@ class Connection(asyncio.Protocol):
                 # must be read now (its data no longer counts).
                 self._reading_paused = False
                 self.transport.resume_reading()
-            self._close_task = asyncio.get_running_loop().create_task(self._close())
+            loop = asyncio.get_running_loop()
+            self._close_task = self.context.run(loop.create_task, self._close())
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close (``reason`` goes in the close frame) and wait until the socket is released.

@@ -63,6 +63,7 @@ from scribeline.hub_channels import (
     Relay,
     Topic,
 )
+from scribeline.metrics import FanOut
 from scribeline.positions import Positions
 from scribeline.protocols import org_events
 from scribeline.storage import EventLog
@@ -119,6 +120,8 @@ class Hub:
         position_check_interval: float = 20.0,
         firehose_idle: float = FIREHOSE_IDLE,
     ) -> None:
+        #: Frames offered to subscribers, read by metrics (``Metrics.watch`` times them).
+        self.fan_out = FanOut()
         self._firehose_limits = (subscriptions_per_connection, subscriptions_per_organization)
         self._broker = broker
         self._storage = storage
@@ -140,8 +143,13 @@ class Hub:
         return len(self._topics) + len(self._firehoses) + len(self._relays)
 
     def counters(self) -> dict[str, int]:
-        """Position checks run and streams repaired from storage (for metrics)."""
-        return {"position_checks": self._checks, "repairs": self._positions.repaired}
+        """Position checks run, gaps found and streams repaired from storage (for metrics)."""
+        positions = self._positions
+        return {
+            "position_checks": self._checks,
+            "gaps": positions.gaps,
+            "repairs": positions.repaired,
+        }
 
     def deliver(self, channel: str, payload: bytes) -> None:
         """The broker's callback: one published event."""
@@ -196,7 +204,9 @@ class Hub:
 
     async def attach_relay(self, channel: str, conn: Connection) -> None:
         """Write every message published on ``channel`` to ``conn`` as a text frame."""
-        await self._enter(self._relays, channel, Relay, lambda r: r.subscribers.add(conn))
+        await self._enter(
+            self._relays, channel, lambda: Relay(self.fan_out), lambda r: r.subscribers.add(conn)
+        )
 
     async def detach_relay(self, channel: str, conn: Connection) -> None:
         relay = self._relays.get(channel)
@@ -213,7 +223,7 @@ class Hub:
         await self._enter(
             self._firehoses,
             channel,
-            lambda: Firehose(self._encode_firehose, *self._firehose_limits),
+            lambda: Firehose(self._encode_firehose, *self._firehose_limits, self.fan_out),
             lambda f: f.index.add(conn, topic, key),
         )
 
@@ -284,7 +294,7 @@ class Hub:
         await self._enter(
             self._topics,
             stream,
-            lambda: Topic(stream),
+            lambda: Topic(stream, self.fan_out),
             lambda t: t.add(conn, format_key, encoder),
             self._start_topic,
         )

@@ -16,6 +16,7 @@ from scribeline.broker import unpack_with_meta
 from scribeline.connection import Connection
 from scribeline.errors import CloseCode
 from scribeline.events import StoredEvent
+from scribeline.metrics import FanOut
 from scribeline.positions import Owner, Positions, StreamPosition
 from scribeline.protocols import org_events
 from scribeline.protocols.frames import text_frame
@@ -72,11 +73,12 @@ class Channel:
 class Topic(Channel):
     """One stream's subscribers on this node, by wire format, and its position."""
 
-    __slots__ = ("groups", "position", "stream")
+    __slots__ = ("fan_out", "groups", "position", "stream")
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, fan_out: FanOut | None = None) -> None:
         super().__init__()
         self.stream = stream
+        self.fan_out = fan_out or FanOut()
         # format key -> (encoder, subscribers)
         self.groups: dict[str, tuple[Encoder, set[Connection]]] = {}
         # Anchored at the head read after subscribing.
@@ -94,13 +96,16 @@ class Topic(Channel):
 
     def dispatch(self, event: StoredEvent) -> None:
         seq, closes = event.seq, event.closes
+        offered = 0
         for encoder, subs in self.groups.values():
             payload = encoder(event)
             if payload is None:
                 continue
             frame = text_frame(payload)
+            offered += len(subs)
             for conn in list(subs):
                 conn.offer(seq, frame, closes)
+        self.fan_out.offered("stream", offered, event.ts)
 
     def restart(self) -> None:
         """Close every subscriber with 1013: they resume (or replay) by their position."""
@@ -121,11 +126,18 @@ class Firehose(Channel):
     behind, so nothing it already emitted is emitted again.
     """
 
-    __slots__ = ("encode", "forgotten", "index", "meta", "streams")
+    __slots__ = ("encode", "fan_out", "forgotten", "index", "meta", "streams")
 
-    def __init__(self, encode: FirehoseEncoder, per_connection: int, per_channel: int) -> None:
+    def __init__(
+        self,
+        encode: FirehoseEncoder,
+        per_connection: int,
+        per_channel: int,
+        fan_out: FanOut | None = None,
+    ) -> None:
         super().__init__()
         self.encode = encode
+        self.fan_out = fan_out or FanOut()
         self.index: SubscriptionIndex[Connection] = SubscriptionIndex(per_connection, per_channel)
         self.streams: dict[str, StreamPosition] = {}
         self.meta: dict[str, dict[str, Any]] = {}  # stream -> its routing metadata
@@ -207,6 +219,7 @@ class Firehose(Channel):
         frame = text_frame(rendered)  # encoded once for every subscriber
         for conn in tuple(subscribers):
             conn.write(frame)
+        self.fan_out.offered("organization", len(subscribers), event.ts)
 
 
 def _nothing() -> None:
@@ -216,11 +229,12 @@ def _nothing() -> None:
 class Relay(Channel):
     """Unsequenced, unstored messages (a bot's actions) passed on as they come."""
 
-    __slots__ = ("subscribers",)
+    __slots__ = ("fan_out", "subscribers")
 
-    def __init__(self) -> None:
+    def __init__(self, fan_out: FanOut | None = None) -> None:
         super().__init__()
         self.subscribers: set[Connection] = set()
+        self.fan_out = fan_out or FanOut()
 
     def __len__(self) -> int:
         return len(self.subscribers)
@@ -229,3 +243,4 @@ class Relay(Channel):
         frame = text_frame(payload)
         for conn in list(self.subscribers):
             conn.write(frame)
+        self.fan_out.offered("relay", len(self.subscribers))

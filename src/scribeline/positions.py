@@ -102,6 +102,8 @@ class Positions:
         self._repairs: set[asyncio.Task[None]] = set()
         #: Streams repaired from storage (reads of missing events that found some).
         self.repaired = 0
+        #: Gaps found: a delivery past the next seq, or storage ahead at a check.
+        self.gaps = 0
 
     def receive(self, pos: StreamPosition, event: StoredEvent) -> None:
         """One delivery from the broker."""
@@ -124,6 +126,8 @@ class Positions:
             return
         if not pos.held:
             pos.gap_at = asyncio.get_running_loop().time()
+            if last is not None and event.seq > last + 1:
+                self.gaps += 1
         pos.held[event.seq] = event
         if last is None:
             return
@@ -156,6 +160,7 @@ class Positions:
             elif head.seq > max(pos.last, pos.target):
                 if not pos.behind():
                     pos.gap_at = now  # may still be in flight: give it the reorder wait
+                    self.gaps += 1
                 pos.target = head.seq
                 self._schedule(pos)
 

@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
 from scribeline.cluster import Cluster
 from scribeline.cluster.memory import MemoryCluster
 from scribeline.connection import Connection
+from scribeline.metrics import ConnectionStats
 from scribeline.protocols.frames import PING_FRAME
 
 __all__ = ["KeyCheck", "Registry"]
@@ -60,9 +62,15 @@ class Registry:
         #: Recently revoked key ids -> when (monotonic), oldest first.
         self._revoked: dict[int, float] = {}
         self._revoked_window = 5.0
+        #: Joins, refusals and slow-consumer closes by protocol (for metrics).
+        self.stats = ConnectionStats()
 
     def __len__(self) -> int:
         return len(self._connections)
+
+    def protocols(self) -> Counter[str]:
+        """Open connections by protocol (for metrics: counted when asked)."""
+        return Counter(conn.kind for conn in self._connections)
 
     def add(self, conn: Connection) -> None:
         self._connections.add(conn)
@@ -168,7 +176,7 @@ class Registry:
                     continue
                 if conn.ping_sent_at:
                     if now - conn.ping_sent_at >= self._timeout:
-                        log.info("dropping a peer that did not answer a ping")
+                        log.info("dropping a peer that did not answer a ping", extra=conn.log_extra)
                         conn.abort()
                 elif now - conn.last_ping >= self._interval:
                     conn.last_ping = conn.ping_sent_at = now

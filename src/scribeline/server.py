@@ -20,6 +20,7 @@ from aiohttp import web
 from scribeline import logs
 from scribeline.api.app import AccessLogger, create_app
 from scribeline.api.http import Runner
+from scribeline.api.metrics import serve_metrics
 from scribeline.api.state import Services
 from scribeline.auth import Authenticator
 from scribeline.broker import open_broker
@@ -31,6 +32,7 @@ from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
+from scribeline.metrics import Metrics
 from scribeline.protocols import org_events
 from scribeline.readiness import Probe, Readiness, soft
 from scribeline.registry import Registry
@@ -124,7 +126,10 @@ async def build_services(settings: Settings) -> Services:
             session_ttl=settings.dashboard_session_ttl,
             captions_ttl=settings.captions_ttl,
         ),
+        metrics=Metrics() if settings.metrics_enabled else None,
     )
+    if services.metrics is not None:
+        services.metrics.watch(services)
     await cluster.start(signals.deliver)  # after every service said what it listens to
     return services
 
@@ -155,8 +160,10 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
     site = web.TCPSite(
         runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None
     )
+    metrics_runner: web.AppRunner | None = None
     try:
         await site.start()
+        metrics_runner = await serve_metrics(services)  # on an address of its own, if set
     except BaseException:
         # The address is taken or not ours: release what start-up opened (the
         # storage writer first of all) before the error reaches the command.
@@ -193,6 +200,8 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await hook
     await runner.cleanup()  # closes listeners, runs on_shutdown (1001), drains handlers
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     await _close_services(services)
     log.info("stopped")
 
@@ -213,7 +222,7 @@ async def _close_services(services: Services) -> None:
 
 def run(settings: Settings, on_started: StartHook | None = None) -> int:
     """Run :func:`serve` on uvloop; the process exit status."""
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, log_format=settings.log_format)
     import uvloop
 
     uvloop.run(serve(settings, on_started))

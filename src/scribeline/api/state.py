@@ -16,6 +16,7 @@ from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.publish import Publisher
+from scribeline.metrics import Metrics
 from scribeline.readiness import Readiness
 from scribeline.registry import Registry
 from scribeline.sessions import SessionService
@@ -49,6 +50,8 @@ class Services:
     media: Media
     #: Dashboard sign-in: codes, sessions, their access and captions tokens.
     sessions: SessionService
+    #: Prometheus metrics (None when ``metrics_enabled`` is off).
+    metrics: Metrics | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 from aiohttp import web
@@ -42,6 +43,7 @@ from scribeline.errors import (
     error_for,
 )
 from scribeline.ingest.models import valid_call_sid
+from scribeline.metrics import protocol_of
 from scribeline.protocols import handshake
 
 __all__ = [
@@ -91,20 +93,29 @@ class Endpoint(Generic[S]):
     answer: Callable[[Connection, S, Inbound], Awaitable[None]] | None = None
 
     async def run(
-        self, conn: Connection, credentials: Credentials, done: Callable[[], None] | None = None
+        self,
+        conn: Connection,
+        credentials: Credentials,
+        done: Callable[[], None] | None = None,
+        joined: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         """Join, then serve (or hand the connection to :class:`_Answering`);
-        ``done`` is called once the connection has ended and left its stream."""
+        ``done`` is called once the connection has ended and left its stream,
+        ``joined`` when the join has ended, with its error if it refused."""
         answering = False
         try:
             try:
                 state = await self.join(conn, credentials)
             except Exception as exc:
+                if joined is not None:
+                    joined(exc)
                 await report(conn, exc, self.render, refusal=True, explain=self.explain)
                 await conn.close(CloseCode.NORMAL)
                 return
             finally:
                 conn.uncork()  # the answer to the handshake and what the join sent, at once
+            if joined is not None:
+                joined(None)
             if state is None:
                 await conn.close(CloseCode.NORMAL)
                 return
@@ -203,15 +214,18 @@ async def serve_websocket(
     task (see :func:`open_websocket` for the options). ``hold`` is entered before
     the upgrade (its error refuses it) and left when the connection has ended."""
     services = request.app[SERVICES]
+    resource = request.match_info.route.resource
+    kind = protocol_of(resource.canonical if resource is not None else "")
+    stats = services.registry.stats
     credentials = websocket_credentials(request)
     done: Callable[[], None] | None = None
-    if hold is not None:
-        hold.__enter__()
-
-        def done() -> None:
-            hold.__exit__(None, None, None)
-
     try:
+        if hold is not None:
+            hold.__enter__()
+
+            def done() -> None:
+                hold.__exit__(None, None, None)
+
         conn = open_websocket(
             request,
             services,
@@ -222,12 +236,15 @@ async def serve_websocket(
             render=endpoint.render,
             explain=endpoint.explain,
             acknowledges=endpoint.acknowledges,
+            kind=kind,
         )
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            stats.refused(kind, exc)
         if done is not None:
             done()
         raise
-    conn.spawn(endpoint.run(conn, credentials, done))
+    conn.spawn(endpoint.run(conn, credentials, done, partial(stats.joined, kind)))
     return Detached()
 
 
@@ -242,6 +259,7 @@ def open_websocket(
     render: Renderer | None = None,
     explain: bool = False,
     acknowledges: bool = False,
+    kind: str = "",
 ) -> Connection:
     """Answer the upgrade (echoing a token subprotocol) and make a Connection the
     socket's protocol; a request that is not a valid upgrade raises ``InvalidUpgrade``.
@@ -249,7 +267,8 @@ def open_websocket(
     ``messages_per_second`` and ``max_frame_bytes`` default to the
     subscribers' limits; with ``pace`` a client over the rate is slowed down
     instead of refused. ``render``, ``explain`` and ``acknowledges`` are the
-    endpoint's (how the connection says its key was revoked).
+    endpoint's (how the connection says its key was revoked); ``kind`` is
+    its protocol (``metrics.PROTOCOLS``).
     """
     s = services.settings
     if services.registry.stopping:
@@ -270,6 +289,7 @@ def open_websocket(
         render=render,
         explain=explain,
         acknowledges=acknowledges,
+        kind=kind,
     )
     conn.attach(answer, detach(request))
     return conn

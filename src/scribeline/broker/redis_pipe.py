@@ -30,6 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from scribeline.broker.base import BrokerUnavailable
+from scribeline.log_context import detached
 
 __all__ = ["CommandPipe", "describe"]
 
@@ -110,7 +111,9 @@ class CommandPipe:
                 await _disconnect(conn)
                 raise BrokerUnavailable(f"cannot connect to Redis: {describe(exc)}") from None
             self._conn = conn
-            self._reader = asyncio.get_running_loop().create_task(self._read(conn))
+            # It serves every caller from now on: no request's id on its lines.
+            loop = asyncio.get_running_loop()
+            self._reader = loop.create_task(self._read(conn), context=detached())
             return conn
 
     async def _read(self, conn: AbstractConnection) -> None:

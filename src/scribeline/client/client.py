@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -48,7 +49,9 @@ class AsyncClient(Rest):
     ``backoff`` and keep alive with ``keepalive``; ``on_retry`` hears of each
     reconnection attempt (see :class:`Stream`). A server that cannot be reached
     is named at once: a REST call raises ``ConnectionFailedError``, a stream
-    logs a warning and keeps trying.
+    logs a warning and keeps trying. ``ssl_context`` verifies an ``https://``
+    server, for REST and streams alike (None: the system's CAs), e.g. a private
+    CA's: ``ssl.create_default_context(cafile="ca.pem")``.
 
     Use it as an async context manager (or call :meth:`aclose`)::
 
@@ -68,6 +71,7 @@ class AsyncClient(Rest):
         backoff: Backoff = DEFAULT_BACKOFF,
         keepalive: KeepAlive = DEFAULT_KEEPALIVE,
         on_retry: RetryHook | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if api_key is not None and token is not None:
             raise ValueError("give api_key or token, not both")
@@ -80,8 +84,14 @@ class AsyncClient(Rest):
         self._keepalive = keepalive
         self._timeout = timeout
         self._on_retry = on_retry
+        self._ssl = ssl_context
         super().__init__(
-            httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout)
+            httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=timeout,
+                verify=ssl_context if ssl_context is not None else True,
+            )
         )
 
     @property
@@ -126,6 +136,7 @@ class AsyncClient(Rest):
             keepalive=keepalive or self._keepalive,
             open_timeout=self._timeout,
             on_retry=self._on_retry,
+            ssl_context=self._ssl,
         )
 
     def campaign_progress(self, campaign_id: int) -> Stream[CampaignEvent]:
@@ -137,6 +148,7 @@ class AsyncClient(Rest):
             keepalive=self._keepalive,
             open_timeout=self._timeout,
             on_retry=self._on_retry,
+            ssl_context=self._ssl,
         )
 
     def events(
@@ -151,6 +163,7 @@ class AsyncClient(Rest):
             keepalive=self._keepalive,
             open_timeout=self._timeout,
             on_retry=self._on_retry,
+            ssl_context=self._ssl,
         )
 
     def bot_stream(self, url: str, *, keepalive: KeepAlive | None = None) -> BotStream:
@@ -167,4 +180,5 @@ class AsyncClient(Rest):
             keepalive=keep,
             open_timeout=self._timeout,
             on_retry=self._on_retry,
+            ssl_context=self._ssl,
         )

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
@@ -159,7 +160,8 @@ class Stream(Generic[E]):
 
     ``on_retry`` is called (on the stream's task; it must not block) before each
     wait to reconnect, e.g. to tell a user the connection is lost or the server
-    cannot be reached.
+    cannot be reached. ``ssl_context`` verifies a ``wss://`` server (None: the
+    system's CAs).
     """
 
     def __init__(
@@ -172,8 +174,10 @@ class Stream(Generic[E]):
         open_timeout: float = 10.0,
         max_size: int = 16 * 1024 * 1024,
         on_retry: RetryHook | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._session = session
+        self._ssl = ssl_context
         self._on_retry = on_retry
         #: Whether the server has been unreachable since the last open connection
         #: (the warning is logged once per outage, not once per attempt).
@@ -312,9 +316,15 @@ class Stream(Generic[E]):
             await asyncio.wait_for(self._closing.wait(), delay)
 
     async def _connect(self) -> ClientConnection:
+        url = self._session.url()
+        # websockets refuses an SSL context for a ws:// URL.
+        tls: dict[str, Any] = {}
+        if self._ssl is not None and url.startswith("wss://"):
+            tls["ssl"] = self._ssl
         try:
             return await connect(
-                self._session.url(),
+                url,
+                **tls,
                 additional_headers=self._headers,
                 open_timeout=self._open_timeout,
                 ping_interval=self._keepalive.ping_interval,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AnyUrl, BaseModel, Field, UrlConstraints, model_validator
 
 from scribeline.events import BotEventType
-from scribeline.ingest.models import STRICT
+from scribeline.ingest.models import STRICT, Text
 from scribeline.protocols.meeting_bot import MAX_CHAT_CHARS
 
 __all__ = ["EVENT_MODELS", "BotEventData", "CreateBot", "event_data"]
@@ -25,8 +25,8 @@ class _Strict(BaseModel):
 
 class CreateBot(_Strict):
     meeting_url: MeetingUrl
-    bot_name: str = Field(min_length=1, max_length=100)
-    transcription_model: str = Field(min_length=1, max_length=100)
+    bot_name: Text = Field(min_length=1, max_length=100)
+    transcription_model: Text = Field(min_length=1, max_length=100)
 
 
 class BotEventData(_Strict):
@@ -38,11 +38,11 @@ class _Empty(BotEventData):
 
 
 class _Transcript(BotEventData):
-    transcript: str = Field(max_length=10_000)
+    transcript: Text = Field(max_length=10_000)
     start: float = Field(ge=0)
     end: float = Field(ge=0)
     speaker: int | None = Field(None, ge=0)
-    speaker_name: str | None = Field(None, max_length=200)
+    speaker_name: Text | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _ordered(self) -> _Transcript:
@@ -52,22 +52,22 @@ class _Transcript(BotEventData):
 
 
 class _Chat(BotEventData):
-    username: str = Field(max_length=200)
-    content: str = Field(min_length=1, max_length=MAX_CHAT_CHARS)
-    user_avatar: str | None = Field(None, max_length=2048)
+    username: Text = Field(max_length=200)
+    content: Text = Field(min_length=1, max_length=MAX_CHAT_CHARS)
+    user_avatar: Text | None = Field(None, max_length=2048)
 
 
 class _Participant(BotEventData):
-    participantId: str = Field(min_length=1, max_length=100)
-    participantName: str | None = Field(None, max_length=200)
+    participantId: Text = Field(min_length=1, max_length=100)
+    participantName: Text | None = Field(None, max_length=200)
 
 
 class _Stop(BotEventData):
-    reason: str | None = Field(None, min_length=1, max_length=100)
+    reason: Text | None = Field(None, min_length=1, max_length=100)
 
 
 class _Error(BotEventData):
-    message: str = Field(min_length=1, max_length=2000)
+    message: Text = Field(min_length=1, max_length=2000)
 
 
 EVENT_MODELS: dict[str, type[BotEventData]] = {

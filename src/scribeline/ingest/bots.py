@@ -100,7 +100,9 @@ class BotService:
         return await self._storage.create_bot(org_id, key_id, meeting_url, bot_name, model)
 
     async def get(self, org_id: int | None, public_id: str) -> Bot:
-        bot = await self._storage.get_bot(org_id, public_id) if len(public_id) <= 64 else None
+        # An id that no bot can have (too long, NUL, which PostgreSQL refuses) is not looked up.
+        known = len(public_id) <= 64 and "\x00" not in public_id
+        bot = await self._storage.get_bot(org_id, public_id) if known else None
         if bot is None:
             raise NotFound(f"Bot {public_id} not found")
         return bot

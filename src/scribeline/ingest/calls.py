@@ -32,7 +32,7 @@ from scribeline.events import (
     now_ms,
 )
 from scribeline.ingest.campaigns import CampaignService
-from scribeline.ingest.models import CreateCall, Transcript
+from scribeline.ingest.models import CreateCall, Transcript, valid_call_sid
 from scribeline.ingest.ordering import Turn
 from scribeline.ingest.publish import Publisher
 from scribeline.storage import Storage
@@ -118,7 +118,8 @@ class CallService:
         return enabled
 
     async def get(self, org_id: int, call_sid: str) -> Call:
-        call = await self._storage.get_call(org_id, call_sid)
+        # A SID that no call can have (NUL, which PostgreSQL refuses) is not looked up.
+        call = await self._storage.get_call(org_id, call_sid) if valid_call_sid(call_sid) else None
         if call is None:
             raise NotFound(f"Call {call_sid} not found")
         return call

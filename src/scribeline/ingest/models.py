@@ -33,6 +33,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_REF_BYTES",
     "MAX_REF_DEPTH",
+    "NO_NUL",
     "STRICT",
     "ContactBatch",
     "CreateAssistant",
@@ -44,6 +45,7 @@ __all__ = [
     "Outcome",
     "SetStatus",
     "SpeechEngineName",
+    "Text",
     "Transcript",
     "TranscriptBatch",
     "UpdateAssistant",
@@ -71,6 +73,11 @@ STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=Fals
 
 #: A database id: positive, and what a signed 64-bit column holds.
 Id = Annotated[int, Field(ge=1, le=MAX_INT64)]
+
+#: Text without NUL, which PostgreSQL's text columns cannot hold: refused (422) on
+#: every backend alike, rather than stored by one and an internal error on the other.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
 
 
 def bounded_json(value: Any, max_depth: int, max_bytes: int) -> Any:
@@ -137,8 +144,8 @@ class _Strict(BaseModel):
 class CreateCall(_Strict):
     call_sid: str = Field(pattern=CALL_SID_PATTERN)
     assistant_id: Id | None = None
-    to_phone_number: str | None = Field(None, max_length=32)
-    customer_phone_number: str | None = Field(None, max_length=32)
+    to_phone_number: Text | None = Field(None, max_length=32)
+    customer_phone_number: Text | None = Field(None, max_length=32)
     call_type: Literal["inbound", "outbound", "web"] | None = "inbound"
     status: Literal["queued", "ringing", "in-progress"] = "in-progress"
     #: A contact of a running campaign this call is placed to.
@@ -146,13 +153,13 @@ class CreateCall(_Strict):
 
 
 class Transcript(_Strict):
-    content: str = Field(max_length=16_384)
+    content: Text = Field(max_length=16_384)
     speaker: Literal["user", "assistant"]
     is_final: bool = True
     confidence: float | None = Field(None, ge=0.0, le=1.0)
     segment_start: float | None = Field(None, ge=0.0)
     segment_end: float | None = Field(None, ge=0.0)
-    segment_id: str | None = Field(None, min_length=1, max_length=128)
+    segment_id: Text | None = Field(None, min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _ordered(self) -> Transcript:
@@ -174,7 +181,7 @@ SpeechEngineName = Literal["default", "local", "deepgram"]
 
 
 class CreateAssistant(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     transcription_enabled: bool = True
     speech_engine: SpeechEngineName = "default"
 
@@ -191,13 +198,13 @@ class UpdateAssistant(_Strict):
 
 
 class CreateCampaign(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     assistant_id: Id | None = None
 
 
 class NewContact(_Strict):
-    phone_number: str = Field(min_length=1, max_length=32)
-    name: str | None = Field(None, max_length=200)
+    phone_number: Text = Field(min_length=1, max_length=32)
+    name: Text | None = Field(None, max_length=200)
 
 
 ContactBatch: TypeAdapter[list[NewContact]] = TypeAdapter(list[NewContact])
@@ -207,7 +214,7 @@ class Outcome(_Strict):
     outcome: Literal["success", "failed", "skipped"]
     duration: float | None = Field(None, ge=0)
     call_sid: str | None = Field(None, pattern=CALL_SID_PATTERN)
-    error: str | None = Field(None, max_length=1000)
+    error: Text | None = Field(None, max_length=1000)
 
 
 class SetStatus(_Strict):

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
 from scribeline.broker import Broker, BrokerUnavailable, org_channel, pack
 from scribeline.events import StoredEvent
+from scribeline.log_context import detached
+from scribeline.metrics import stream_kind
 
 __all__ = ["Publisher"]
 
@@ -72,6 +74,10 @@ class Publisher:
         self.failures = 0
         #: Messages never published (too old, or past the queue's bound).
         self.dropped = 0
+        #: Events handed over to publish (stored), by stream kind, and messages the
+        #: broker took, by channel kind (``org`` too), for metrics.
+        self.stored: Counter[str] = Counter()
+        self.published: Counter[str] = Counter()
 
     async def publish(
         self, org_id: int, events: Iterable[StoredEvent], meta: dict[str, Any]
@@ -81,9 +87,11 @@ class Publisher:
         reached is logged, not raised: the events are stored (acknowledged)."""
         channel = org_channel(org_id)
         messages: list[tuple[str, bytes]] = []
+        stored = self.stored
         for event in events:
             payload = pack(event, meta)  # stream subscribers ignore the metadata
             messages += ((event.stream, payload), (channel, payload))
+            stored[stream_kind(event.stream)] += 1
         if not messages or self._closed:
             return
         if self._broker.in_process:
@@ -92,6 +100,8 @@ class Publisher:
             except BrokerUnavailable as exc:
                 self.failures += 1
                 self._warn(f"events stored but not published: {exc}")
+            else:
+                self._count(messages)
             return
         self._enqueue(messages)
 
@@ -108,7 +118,8 @@ class Publisher:
         self._drained.clear()
         self._wake.set()
         if self._sender is None:
-            self._sender = loop.create_task(self._send())
+            # It serves every publisher from now on: no request's id on its lines.
+            self._sender = loop.create_task(self._send(), context=detached())
 
     async def _send(self) -> None:
         """The one task that publishes, in queue order."""
@@ -121,8 +132,10 @@ class Publisher:
                 await self._wake.wait()
                 continue
             batch = [queue.popleft() for _ in range(min(BATCH, len(queue)))]
+            sent = [(c, p) for _, c, p in batch]
             try:
-                await self._broker.publish_many([(c, p) for _, c, p in batch])
+                await self._broker.publish_many(sent)
+                self._count(sent)
             except BrokerUnavailable as exc:
                 self.failures += 1
                 queue.extendleft(reversed(batch))  # ahead of what came since
@@ -131,6 +144,11 @@ class Publisher:
             except Exception:
                 log.exception("publishing failed; %d messages dropped", len(batch))
                 self.dropped += len(batch)
+
+    def _count(self, messages: list[tuple[str, bytes]]) -> None:
+        published = self.published
+        for channel, _ in messages:
+            published[stream_kind(channel)] += 1
 
     def _expire(self, before: float) -> None:
         queue, expired = self._queue, 0

@@ -34,6 +34,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -102,6 +103,8 @@ class LocalEngine(SpeechEngine):
         self.decode_seconds = 0.0  # wall seconds in decode workers, partials included
         self.merged_finals = 0  # finals folded into the one waiting before them
         self.dropped_partials = 0  # decoded, but stale or silent by then
+        #: Called with (final?, seconds) after every decode (metrics).
+        self.on_decode: Callable[[bool, float], None] | None = None
         self._model = model
         self._loading: asyncio.Future[WhisperModel] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -413,7 +416,10 @@ class LocalTrack(SpeechTrack):
                 log.exception("speech decode failed on track %s", self.label)
                 self._fail(SpeechFailed("the local speech engine failed to decode"))
                 return
-            self._engine.decode_seconds += seconds
+            engine = self._engine
+            engine.decode_seconds += seconds
+            if engine.on_decode is not None:
+                engine.on_decode(job.final, seconds)
             if self._state == "closed":
                 return
             segment = self._segment(job, text, confidence)

@@ -61,7 +61,7 @@ pure functions in ``storage.rules``: a backend is the SQL around them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from scribeline.domain import (
@@ -398,3 +398,7 @@ class BotStore(ABC):
 
 class Storage(EventLog, Catalog, CampaignStore, BotStore, ABC):
     """A backend that provides the event log, the catalog, campaigns and bots."""
+
+    def observe_commits(self, hook: Callable[[int, float], None]) -> None:
+        """Call ``hook(writes, seconds)`` on the event loop after every batch its
+        writer commits (metrics)."""

@@ -9,7 +9,7 @@ writer per node (``postgres_db``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from scribeline.errors import StorageUnavailable
@@ -54,6 +54,9 @@ class PostgresStorage(PostgresCatalog, PostgresCampaigns, PostgresBots, Postgres
                 raise StorageUnavailable(f"PostgreSQL is unreachable: {_reason(exc)}") from exc
             raise
         await self._db.start()
+
+    def observe_commits(self, hook: Callable[[int, float], None]) -> None:
+        self._db.on_commit = hook
 
     # -- event log -----------------------------------------------------------
 

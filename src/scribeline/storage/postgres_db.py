@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -129,6 +130,8 @@ class PostgresDatabase:
         self._pending = 0
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        #: Called with each batch's writes and commit seconds (metrics).
+        self.on_commit: Callable[[int, float], None] | None = None
 
     async def start(self) -> None:
         """Open the pool (one connection now, more on demand) and start the writer."""
@@ -215,6 +218,7 @@ class PostgresDatabase:
                     stopping = True
                     break
                 batch.append(job)
+            began = time.perf_counter()
             try:
                 await self._commit(batch)
             except Exception as exc:  # a bug of ours: say so, and fail only this batch
@@ -223,6 +227,8 @@ class PostgresDatabase:
                     job.result, job.error = None, exc
             self._pending -= len(batch)
             _resolve(batch)
+            if self.on_commit is not None:
+                self.on_commit(len(batch), time.perf_counter() - began)
 
     async def _commit(self, batch: list[_Job]) -> None:
         """Commit ``batch``, leaving each write's result or error on it."""

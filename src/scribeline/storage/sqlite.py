@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class SqliteStorage(SqliteCalls, SqliteCampaigns, SqliteBots, SqliteSessions, St
         private_file(self._path)
         migrate.upgrade(f"sqlite:///{self._path}")
         self._db.start()
+
+    def observe_commits(self, hook: Callable[[int, float], None]) -> None:
+        self._db.on_commit = hook
 
     # -- event log -----------------------------------------------------------
 

@@ -38,6 +38,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -126,6 +127,8 @@ class SqliteDatabase:
         #: Writes committed (or failed) and the batches they came in, for metrics.
         self.writes = 0
         self.batches = 0
+        #: Called on the event loop with each batch's writes and commit seconds (metrics).
+        self.on_commit: Callable[[int, float], None] | None = None
 
     def start(self) -> None:
         """Start the writer thread; call from the event loop that will await results."""
@@ -215,6 +218,7 @@ class SqliteDatabase:
                     stopping = True
                     break
                 batch.append(job)
+            began = time.perf_counter()
             try:
                 if conn is None:
                     conn = connect(self._path)
@@ -227,15 +231,17 @@ class SqliteDatabase:
                 conn = None
             assert self._loop is not None
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                self._loop.call_soon_threadsafe(self._resolve, batch)
+                self._loop.call_soon_threadsafe(self._resolve, batch, time.perf_counter() - began)
         _discard(conn)
 
-    def _resolve(self, batch: list[_Job]) -> None:
+    def _resolve(self, batch: list[_Job], seconds: float) -> None:
         """On the event loop's thread: the batch is done; wake its callers."""
         self._pending -= len(batch)
         self.writes += len(batch)
         self.batches += 1
         _resolve(batch)
+        if self.on_commit is not None:
+            self.on_commit(len(batch), seconds)
 
 
 def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:

@@ -1,0 +1,284 @@
+"""What the REST endpoints answer, as pydantic models: the response schemas of
+``/openapi.json`` (``api/openapi.py``). Pure: no web framework.
+
+The handlers build their answers as plain dicts (``call_json``,
+``transcript_json``, ...); these models describe those dicts and are never
+used to build them. ``tests/integration/test_fuzz_api.py`` checks every
+response of a fuzzing run against them, so the two cannot drift apart.
+Unknown fields are refused (``additionalProperties: false``), except where the
+wire format allows additions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scribeline.domain import BotStatus, CampaignStatus, ContactStatus
+from scribeline.events import CallStatus
+from scribeline.ingest.models import SpeechEngineName
+
+__all__ = [
+    "AssistantBody",
+    "AssistantList",
+    "BotBody",
+    "BotEventPage",
+    "BotList",
+    "CallBody",
+    "CallList",
+    "CallWithTranscript",
+    "CampaignBody",
+    "CampaignList",
+    "CaptionsBody",
+    "ContactBody",
+    "ContactList",
+    "ContactPage",
+    "ErrorBody",
+    "Health",
+    "Readiness",
+    "SeqBody",
+    "SeqsBody",
+    "SessionBody",
+    "SpeechBody",
+    "TokenBody",
+]
+
+#: An ISO 8601 UTC timestamp with milliseconds and ``Z``.
+TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+
+Timestamp = Annotated[str, Field(pattern=TIMESTAMP)]
+Scope = Literal["read", "write", "admin"]
+
+
+class _Exact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(_Exact):
+    """One problem of a request body that failed validation."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(_Exact):
+    """Every error: ``error`` is the machine-readable code, ``message`` is for people."""
+
+    error: str
+    message: str
+    details: list[Problem] | None = Field(None, description="Validation errors (422)")
+    retryable: bool | None = Field(None, description="Set (true) on 503s worth retrying")
+
+
+class Health(_Exact):
+    status: Literal["ok"]
+
+
+class Readiness(_Exact):
+    status: Literal["ready", "degraded", "unavailable"]
+    checks: dict[str, str]
+
+
+class CallBody(_Exact):
+    call_sid: str
+    status: CallStatus
+    assistant_id: int
+    started_at: Timestamp
+    ended_at: Timestamp | None
+    to_phone_number: str | None
+    customer_phone_number: str | None
+    call_type: str | None
+
+
+class TranscriptItem(BaseModel):
+    """A stored transcript: what was ingested, its ``seq`` and ``created_at``."""
+
+    model_config = ConfigDict(extra="allow")  # fields beyond these are additions
+
+    content: str
+    speaker: Literal["user", "assistant"]
+    is_final: bool
+    confidence: float | None
+    segment_start: float | None
+    segment_end: float | None
+    segment_id: str | None
+    seq: int = Field(ge=1)
+    created_at: Timestamp
+
+
+class CallSnapshot(CallBody):
+    """A call of ``GET /v1/calls?include=latest``."""
+
+    last_seq: int = Field(ge=0)
+    latest: TranscriptItem | None
+
+
+class CallList(_Exact):
+    calls: list[CallSnapshot | CallBody]
+    next_cursor: str | None
+
+
+class CallWithTranscript(CallBody):
+    transcript: list[TranscriptItem]
+    next_cursor: str | None
+
+
+class SeqBody(_Exact):
+    seq: int = Field(ge=1)
+
+
+class SeqsBody(_Exact):
+    seqs: list[int]
+
+
+class AssistantBody(_Exact):
+    id: int
+    name: str
+    is_default: bool
+    transcription_enabled: bool
+    speech_engine: SpeechEngineName
+
+
+class AssistantList(_Exact):
+    assistants: list[AssistantBody]
+
+
+class Progress(BaseModel):
+    """A campaign's counters (``latest_contact`` only where the reader asked for it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    total_contacts: int
+    completed_contacts: int
+    successful_contacts: int
+    failed_contacts: int
+    skipped_contacts: int
+    pending_contacts: int
+    in_progress_contacts: int
+    success_rate: float
+    completion_percentage: float
+
+
+class CampaignBody(_Exact):
+    id: int
+    name: str
+    assistant_id: int
+    status: CampaignStatus
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    progress: Progress
+
+
+class CampaignList(_Exact):
+    campaigns: list[CampaignBody]
+
+
+class ContactBody(_Exact):
+    id: int
+    phone_number: str
+    name: str | None
+    status: ContactStatus
+    call_sid: str | None
+    duration: float | None
+    error: str | None
+
+
+class ContactList(_Exact):
+    contacts: list[ContactBody]
+
+
+class ContactPage(_Exact):
+    contacts: list[ContactBody]
+    next_cursor: str | None
+
+
+class BotBody(_Exact):
+    """A bot; the URLs are those the caller may see (null otherwise, and once it ended)."""
+
+    id: str
+    status: BotStatus
+    meeting_url: str
+    bot_name: str
+    transcription_model: str
+    created_at: Timestamp
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
+    stop_reason: str | None
+    error: str | None
+    websocket_url: str | None
+    websocket_read_only_url: str | None
+    producer_url: str | None
+
+
+class BotListItem(_Exact):
+    id: str
+    status: BotStatus
+    meeting_url: str
+    bot_name: str
+    transcription_model: str
+    created_at: Timestamp
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
+    stop_reason: str | None
+    error: str | None
+
+
+class BotList(_Exact):
+    bots: list[BotListItem]
+
+
+class BotEvent(_Exact):
+    """A stored bot event, as the organization event stream's ``meeting`` topic has it."""
+
+    type: str
+    bot_id: str
+    seq: int = Field(ge=1)
+    data: dict[str, Any]
+
+
+class BotEventPage(_Exact):
+    events: list[BotEvent]
+    next_cursor: str | None
+
+
+class TokenBody(_Exact):
+    token: str
+    token_type: Literal["Bearer"]
+    expires_at: Timestamp
+    expires_in: int = Field(ge=1)
+    scopes: list[Scope]
+    call_sid: str | None
+    campaign_id: int | None
+
+
+class SpeechBody(_Exact):
+    engine: SpeechEngineName
+    twilio_auth_token_set: bool
+    deepgram_api_key_set: bool
+    require_twilio_signature: bool
+    updated_at: Timestamp | None
+
+
+class Organization(_Exact):
+    id: int
+    name: str
+
+
+class SessionBody(_Exact):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    expires_at: Timestamp
+    session_expires_at: Timestamp
+    read_only: bool
+    scopes: list[Scope]
+    organization: Organization
+
+
+class CaptionsBody(_Exact):
+    url: str
+    token: str
+    expires_at: Timestamp
