@@ -176,3 +176,25 @@ async def test_docs_script_loads_this_servers_document(
         script = await response.text()
     assert '"openapi.json"' in script and "validatorUrl: null" in script
     assert "http" not in script
+
+
+async def test_dashboard_calls_document_their_refusal_of_a_body_not_json(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    """Each of the dashboard's calls refuses a body that is not JSON (even one that
+    takes no body) with 422, which the document lists for it."""
+    doc = orjson.loads(document())
+    calls = [
+        (method, path, op["responses"])
+        for path, item in doc["paths"].items()
+        if path.startswith("/dashboard/api/")
+        for method, op in item.items()
+    ]
+    assert len(calls) == 4
+    headers = {"Origin": server.base_url, "Content-Type": "text/plain"}
+    for method, path, responses in calls:
+        url = server.base_url + path
+        async with http.request(method, url, data="x", headers=headers) as response:
+            assert response.status == 422, (method, path)
+            assert (await response.json())["error"] == "invalid_request"
+        assert "422" in responses, (method, path)

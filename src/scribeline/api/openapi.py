@@ -97,7 +97,8 @@ ERRORS: dict[int, str] = {
     " resource's state does not allow it",
     413: "`payload_too_large`: the body is over the server's limit",
     422: "`invalid_request`: a field or parameter is missing, of the wrong type or out"
-    " of range (`details` lists each problem), or a credential in the query string",
+    " of range (`details` lists each problem), a credential in the query string, or"
+    " (dashboard) a body that is not `application/json`",
     503: "`storage_unavailable`, `broker_unavailable`, `transcription_unavailable`,"
     " `speech_not_configured`, `unavailable` (shutting down): nothing was done;"
     " `retryable` and `Retry-After` say when retrying helps",
