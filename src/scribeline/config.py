@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     max_subscriptions_per_organization: int = Field(10_000, ge=1)
     #: Least seconds between two ``progress`` events of one campaign.
     campaign_progress_interval: float = Field(1.0, ge=0)
+    #: Seconds between two retention sweeps of a node (docs/operations.md): each
+    #: deletes the calls and bots that outlived their organization's ``retention_days``.
+    retention_interval: float = Field(60.0, gt=0)
 
     #: Meeting bots (PROTOCOL.md section 4): subscriber connections per bot.
     max_connections_per_bot: int = Field(10, ge=1)
@@ -162,6 +165,30 @@ class Settings(BaseSettings):
     deepgram_language: str = "en-US"
     deepgram_endpointing_ms: int = Field(300, ge=10, le=10_000)
     deepgram_utterance_end_ms: int = Field(1000, ge=1000, le=5000)
+    #: Webhooks (docs/protocol.md, "Webhooks"). Deliver to loopback, private,
+    #: link-local and other non-public addresses too (off: public ones only, SSRF).
+    webhook_allow_private: bool = False
+    #: Seconds one delivery attempt may take, from connecting to the answer's head.
+    webhook_timeout: float = Field(10.0, gt=0, le=300)
+    #: Seconds a node's claim of a delivery lasts (longer than an attempt): another
+    #: node sends it again once a claim's node died.
+    webhook_lease: float = Field(30.0, gt=0)
+    #: Seconds before the first retry, doubled at each (with jitter), up to the most.
+    webhook_backoff: float = Field(5.0, gt=0)
+    webhook_backoff_max: float = Field(7200.0, gt=0)
+    #: Seconds a delivery is retried for; then it is given up (dead).
+    webhook_retry_window: float = Field(86400.0, gt=0)
+    #: Seconds of failures with no success after which a given-up delivery disables
+    #: its endpoint.
+    webhook_disable_after: float = Field(86400.0, gt=0)
+    #: Seconds between two looks at the outbox (an append on this node wakes it at once).
+    webhook_poll_interval: float = Field(1.0, gt=0)
+    #: Deliveries one node sends at once.
+    webhook_concurrency: int = Field(16, ge=1, le=256)
+    #: Webhook endpoints an organization may have.
+    webhook_max_endpoints: int = Field(20, ge=1, le=1000)
+    #: Days delivered and given-up deliveries, and their log, are kept.
+    webhook_log_days: float = Field(7.0, gt=0)
 
     access_log: bool = False
     #: Prometheus metrics (docs/operations.md, "Metrics"); off: no ``/metrics`` (404)
@@ -182,6 +209,14 @@ class Settings(BaseSettings):
         lease = info.data.get("cluster_lease")
         if lease is not None and value >= lease:
             raise ValueError("must be shorter than SCRIBELINE_CLUSTER_LEASE")
+        return value
+
+    @field_validator("webhook_lease")
+    @classmethod
+    def _lease_outlasts_attempt(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("webhook_timeout")
+        if timeout is not None and value < timeout + 1:
+            raise ValueError("must be at least SCRIBELINE_WEBHOOK_TIMEOUT + 1 second")
         return value
 
     @field_validator("trusted_proxies", mode="before")

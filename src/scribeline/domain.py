@@ -24,6 +24,7 @@ __all__ = [
     "ContactStatus",
     "Counters",
     "KeyKind",
+    "OrgSettings",
     "Organization",
     "SignInCode",
     "SpeechSettings",
@@ -35,6 +36,17 @@ class Organization:
     id: int
     name: str
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSettings:
+    """An organization's settings: the PII kinds redacted at ingest (empty: off)
+    and how many days ended calls are kept (None: forever)."""
+
+    org_id: int
+    name: str
+    redaction: tuple[str, ...] = ()
+    retention_days: int | None = None
 
 
 class KeyKind(StrEnum):

@@ -37,6 +37,8 @@ class EventType(StrEnum):
     CONTACT_COMPLETED = "contact_completed"
     PROGRESS = "progress"
     CAMPAIGN_COMPLETED = "campaign_completed"
+    #: An alert rule fired on a final of the call (alerts/).
+    ALERT = "alert"
 
 
 class BotEventType(StrEnum):

@@ -307,6 +307,15 @@ class Hub:
                 subs.discard(conn)
             await self._close_if_unused(self._topics, stream, topic)
 
+    def close_stream(self, stream: str, code: int = CloseCode.NORMAL) -> int:
+        """Close every local connection that follows ``stream`` (its call was
+        deleted), joining or live; how many there were."""
+        topic = self._topics.get(stream)
+        conns = set() if topic is None else {c for _, subs in topic.groups.values() for c in subs}
+        for conn in conns:
+            conn.close_soon(code)
+        return len(conns)
+
     # -- one broker subscription per channel per process ----------------------
 
     async def _enter(

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from scribeline import logs
+from scribeline.alerts.service import AlertService
 from scribeline.api.app import AccessLogger, create_app
 from scribeline.api.http import Runner
 from scribeline.api.metrics import serve_metrics
@@ -31,17 +32,20 @@ from scribeline.ingest.assistants import AssistantService
 from scribeline.ingest.bots import BotService
 from scribeline.ingest.calls import CallService
 from scribeline.ingest.campaigns import CampaignService
+from scribeline.ingest.organization import OrganizationService
 from scribeline.ingest.publish import Publisher
 from scribeline.metrics import Metrics
 from scribeline.protocols import org_events
 from scribeline.readiness import Probe, Readiness, soft
 from scribeline.registry import Registry
+from scribeline.retention import RetentionSweeper
 from scribeline.sealed import SecretBox
 from scribeline.sessions import SessionService
 from scribeline.speech.media import build_media
 from scribeline.speech.settings import SpeechSettingsService
 from scribeline.storage import open_storage
 from scribeline.tokens import load_or_create_secret
+from scribeline.webhooks.build import build_webhooks
 
 #: A start-up hook, given the running server (the demo is one).
 StartHook = Callable[["Running"], Coroutine[Any, Any, None]]
@@ -99,9 +103,22 @@ async def build_services(settings: Settings) -> Services:
         signals=signals,
         on_revoked=registry.close_key,  # a revoked key's open sockets close on every node
     )
-    calls = CallService(storage, publisher, campaigns, signals)
+    # A deleted call's subscribers are closed on every node (``CALL_DELETED``).
+    # Finals are checked against the organization's alert rules once stored.
+    alerts = AlertService(storage, publisher, signals)
+    organization = OrganizationService(storage, signals)
+    calls = CallService(
+        storage,
+        publisher,
+        campaigns,
+        signals,
+        on_deleted=hub.close_stream,
+        on_stored=alerts.evaluate,
+        redaction=organization.redaction_for,
+    )
     assistants = AssistantService(storage)
     speech = SpeechSettingsService(storage, SecretBox(secret), signals)
+    webhooks, deliverer = build_webhooks(storage, SecretBox(secret), settings)
     services = Services(
         settings=settings,
         storage=storage,
@@ -110,8 +127,19 @@ async def build_services(settings: Settings) -> Services:
         registry=registry,
         auth=auth,
         calls=calls,
+        alerts=alerts,
+        webhooks=webhooks,
+        deliverer=deliverer,
         campaigns=campaigns,
-        bots=BotService(storage, broker, publisher, settings.bot_stop_timeout, signals),
+        bots=BotService(
+            storage,
+            broker,
+            publisher,
+            settings.bot_stop_timeout,
+            signals,
+            redaction=organization.org_redaction,
+        ),
+        organization=organization,
         readiness=Readiness(probes, settings.readiness_timeout),
         assistants=assistants,
         signals=signals,
@@ -127,6 +155,7 @@ async def build_services(settings: Settings) -> Services:
             captions_ttl=settings.captions_ttl,
         ),
         metrics=Metrics() if settings.metrics_enabled else None,
+        retention=RetentionSweeper(storage, settings.retention_interval),
     )
     if services.metrics is not None:
         services.metrics.watch(services)
@@ -174,6 +203,9 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
     base_url = f"http://{host}:{port}"
     # A revocation this node missed (no notice) closes sockets within the cache time.
     services.registry.start(services.auth.inactive_keys, max(settings.auth_cache_seconds, 1.0))
+    services.deliverer.start()  # every node sends webhooks; the outbox says which
+    if services.retention is not None:
+        services.retention.start()
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -209,6 +241,8 @@ async def serve(settings: Settings, on_started: StartHook | None = None) -> None
 async def _close_services(services: Services) -> None:
     # Media streams still ending store their last finals (storage is still open),
     # then the engines and their decode workers go.
+    if services.retention is not None:
+        await services.retention.close()
     await services.media.close(services.settings.media_finish_timeout)
     await services.campaigns.close()
     await services.bots.close()
@@ -217,6 +251,7 @@ async def _close_services(services: Services) -> None:
     await services.signals.cluster.close()  # gives back this node's slots and claims now
     await services.hub.close()
     await services.broker.close()
+    await services.deliverer.close()  # attempts in flight record their outcome first
     await services.storage.close()
 
 

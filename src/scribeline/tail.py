@@ -33,6 +33,7 @@ from rich.live import Live
 from rich.text import Text
 
 from scribeline.client import (
+    AlertEvent,
     AsyncClient,
     Backoff,
     ErrorEvent,
@@ -54,7 +55,7 @@ __all__ = [
     "run",
 ]
 
-CallEvent = TranscriptEvent | StatusEvent | ErrorEvent
+CallEvent = TranscriptEvent | StatusEvent | AlertEvent | ErrorEvent
 
 #: Speakers get these colours in the order they first speak.
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
@@ -99,6 +100,10 @@ def status_text(status: str) -> Text:
     return Text(f"— status: {status}", style="dim")
 
 
+def alert_text(event: AlertEvent) -> Text:
+    return Text(f"— alert: {event.rule_name}", style="bold red")
+
+
 class Output:
     """Where events go. The base shows each status change once; the snapshot a
     stream opens with only when ``snapshot`` is set (tailing from the start,
@@ -125,6 +130,8 @@ class Output:
             elif event.status != self._status:
                 self._status = event.status
                 self.line(status_text(event.status))
+        elif isinstance(event, AlertEvent):
+            self.line(alert_text(event))
         else:
             self.error(event)
 

@@ -270,3 +270,28 @@ async def test_a_slow_consumer_on_one_node_delays_no_one_elsewhere(
     for ws in readers:
         await ws.close()
     await producer.close()
+
+
+async def test_a_segment_fires_once_across_nodes(
+    cluster: Cluster, tenant: Tenant, http: aiohttp.ClientSession
+) -> None:
+    admin = Api(http, cluster.nodes[0], cluster.nodes[0].create_key(tenant.org, "admin"))
+    body = {"name": "Refund", "kind": "keyword", "keywords": ["refund"]}
+    rule = await admin.request("POST", "/v1/alert-rules", json_body=body)
+    assert rule.status == 201, rule.text
+    ws = await connect_events(cluster.nodes[2], tenant.read)
+    await act(ws, "alert", "*")
+    nodes = [Api(http, node, tenant.rw) for node in cluster.nodes[:2]]
+    sid = new_sid()
+    await nodes[0].create_call(sid)
+    said = transcript("I want a refund", speaker="user", segment_id="s1")
+    both = await asyncio.gather(*(api.post_transcript(sid, said) for api in nodes))
+    later = await nodes[1].post_transcript(sid, transcript("refund!", speaker="user"))
+    first, second = await recv_json(ws), await recv_json(ws)
+    await ws.close()
+    assert (first["type"], first["call_sid"]) == ("alert", sid)
+    assert first["data"]["segment_seq"] in both and first["data"]["number"] == 1
+    assert (second["data"]["segment_seq"], second["data"]["number"]) == (later, 2)
+    assert first["data"]["rule"]["id"] == rule.body["id"]
+    deleted = await admin.request("DELETE", f"/v1/alert-rules/{rule.body['id']}")
+    assert deleted.status == 204

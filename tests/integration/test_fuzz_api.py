@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -34,6 +35,7 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
@@ -42,7 +44,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from scribeline.api.openapi_routes import document
+from scribeline.api.openapi import Batch
+from scribeline.api.openapi_routes import OPERATIONS, document
 
 from .helpers import ServerProcess, new_sid, running_server
 
@@ -85,8 +88,8 @@ class Store:
     The fuzzing run's store is small: every row of every table is compared,
     except for two things a timer writes after the change that caused them
     (``ingest/campaigns.py``): campaign progress events and the head of a
-    campaign's stream. Events are compared by count and sizes (transcripts can
-    be large).
+    campaign's stream, and what the webhook deliverer writes as it sends.
+    Events are compared by count and sizes (transcripts can be large).
     """
 
     _SPECIAL = {
@@ -94,6 +97,13 @@ class Store:
         " WHERE type != 'progress'",
         "streams": "SELECT stream, epoch, closed,"
         " CASE WHEN stream LIKE 'campaign:%' THEN NULL ELSE head END FROM streams ORDER BY 1",
+        # The webhook deliverer's writes (attempts, a row's state, an endpoint's
+        # failures) come from its own loop; what a request writes is compared.
+        "webhook_outbox": "SELECT id, endpoint_id, stream, seq, event_type, created_at"
+        " FROM webhook_outbox ORDER BY 1",
+        "webhook_attempts": "SELECT 0",
+        "webhook_endpoints": "SELECT id, org_id, url, events, enabled, created_at"
+        " FROM webhook_endpoints ORDER BY 1",
     }
 
     def __init__(self, path: Path) -> None:
@@ -135,7 +145,8 @@ class Fuzzed:
 
 
 def _seed(server: ServerProcess, key: str, session: requests.Session) -> dict[str, str]:
-    """A call, a campaign with a contact and a bot, by the path parameters that name them."""
+    """A call, a campaign with a contact, a bot, an alert rule and a webhook, by
+    the path parameters that name them."""
 
     def post(path: str, body: Any) -> Any:
         response = session.post(f"{server.base_url}{path}", json=body, timeout=10)
@@ -144,6 +155,7 @@ def _seed(server: ServerProcess, key: str, session: requests.Session) -> dict[st
 
     sid = new_sid()
     call = post("/v1/calls", {"call_sid": sid})
+    doomed = post("/v1/calls", {"call_sid": new_sid()})
     campaign = post("/v1/campaigns", {"name": "fuzz"})
     contacts = post(
         f"/v1/campaigns/{campaign['id']}/contacts",
@@ -157,8 +169,13 @@ def _seed(server: ServerProcess, key: str, session: requests.Session) -> dict[st
             "transcription_model": "realtime",
         },
     )
+    rule = post("/v1/alert-rules", {"name": "fuzz", "kind": "keyword", "keywords": ["fuzz"]})
+    hook = post("/v1/webhooks", {"url": "https://hooks.example.com/fuzz", "events": ["alert"]})
     return {
+        "webhook_id": str(hook["id"]),
+        "rule_id": str(rule["id"]),
         "call_sid": sid,
+        "doomed_call_sid": doomed["call_sid"],
         "assistant_id": str(call["assistant_id"]),
         "campaign_id": str(campaign["id"]),
         "contact_id": str(contacts["contacts"][0]["id"]),
@@ -190,9 +207,14 @@ def test_api_conforms_and_errors_write_nothing(case: Any, aim: bool, fuzzed: Fuz
     """No generated request gets a 5xx or an undocumented answer, and none answered
     with a 4xx changes the store."""
     if aim and case.path_parameters:
+        existing = dict(fuzzed.existing)
+        if case.method == "DELETE" and case.path == "/v1/calls/{call_sid}":
+            # A call of its own: deleting the shared one would leave the tests
+            # below without it.
+            existing["call_sid"] = existing["doomed_call_sid"]
         for name in case.path_parameters:
-            if name in fuzzed.existing:
-                case.path_parameters[name] = fuzzed.existing[name]
+            if name in existing:
+                case.path_parameters[name] = existing[name]
     if aim and "Origin" in (case.headers or {}):
         # The dashboard's endpoints want the server's own origin; any other is refused
         # (403) before anything else is looked at.
@@ -211,3 +233,72 @@ def test_api_conforms_and_errors_write_nothing(case: Any, aim: bool, fuzzed: Fuz
             f"{case.method} {case.formatted_path} answered {response.status_code}"
             f" {response.text[:300]} but wrote to the store"
         )
+
+
+def _path(op: Any, fuzzed: Fuzzed) -> str:
+    """``op``'s path naming resources that exist (``_seed`` makes one of each)."""
+    unseeded = set(re.findall(r"{(\w+)}", op.path)) - set(fuzzed.existing)
+    assert not unseeded, f"{op.id}: _seed makes no {', '.join(sorted(unseeded))}"
+    return op.path.format(**fuzzed.existing)
+
+
+def _problems(validate: Any, body: Any) -> list[dict[str, Any]]:
+    """The ``details`` of a 422 for ``body``, as ``api/responses.py`` renders them."""
+    with pytest.raises(ValidationError) as caught:
+        validate(body)
+    errors = caught.value.errors(include_url=False, include_context=False, include_input=False)
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
+_BODIES = [op for op in OPERATIONS if op.body is not None]
+
+
+@pytest.mark.parametrize("op", _BODIES, ids=[op.id for op in _BODIES])
+def test_declared_body_is_the_model_the_handler_validates(op: Any, fuzzed: Fuzzed) -> None:
+    """Each operation's documented request body is the model its handler validates
+    with: a body with every declared field of the wrong type gets, in ``details``,
+    exactly the problems the declared model finds in it (a batch too, as a list)."""
+    model = op.body.model if isinstance(op.body, Batch) else op.body
+    assert isinstance(model, type) and issubclass(model, BaseModel), op.id
+    wrong = {field.alias or name: [[]] for name, field in model.model_fields.items()}
+    bodies: list[tuple[Any, Any]] = [(wrong, model.model_validate)]
+    if isinstance(op.body, Batch):
+        bodies.append(([wrong], TypeAdapter(list[model]).validate_python))  # type: ignore[valid-type]
+    path = _path(op, fuzzed)
+    headers = {"Origin": fuzzed.server.base_url}  # the dashboard's endpoints want it
+    for body, validate in bodies:
+        response = fuzzed.session.request(
+            op.method, f"{fuzzed.server.base_url}{path}", json=body, headers=headers, timeout=10
+        )
+        assert response.status_code == 422, (op.id, response.text)
+        assert response.json()["details"] == _problems(validate, body), op.id
+
+
+def _query_cases(schema: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(value, whether the document allows it) at the edges of a query parameter's schema."""
+    if schema["type"] == "integer":
+        lo, hi = schema["minimum"], schema["maximum"]
+        return [(str(lo), True), (str(lo - 1), False), (str(hi), True), (str(hi + 1), False)]
+    if "enum" in schema:
+        return [*((v, True) for v in schema["enum"]), ("x-unknown", False)]
+    if "pattern" in schema:
+        return [("!", False)]
+    return [("x", True)]  # any string
+
+
+_QUERIES = [
+    op for op in OPERATIONS if op.tag != "websockets" and any(p.where == "query" for p in op.params)
+]
+
+
+@pytest.mark.parametrize("op", _QUERIES, ids=[op.id for op in _QUERIES])
+def test_query_parameters_have_the_documented_ranges(op: Any, fuzzed: Fuzzed) -> None:
+    """A query parameter's documented edges are the handler's: its minimum, maximum
+    and enum values are taken, one past them is 422, and a parameter documented as
+    any string takes any string."""
+    url = fuzzed.server.base_url + _path(op, fuzzed)
+    for param in (p for p in op.params if p.where == "query"):
+        for value, allowed in _query_cases(param.schema):
+            response = fuzzed.session.get(url, params={param.name: value}, timeout=10)
+            assert (response.status_code != 422) == allowed, (op.id, param.name, value)
+            assert response.status_code < 500

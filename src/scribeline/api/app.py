@@ -10,15 +10,19 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 
 from scribeline.api import (
+    alert_rules,
     assistants,
     bots,
     campaigns,
     dashboard,
     docs,
+    exports,
+    organization,
     rest,
     sessions,
     speech,
     tokens,
+    webhooks,
 )
 from scribeline.api.bot_streams import bot_producer, bot_subscriber
 from scribeline.api.events import event_stream
@@ -152,11 +156,15 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/v1/bots/{bot_id}/ws", bot_subscriber)
     app.router.add_get("/v1/bots/{bot_id}/producer", bot_producer)
     app.router.add_routes(rest.routes)
+    app.router.add_routes(exports.routes)
     app.router.add_routes(campaigns.routes)
     app.router.add_routes(assistants.routes)
     app.router.add_routes(tokens.routes)
     app.router.add_routes(bots.routes)
     app.router.add_routes(speech.routes)
+    app.router.add_routes(organization.routes)
+    app.router.add_routes(webhooks.routes)
+    app.router.add_routes(alert_rules.routes)
     app.router.add_routes(sessions.routes)
     app.router.add_routes(dashboard.routes)
     app.router.add_routes(metrics_routes(services.settings))

@@ -18,13 +18,22 @@ import orjson
 from scribeline import __version__
 from scribeline.api import bots, campaigns, dashboard, rest
 from scribeline.api import openapi_schemas as out
+from scribeline.api.alert_rules import NewAlertRule, UpdateAlertRule
 from scribeline.api.openapi import Batch, Operation, Param, Reply, build
 from scribeline.api.sessions import CaptionsRequest, SignIn
 from scribeline.api.speech import UpdateSpeech
 from scribeline.api.tokens import TokenRequest
+from scribeline.api.webhooks import (
+    DEFAULT_DELIVERIES,
+    MAX_DELIVERIES,
+    CreateWebhook,
+    ReplayWebhook,
+    UpdateWebhook,
+)
 from scribeline.config import Settings
 from scribeline.domain import BotStatus
 from scribeline.events import CallStatus
+from scribeline.exports import FORMATS
 from scribeline.ingest.bot_models import CreateBot
 from scribeline.ingest.models import (
     CALL_SID_PATTERN,
@@ -36,6 +45,7 @@ from scribeline.ingest.models import (
     SetStatus,
     Transcript,
     UpdateAssistant,
+    UpdateOrganization,
 )
 from scribeline.numbers import MAX_INT64
 
@@ -146,7 +156,7 @@ _CALLS = (
             ),
             Param("include", "query", {"type": "string", "enum": ["latest"]}),
             Param("limit", "query", _int(1, rest.MAX_PAGE, 50)),
-            Param("cursor", "query", {"type": "string"}, "`next_cursor` of the previous page"),
+            Param("cursor", "query", _int(1), "`next_cursor` of the previous page"),
         ),
     ),
     _rest(
@@ -171,6 +181,40 @@ _CALLS = (
         "POST", "/v1/calls/{call_sid}/status", "set_status", "Change a call's status", "calls",
         {201: _json("Stored", out.SeqBody)}, (404, 409), (_CALL_SID,), SetStatus,
     ),
+    _rest(
+        "DELETE", "/v1/calls/{call_sid}", "delete_call",
+        "Delete a call, its events and everything kept of it", "calls",
+        {204: Reply("Deleted")}, (404,), (_CALL_SID,),
+        description=(
+            "Admin scope, organization-wide credentials only. A call not yet ended is"
+            " ended first (`canceled`, metadata `reason: deleted`). Audited in the log"
+            " with ids only (docs/protocol.md, Deleting a call)."
+        ),
+    ),
+    _rest(
+        "GET", "/v1/calls/{call_sid}/transcript", "export_transcript",
+        "The call's final transcript as a file: text, JSON, WebVTT or SRT", "calls",
+        {
+            200: Reply(
+                "The transcript, streamed (an attachment)",
+                {
+                    "text/plain": None,
+                    JSON: out.TranscriptExport,
+                    "text/vtt": None,
+                    "application/x-subrip": None,
+                },
+                headers={"Content-Disposition": "`attachment`, named after the call's SID"},
+            )
+        },
+        (404,),
+        (
+            _CALL_SID,
+            Param(
+                "format", "query", {"type": "string", "enum": list(FORMATS), "default": "txt"},
+                "Plain text, JSON, WebVTT or SRT (docs/protocol.md, Transcript exports)",
+            ),
+        ),
+    ),
 )  # fmt: skip
 
 _ASSISTANTS = (
@@ -184,7 +228,7 @@ _ASSISTANTS = (
     ),
     _rest(
         "PATCH", "/v1/assistants/{assistant_id}", "update_assistant",
-        "Switch transcription, choose the speech engine", "assistants",
+        "Switch transcription, choose the speech engine, override redaction", "assistants",
         {200: _json("The assistant", out.AssistantBody)}, (404,),
         (_id("assistant_id", "assistant"),), UpdateAssistant,
     ),
@@ -282,6 +326,91 @@ _OTHER_REST = (
         "PATCH", "/v1/speech", "update_speech", "Change the live-audio settings (admin)",
         "speech", {200: _json("The settings", out.SpeechBody)}, body=UpdateSpeech,
     ),
+    _rest(
+        "GET", "/v1/organization", "get_organization", "The organization's settings",
+        "organization", {200: _json("The settings", out.OrganizationBody)},
+    ),
+    _rest(
+        "PATCH", "/v1/organization", "update_organization",
+        "Change PII redaction and retention (admin)", "organization",
+        {200: _json("The settings", out.OrganizationBody)}, body=UpdateOrganization,
+        description="Absent fields stay. `redaction`: the kinds redacted from every"
+        " transcript at ingest ([] or null: off). `retention_days`: null keeps calls forever.",
+    ),
+)  # fmt: skip
+
+_RULE = _id("rule_id", "alert rule")
+_ALERT_RULES = (
+    _rest(
+        "POST", "/v1/alert-rules", "create_alert_rule", "Create an alert rule (admin)",
+        "alerts", {201: _json("The rule", out.AlertRuleBody)}, body=NewAlertRule,
+        description="A pattern RE2 refuses, settings of another kind, or more than the"
+        " organization's 100 rules: 422.",
+    ),
+    _rest(
+        "GET", "/v1/alert-rules", "list_alert_rules", "The organization's alert rules",
+        "alerts", {200: _json("The rules, oldest first", out.AlertRuleList)},
+    ),
+    _rest(
+        "GET", "/v1/alert-rules/{rule_id}", "get_alert_rule", "An alert rule", "alerts",
+        {200: _json("The rule", out.AlertRuleBody)}, (404,), (_RULE,),
+    ),
+    _rest(
+        "PATCH", "/v1/alert-rules/{rule_id}", "update_alert_rule", "Change an alert rule (admin)",
+        "alerts", {200: _json("The rule", out.AlertRuleBody)}, (404,), (_RULE,),
+        UpdateAlertRule,
+    ),
+    _rest(
+        "DELETE", "/v1/alert-rules/{rule_id}", "delete_alert_rule",
+        "Delete an alert rule (admin); its alerts stay", "alerts",
+        {204: Reply("Deleted")}, (404,), (_RULE,),
+    ),
+)  # fmt: skip
+
+_WEBHOOK = _id("webhook_id", "webhook")
+_WEBHOOKS = (
+    _rest(
+        "POST", "/v1/webhooks", "create_webhook", "Add a webhook endpoint (admin)", "webhooks",
+        {201: Reply("The endpoint and its signing secret, shown once",
+                    {JSON: out.WebhookCreated}, {"Cache-Control": "`no-store`"})},
+        (409,), body=CreateWebhook,
+        description="A URL that is not https, or names a non-public address, is 422 (unless"
+        " the server allows private addresses). Past the organization's most endpoints: 409.",
+    ),
+    _rest(
+        "GET", "/v1/webhooks", "list_webhooks", "The organization's webhook endpoints",
+        "webhooks", {200: _json("The endpoints, oldest first", out.WebhookList)},
+    ),
+    _rest(
+        "GET", "/v1/webhooks/{webhook_id}", "get_webhook", "A webhook endpoint", "webhooks",
+        {200: _json("The endpoint", out.WebhookBody)}, (404,), (_WEBHOOK,),
+    ),
+    _rest(
+        "PATCH", "/v1/webhooks/{webhook_id}", "update_webhook",
+        "Change a webhook endpoint, enable or disable it (admin)", "webhooks",
+        {200: _json("The endpoint", out.WebhookBody)}, (404,), (_WEBHOOK,), UpdateWebhook,
+    ),
+    _rest(
+        "DELETE", "/v1/webhooks/{webhook_id}", "delete_webhook",
+        "Delete a webhook endpoint and its deliveries (admin)", "webhooks",
+        {204: Reply("Deleted")}, (404,), (_WEBHOOK,),
+    ),
+    _rest(
+        "GET", "/v1/webhooks/{webhook_id}/deliveries", "list_deliveries",
+        "The endpoint's delivery log, newest first", "webhooks",
+        {200: _json("A page of deliveries with their attempts", out.WebhookDeliveries)}, (404,),
+        (
+            _WEBHOOK,
+            Param("limit", "query", _int(1, MAX_DELIVERIES, DEFAULT_DELIVERIES)),
+            Param("cursor", "query", _int(1), "`next_cursor` of the previous page"),
+        ),
+    ),
+    _rest(
+        "POST", "/v1/webhooks/{webhook_id}/replay", "replay_webhook",
+        "Send delivered or given-up deliveries again (admin)", "webhooks",
+        {202: _json("How many were queued", out.WebhookReplayed)}, (404,), (_WEBHOOK,),
+        ReplayWebhook,
+    ),
 )  # fmt: skip
 
 _ORIGIN = Param(
@@ -298,7 +427,8 @@ def _session_op(
     errors: tuple[int, ...],
     body: Any = None,
 ) -> Operation:
-    statuses = {403, 503, *errors} | (set(_BODY) if body is not None else set())
+    # 422: any body that is not JSON, even where none is expected (``sessions._guard``).
+    statuses = {403, 422, 503, *errors} | (set(_BODY) if body is not None else set())
     return Operation(
         method,
         path,
@@ -432,6 +562,8 @@ OPERATIONS: tuple[Operation, ...] = (
     *_CAMPAIGNS,
     *_BOTS,
     *_OTHER_REST,
+    *_ALERT_RULES,
+    *_WEBHOOKS,
     *_DASHBOARD_API,
     *_PAGES,
     *_WEBSOCKETS,

@@ -17,14 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scribeline.domain import BotStatus, CampaignStatus, ContactStatus
 from scribeline.events import CallStatus
-from scribeline.ingest.models import SpeechEngineName
+from scribeline.ingest.models import RedactionKinds, SpeechEngineName
 
 __all__ = [
+    "AlertItem",
+    "AlertRuleBody",
+    "AlertRuleList",
     "AssistantBody",
     "AssistantList",
     "BotBody",
     "BotEventPage",
     "BotList",
+    "CallAlerts",
     "CallBody",
     "CallList",
     "CallWithTranscript",
@@ -35,13 +39,21 @@ __all__ = [
     "ContactList",
     "ContactPage",
     "ErrorBody",
+    "ExportSegment",
     "Health",
+    "OrganizationBody",
     "Readiness",
     "SeqBody",
     "SeqsBody",
     "SessionBody",
     "SpeechBody",
     "TokenBody",
+    "TranscriptExport",
+    "WebhookBody",
+    "WebhookCreated",
+    "WebhookDeliveries",
+    "WebhookList",
+    "WebhookReplayed",
 ]
 
 #: An ISO 8601 UTC timestamp with milliseconds and ``Z``.
@@ -108,11 +120,30 @@ class TranscriptItem(BaseModel):
     created_at: Timestamp
 
 
+class AlertItem(BaseModel):
+    """A stored alert: its data (docs/protocol.md, "Alerts"), ``seq`` and ``created_at``."""
+
+    model_config = ConfigDict(extra="allow")  # fields beyond these are additions
+
+    rule: dict[str, Any]
+    segment_seq: int
+    matched: str
+    number: int = Field(ge=1)
+    seq: int = Field(ge=1)
+    created_at: Timestamp
+
+
+class CallAlerts(_Exact):
+    count: int = Field(ge=1)
+    last: AlertItem
+
+
 class CallSnapshot(CallBody):
     """A call of ``GET /v1/calls?include=latest``."""
 
     last_seq: int = Field(ge=0)
     latest: TranscriptItem | None
+    alerts: CallAlerts | None = Field(description="The call's alerts up to last_seq (null: none)")
 
 
 class CallList(_Exact):
@@ -123,6 +154,24 @@ class CallList(_Exact):
 class CallWithTranscript(CallBody):
     transcript: list[TranscriptItem]
     next_cursor: str | None
+
+
+class ExportSegment(_Exact):
+    """One final of ``GET /v1/calls/{call_sid}/transcript?format=json`` (exports.py)."""
+
+    seq: int = Field(ge=1)
+    segment_id: str | None
+    speaker: str
+    text: str
+    start: float = Field(ge=0, description="Seconds from the start of the call")
+    end: float = Field(ge=0)
+    confidence: float | None
+    created_at: str
+
+
+class TranscriptExport(_Exact):
+    call_sid: str
+    segments: list[ExportSegment]
 
 
 class SeqBody(_Exact):
@@ -139,6 +188,8 @@ class AssistantBody(_Exact):
     is_default: bool
     transcription_enabled: bool
     speech_engine: SpeechEngineName
+    #: The assistant's own PII redaction; null inherits the organization's.
+    redaction: RedactionKinds | None
 
 
 class AssistantList(_Exact):
@@ -267,6 +318,15 @@ class Organization(_Exact):
     name: str
 
 
+class OrganizationBody(_Exact):
+    id: int
+    name: str
+    #: The PII kinds redacted at ingest ([]: off).
+    redaction: RedactionKinds
+    #: Days ended calls are kept (null: forever).
+    retention_days: int | None
+
+
 class SessionBody(_Exact):
     access_token: str
     token_type: Literal["Bearer"]
@@ -282,3 +342,80 @@ class CaptionsBody(_Exact):
     url: str
     token: str
     expires_at: Timestamp
+
+
+class AlertRuleBody(_Exact):
+    """An alert rule; the fields of its kind only (docs/protocol.md, "Alerts")."""
+
+    id: int = Field(ge=1)
+    name: str
+    kind: Literal["keyword", "regex", "sentiment"]
+    keywords: list[str] | None = Field(None, description="keyword")
+    pattern: str | None = Field(None, description="regex")
+    case_sensitive: bool | None = Field(None, description="regex")
+    threshold: float | None = Field(None, description="sentiment")
+    window: int | None = Field(None, description="sentiment")
+    speaker: Literal["user", "assistant"] | None
+    enabled: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class AlertRuleList(_Exact):
+    alert_rules: list[AlertRuleBody]
+
+
+WebhookEvent = Literal[
+    "call.started", "call.ended", "transcript.final", "alert", "campaign.completed", "bot.stopped"
+]
+
+
+class WebhookBody(_Exact):
+    """A webhook endpoint (docs/protocol.md, "Webhooks"); never its secret."""
+
+    id: int = Field(ge=1)
+    url: str
+    events: list[WebhookEvent]
+    enabled: bool
+    disabled_reason: Literal["failing", "disabled"] | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookCreated(WebhookBody):
+    secret: str = Field(
+        pattern=r"^whsec_[A-Za-z0-9+/=]+$", description="The signing secret: shown only here"
+    )
+
+
+class WebhookList(_Exact):
+    webhooks: list[WebhookBody]
+
+
+class WebhookAttempt(_Exact):
+    at: Timestamp
+    status: int | None = Field(description="The HTTP status (null: no answer)")
+    error: str | None
+    duration_ms: int = Field(ge=0)
+
+
+class WebhookDelivery(_Exact):
+    id: int = Field(ge=1)
+    webhook_id: str = Field(description="The `webhook-id` header it is sent with")
+    event_type: WebhookEvent
+    seq: int = Field(ge=1)
+    state: Literal["pending", "sending", "delivered", "dead"]
+    attempts: int = Field(ge=0)
+    next_attempt_at: Timestamp | None
+    created_at: Timestamp
+    delivered_at: Timestamp | None
+    log: list[WebhookAttempt]
+
+
+class WebhookDeliveries(_Exact):
+    deliveries: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+class WebhookReplayed(_Exact):
+    replayed: int = Field(ge=0)

@@ -18,6 +18,7 @@ from scribeline.events import CallStatus, StoredEvent, format_ms
 from scribeline.ingest.models import CreateCall, SetStatus, Transcript, TranscriptBatch
 
 __all__ = [
+    "alerts_json",
     "authorize",
     "authorize_org",
     "call_json",
@@ -56,6 +57,12 @@ def call_json(call: Call) -> dict[str, Any]:
 def transcript_json(event: StoredEvent) -> dict[str, Any]:
     """A stored transcript as REST shows it: its data, ``seq`` and ``created_at``."""
     return {**event.data, "seq": event.seq, "created_at": format_ms(event.ts)}
+
+
+def alerts_json(count: int, last: StoredEvent) -> dict[str, Any]:
+    """A call's alerts in a snapshot: how many, and the newest (its data, ``seq``
+    and ``created_at``)."""
+    return {"count": count, "last": transcript_json(last)}
 
 
 async def authorize(request: web.Request, scope: str) -> tuple[Services, Principal]:
@@ -133,7 +140,7 @@ def _includes(request: web.Request) -> frozenset[str]:
 @routes.get("/v1/calls")
 async def list_calls(request: web.Request) -> web.Response:
     """A page of the organization's calls; ``include=latest`` adds to each its
-    stream's head and newest transcript line, as of that head."""
+    stream's head, newest transcript line and alerts, as of that head."""
     services, principal = await authorize_org(request, "read")
     statuses = _statuses(request)
     included = _includes(request)
@@ -152,6 +159,7 @@ async def list_calls(request: web.Request) -> web.Response:
             **call_json(s.call),
             "last_seq": s.last_seq,
             "latest": None if s.latest is None else transcript_json(s.latest),
+            "alerts": None if s.alerts is None else alerts_json(*s.alerts),
         }
         for s in snapshots
     ]
@@ -169,6 +177,15 @@ async def get_call(request: web.Request) -> web.Response:
     transcript = [transcript_json(e) for e in page.events]
     next_cursor = None if page.next_after is None else str(page.next_after)
     return json_response({**call_json(call), "transcript": transcript, "next_cursor": next_cursor})
+
+
+@routes.delete("/v1/calls/{call_sid}")
+async def delete_call(request: web.Request) -> web.Response:
+    """Delete the call, its events and every per-call row (a live call is ended
+    first); an organization-wide admin credential only."""
+    services, principal = await authorize_org(request, "admin")
+    await services.calls.delete(principal.org_id, request.match_info["call_sid"], principal.key_id)
+    return web.Response(status=204)
 
 
 @routes.post("/v1/calls/{call_sid}/transcripts")

@@ -28,6 +28,7 @@ from scribeline.client.errors import (
     StreamRefused,
 )
 from scribeline.client.events import (
+    AlertEvent,
     BotEvent,
     CampaignCompleted,
     CampaignProgress,
@@ -41,6 +42,7 @@ from scribeline.client.sync import Client
 from scribeline.client.transcript import Segment, TranscriptView
 
 __all__ = [
+    "AlertEvent",
     "ApiError",
     "AsyncClient",
     "AuthenticationError",

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "AlertEvent",
     "BotEvent",
     "CampaignCompleted",
     "CampaignProgress",
@@ -59,6 +60,25 @@ class StatusEvent:
     def terminal(self) -> bool:
         """Whether the call has ended with this status."""
         return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """An alert rule of the organization fired on a final of the call.
+    ``data`` holds the rule (``id``, ``name``, ``kind``), the final's
+    ``segment_seq``, ``segment_id`` and ``speaker``, the ``matched`` text and,
+    for sentiment, its ``score`` (docs/protocol.md, "Alerts")."""
+
+    call_sid: str
+    seq: int
+    data: dict[str, Any]
+    timestamp: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def rule_name(self) -> str:
+        rule = self.data.get("rule")
+        return str(rule.get("name", "")) if isinstance(rule, dict) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +133,7 @@ class BotEvent:
 Event = (
     TranscriptEvent
     | StatusEvent
+    | AlertEvent
     | ErrorEvent
     | CampaignProgress
     | ContactCompleted
@@ -125,8 +146,11 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def parse_call_message(msg: dict[str, Any]) -> TranscriptEvent | StatusEvent | ErrorEvent | None:
-    """A live-transcript message as an event (None: not an event, e.g. a pong)."""
+def parse_call_message(
+    msg: dict[str, Any],
+) -> TranscriptEvent | StatusEvent | AlertEvent | ErrorEvent | None:
+    """A live-transcript message as an event (None: not an event, e.g. a pong, or
+    a type this version does not know)."""
     kind = msg.get("type")
     if kind == "transcript":
         data = msg.get("data") or {}
@@ -150,6 +174,14 @@ def parse_call_message(msg: dict[str, Any]) -> TranscriptEvent | StatusEvent | E
             seq=int(seq) if seq is not None else None,
             status=str(msg.get("status", "")),
             metadata=dict(msg.get("metadata") or {}),
+            timestamp=str(msg.get("timestamp", "")),
+            raw=msg,
+        )
+    if kind == "alert":
+        return AlertEvent(
+            call_sid=str(msg.get("call_sid", "")),
+            seq=int(msg["seq"]),
+            data=dict(msg.get("data") or {}),
             timestamp=str(msg.get("timestamp", "")),
             raw=msg,
         )

@@ -12,6 +12,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 
 from scribeline.client.events import (
+    AlertEvent,
     BotEvent,
     CampaignCompleted,
     CampaignProgress,
@@ -34,7 +35,7 @@ __all__ = [
     "OrgEvent",
 ]
 
-CallEvent = TranscriptEvent | StatusEvent | ErrorEvent
+CallEvent = TranscriptEvent | StatusEvent | AlertEvent | ErrorEvent
 CampaignEvent = CampaignProgress | ContactCompleted | CampaignCompleted | ErrorEvent
 OrgEvent = CallEvent | CampaignEvent | BotEvent
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from scribeline.protocols.meeting_bot import (
     encode_action,
     encode_org_event,
 )
+from scribeline.redaction import redact
 from scribeline.storage import Storage
 
 __all__ = ["MANUALLY_STOPPED", "BotService", "EventsPage"]
@@ -58,6 +59,12 @@ MANUALLY_STOPPED = "manually_stopped"
 STOP_REQUEST = "bot.stop"
 #: Seconds beyond the stop timeout that a node waits for another node's stop.
 STOP_GRACE = 2.0
+
+#: The text field of each bot event whose text is redacted.
+_TEXT_FIELDS: dict[str, str] = {
+    BotEventType.TS.value: "transcript",
+    BotEventType.CHAT_MESSAGE.value: "content",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +90,11 @@ class BotService:
         publisher: Publisher,
         stop_timeout: float,
         signals: Signals,
+        redaction: Callable[[int], Awaitable[frozenset[str]]] | None = None,
     ) -> None:
         self._storage = storage
+        # org id -> the PII kinds its bots' transcripts and chat are stored without.
+        self._redaction = redaction
         self._broker = broker
         self._publisher = publisher
         self._stop_timeout = stop_timeout
@@ -129,7 +139,14 @@ class BotService:
         return EventsPage(frames, events[len(frames) - 1].seq if more and frames else None)
 
     async def append(self, bot: Bot, event: NewEvent) -> StoredEvent:
-        """Store one of the bot's events and publish it; ``BotEnded`` once it has ended."""
+        """Store one of the bot's events and publish it; ``BotEnded`` once it has
+        ended. A transcript's or chat message's text is redacted first."""
+        field = _TEXT_FIELDS.get(event.type)
+        if field is not None and self._redaction is not None:
+            kinds = await self._redaction(bot.org_id)
+            if kinds and isinstance(event.data.get(field), str):
+                data = {**event.data, field: redact(event.data[field], kinds).text}
+                event = NewEvent(event.type, data, closes=event.closes, ts=event.ts)
         try:
             (stored,) = await self._storage.append(bot.stream, [event])
         except StreamClosed:

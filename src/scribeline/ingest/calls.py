@@ -7,8 +7,10 @@ storage before any other await, so appends made in order get seqs in order.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ from scribeline.errors import (
 )
 from scribeline.events import (
     TERMINAL_STATUSES,
+    CallStatus,
     EventType,
     NewEvent,
     StoredEvent,
@@ -35,13 +38,19 @@ from scribeline.ingest.campaigns import CampaignService
 from scribeline.ingest.models import CreateCall, Transcript, valid_call_sid
 from scribeline.ingest.ordering import Turn
 from scribeline.ingest.publish import Publisher
+from scribeline.redaction import redact
 from scribeline.storage import Storage
 from scribeline.ttl_cache import TtlCache
 
-__all__ = ["ASSISTANT_CHANGED", "CallService", "CallSnapshot", "call_meta"]
+__all__ = ["ASSISTANT_CHANGED", "CALL_DELETED", "CallService", "CallSnapshot", "call_meta"]
+
+log = logging.getLogger(__name__)
 
 #: The cluster notice that an assistant's transcription switch changed.
 ASSISTANT_CHANGED = "assistant.changed"
+#: The cluster notice that a call was deleted: every node forgets its cached copy
+#: and closes the connections that follow its stream.
+CALL_DELETED = "call.deleted"
 
 
 def _status_event(call: Call, status: str, extra: dict[str, Any], ts: int) -> NewEvent:
@@ -56,8 +65,11 @@ def _status_event(call: Call, status: str, extra: dict[str, Any], ts: int) -> Ne
     )
 
 
-def _transcript_event(item: Transcript, ts: int) -> NewEvent:
-    return NewEvent(EventType.TRANSCRIPT, item.model_dump(), ts=ts)
+def _transcript_event(item: Transcript, ts: int, redacted: frozenset[str]) -> NewEvent:
+    data = item.model_dump()
+    if redacted:
+        data["content"] = redact(item.content, redacted).text
+    return NewEvent(EventType.TRANSCRIPT, data, ts=ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,8 @@ class CallSnapshot:
     call: Call
     last_seq: int
     latest: StoredEvent | None
+    #: The call's alerts up to ``last_seq``: how many, and the newest (None: none).
+    alerts: tuple[int, StoredEvent] | None = None
 
 
 def call_meta(call: Call) -> dict[str, Any]:
@@ -86,6 +100,9 @@ class CallService:
         signals: Signals,
         switch_cache_seconds: float = 1.0,
         known_calls_seconds: float = 60.0,
+        on_deleted: Callable[[str], object] | None = None,
+        on_stored: Callable[[Call, list[StoredEvent]], Awaitable[object]] | None = None,
+        redaction: Callable[[int, int], Awaitable[frozenset[str]]] | None = None,
     ) -> None:
         self._storage = storage
         self._publisher = publisher
@@ -95,7 +112,14 @@ class CallService:
         self._switches: TtlCache[int, bool] = TtlCache(switch_cache_seconds, 10_000)
         # (org id, call SID) -> a call known to exist, for appends (see ``for_append``).
         self._known: TtlCache[tuple[int, str], Call] = TtlCache(known_calls_seconds, 10_000)
+        # Called with a deleted call's stream on every node (``Hub.close_stream``).
+        self._on_deleted = on_deleted
+        # Awaited with each stored and published batch of transcripts (alerts).
+        self._on_stored = on_stored
+        # (org id, assistant id) -> the PII kinds its transcripts are stored without.
+        self._redaction = redaction
         signals.on(ASSISTANT_CHANGED, self._drop_switch)
+        signals.on(CALL_DELETED, self._forget_call)
 
     async def forget_assistant(self, assistant_id: int) -> None:
         """An assistant's settings changed: every node stops using its cached switch
@@ -127,11 +151,13 @@ class CallService:
     async def for_append(self, org_id: int, call_sid: str) -> Call:
         """The call, to append to: from a cache of calls known to exist, read on
         every REST append. What an append uses of a call (its id, hence its
-        stream, its organization and assistant) never changes and calls are
-        never deleted, so a cached call is right on every node, and only found
-        calls are cached (one created since, here or on another node, is read
-        from storage). Its ``status`` may be stale: storage refuses appends to
-        an ended call's stream whatever the caller thinks."""
+        stream, its organization and assistant) never changes, so a cached call
+        is right on every node, and only found calls are cached (one created
+        since, here or on another node, is read from storage). Its ``status``
+        may be stale: storage refuses appends to an ended call's stream
+        whatever the caller thinks, and a deleted call's stream stays closed (a
+        tombstone), so a copy cached before a deletion that this node has not
+        heard of yet (:meth:`delete`) is refused as ended, never resurrected."""
         key = (org_id, call_sid)
         now = time.monotonic()
         call = self._known.get(key, now)
@@ -139,6 +165,30 @@ class CallService:
             call = await self.get(org_id, call_sid)
             self._known.put(key, call, now)
         return call
+
+    async def delete(self, org_id: int, call_sid: str, key_id: int) -> None:
+        """Delete a call with its events and every per-call row (audited with ids,
+        never content). A call not yet ended is ended first, as ``canceled``
+        with ``{"reason": "deleted"}`` (its subscribers see it end, a linked
+        campaign contact completes); then every node forgets it and closes the
+        connections that follow it."""
+        call = await self.get(org_id, call_sid)
+        if call.status not in TERMINAL_STATUSES:
+            with contextlib.suppress(CallEnded):  # ended meanwhile: nothing to do
+                await self.set_status(call, CallStatus.CANCELED, {"reason": "deleted"})
+        events = await self._storage.delete_call(org_id, call.id)
+        if events is None:  # deleted meanwhile, by another request
+            raise NotFound(f"Call {call_sid} not found")
+        log.info(
+            "call deleted: org=%d call_id=%d key_id=%d events=%d", org_id, call.id, key_id, events
+        )
+        notice = {"org": org_id, "sid": call_sid, "stream": call.stream}
+        await self._signals.broadcast(CALL_DELETED, notice)
+
+    def _forget_call(self, notice: dict[str, Any]) -> None:
+        self._known.drop((notice["org"], notice["sid"]))
+        if self._on_deleted is not None:
+            self._on_deleted(notice["stream"])
 
     async def list_calls(
         self, org_id: int, statuses: Collection[str] | None, limit: int, cursor: str | None
@@ -151,12 +201,16 @@ class CallService:
         self, org_id: int, statuses: Collection[str] | None, limit: int, cursor: str | None
     ) -> tuple[list[CallSnapshot], str | None]:
         """A page of :meth:`list_calls`, each call as of its stream's head, and the
-        next page's cursor: two queries whatever the number of calls or the length
+        next page's cursor: three queries whatever the number of calls or the length
         of their streams (the rows with their heads, then the newest line of each
-        up to its head, an index scan back from it)."""
+        up to its head, an index scan back from it, then its alerts' count)."""
         page, heads = await self._storage.list_calls_at_heads(org_id, statuses, limit, cursor)
         lines = await self._storage.latest_of_type(heads, EventType.TRANSCRIPT)
-        snapshots = [CallSnapshot(c, heads[c.stream], lines.get(c.stream)) for c in page.calls]
+        alerts = await self._storage.alert_counts(heads)
+        snapshots = [
+            CallSnapshot(c, heads[c.stream], lines.get(c.stream), alerts.get(c.stream))
+            for c in page.calls
+        ]
         return snapshots, page.next_cursor
 
     async def transcript(
@@ -237,10 +291,16 @@ class CallService:
                 raise TranscriptionDisabled(
                     f"Transcription is switched off for assistant {call.assistant_id}"
                 )
-            ts = now_ms()
-            append = self._storage.append(
-                call.stream, [_transcript_event(item, ts) for item in items]
+            redacted: frozenset[str] = (
+                frozenset()
+                if self._redaction is None
+                else await self._redaction(call.org_id, call.assistant_id)
             )
+            ts = now_ms()
+            # Redacted before the append: what is stored, published and sent on
+            # never held the text's PII (partials too).
+            events = [_transcript_event(item, ts, redacted) for item in items]
+            append = self._storage.append(call.stream, events)
             stored = await (turn.hand_over(append) if turn is not None else append)
         except StreamClosed:
             raise CallEnded(f"Call {call.call_sid} has ended") from None
@@ -248,6 +308,8 @@ class CallService:
             if turn is not None:
                 turn.release()
         await self._publisher.publish(call.org_id, stored, call_meta(call))
+        if self._on_stored is not None:
+            await self._on_stored(call, stored)  # after the publish: captions never wait
         return stored
 
     async def set_status(

@@ -43,12 +43,14 @@ __all__ = [
     "Metadata",
     "NewContact",
     "Outcome",
+    "RedactionKinds",
     "SetStatus",
     "SpeechEngineName",
     "Text",
     "Transcript",
     "TranscriptBatch",
     "UpdateAssistant",
+    "UpdateOrganization",
     "bounded_json",
     "parse_ref",
     "valid_call_sid",
@@ -186,15 +188,57 @@ class CreateAssistant(_Strict):
     speech_engine: SpeechEngineName = "default"
 
 
+def _distinct(kinds: list[str]) -> list[str]:
+    if len(set(kinds)) != len(kinds):
+        raise ValueError("lists a kind more than once")
+    return kinds
+
+
+#: PII kinds redacted at ingest (``scribeline.redaction.KINDS``), each at most once.
+RedactionKinds = Annotated[
+    list[Literal["card", "ssn", "email", "phone", "digits"]],
+    Field(max_length=5),
+    AfterValidator(_distinct),
+]
+
+
 class UpdateAssistant(_Strict):
     transcription_enabled: bool | None = None
     speech_engine: SpeechEngineName | None = None
+    #: The assistant's own redaction: a list of kinds ([] is off); null inherits
+    #: the organization's. Absent: unchanged.
+    redaction: RedactionKinds | None = None
 
     @model_validator(mode="after")
     def _something(self) -> UpdateAssistant:
-        if self.transcription_enabled is None and self.speech_engine is None:
-            raise ValueError("give transcription_enabled or speech_engine")
+        changed = self.transcription_enabled is not None or self.speech_engine is not None
+        if not changed and "redaction" not in self.model_fields_set:
+            raise ValueError("give transcription_enabled, speech_engine or redaction")
         return self
+
+
+class UpdateOrganization(_Strict):
+    """A change of the organization's settings; absent fields stay."""
+
+    #: The PII kinds redacted at ingest ([] or null: off).
+    redaction: RedactionKinds | None = None
+    #: Days ended calls are kept (null: forever).
+    retention_days: int | None = Field(None, ge=1, le=36_500)
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateOrganization:
+        if not self.model_fields_set:
+            raise ValueError("give redaction or retention_days")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, as the settings service takes them."""
+        changes: dict[str, Any] = {}
+        if "redaction" in self.model_fields_set:
+            changes["redaction"] = self.redaction or []
+        if "retention_days" in self.model_fields_set:
+            changes["retention_days"] = self.retention_days
+        return changes
 
 
 class CreateCampaign(_Strict):

@@ -83,7 +83,9 @@ def encode_status_snapshot(call: Call, now: int) -> bytes:
 
 
 def encode_event(call_sid: str, event: StoredEvent) -> bytes:
-    """A stored transcript or status event with its ``seq``."""
+    """A stored event of a call with its ``seq``: a transcript, a status, or any
+    other type (``alert``) as ``{"type", "call_sid", "timestamp", "seq", "data"}``,
+    which clients that do not know the type skip."""
     data = event.data
     message: dict[str, Any]
     if event.type == EventType.TRANSCRIPT:
@@ -94,7 +96,7 @@ def encode_event(call_sid: str, event: StoredEvent) -> bytes:
             "seq": event.seq,
             "data": {**data, "created_at": format_ms(event.ts)},
         }
-    else:
+    elif event.type == EventType.CALL_STATUS:
         message = {
             "type": "call_status",
             "call_sid": call_sid,
@@ -102,6 +104,14 @@ def encode_event(call_sid: str, event: StoredEvent) -> bytes:
             "seq": event.seq,
             "status": data["status"],
             "metadata": data.get("metadata", {}),
+        }
+    else:
+        message = {
+            "type": event.type,
+            "call_sid": call_sid,
+            "timestamp": format_ms(event.ts),
+            "seq": event.seq,
+            "data": data,
         }
     return orjson.dumps(message)
 

@@ -35,7 +35,7 @@ __all__ = [
     "topic_of",
 ]
 
-TOPICS = frozenset({"transcription", "call_status", "campaign", "meeting"})
+TOPICS = frozenset({"transcription", "call_status", "campaign", "meeting", "alert"})
 
 _TOPIC_OF: dict[str, str] = {
     EventType.TRANSCRIPT: "transcription",
@@ -44,6 +44,7 @@ _TOPIC_OF: dict[str, str] = {
     EventType.CONTACT_COMPLETED: "campaign",
     EventType.PROGRESS: "campaign",
     EventType.CAMPAIGN_COMPLETED: "campaign",
+    EventType.ALERT: "alert",
 }
 _ASSISTANT = re.compile(r"assistant:[1-9][0-9]{0,17}")
 _FILTER = re.compile(rf"\*|assistant:[1-9][0-9]{{0,17}}|{CALL_SID_PATTERN[1:-1]}")

@@ -79,8 +79,21 @@ from scribeline.domain import (
 )
 from scribeline.events import NewEvent, Position, StoredEvent
 from scribeline.recovery import SegmentHead
+from scribeline.storage.base_alerts import AlertStore
+from scribeline.storage.base_retention import RetentionStore
+from scribeline.storage.base_settings import SettingsStore
+from scribeline.storage.base_webhooks import WebhookStore
 
-__all__ = ["BotStore", "CampaignStore", "Catalog", "EventLog", "Storage"]
+__all__ = [
+    "BotStore",
+    "CampaignStore",
+    "Catalog",
+    "EventLog",
+    "RetentionStore",
+    "SettingsStore",
+    "Storage",
+    "WebhookStore",
+]
 
 
 class EventLog(ABC):
@@ -396,8 +409,23 @@ class BotStore(ABC):
         """The organization's bots, newest first."""
 
 
-class Storage(EventLog, Catalog, CampaignStore, BotStore, ABC):
-    """A backend that provides the event log, the catalog, campaigns and bots."""
+class Storage(
+    EventLog,
+    Catalog,
+    CampaignStore,
+    BotStore,
+    RetentionStore,
+    AlertStore,
+    WebhookStore,
+    SettingsStore,
+    ABC,
+):
+    """A backend that provides the event log, the catalog, campaigns, bots and
+    deletion (``base_retention``)."""
+
+    def observe_outbox(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` on the event loop after a batch that wrote webhook outbox
+        rows (wakes this node's deliverer)."""
 
     def observe_commits(self, hook: Callable[[int, float], None]) -> None:
         """Call ``hook(writes, seconds)`` on the event loop after every batch its

@@ -17,6 +17,7 @@ from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
+from scribeline.storage.postgres_alerts import PostgresAlerts
 from scribeline.storage.postgres_bots import PostgresBots
 from scribeline.storage.postgres_campaigns import PostgresCampaigns
 from scribeline.storage.postgres_catalog import PostgresCatalog
@@ -27,7 +28,10 @@ from scribeline.storage.postgres_log import (
     read_latest_of_type,
     read_segment_heads,
 )
+from scribeline.storage.postgres_retention import PostgresRetention
 from scribeline.storage.postgres_sessions import PostgresSessions
+from scribeline.storage.postgres_settings import PostgresSettings
+from scribeline.storage.postgres_webhooks import PostgresWebhooks
 
 if TYPE_CHECKING:
     from scribeline.storage.postgres_db import Conn
@@ -35,7 +39,17 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStorage"]
 
 
-class PostgresStorage(PostgresCatalog, PostgresCampaigns, PostgresBots, PostgresSessions, Storage):
+class PostgresStorage(
+    PostgresCatalog,
+    PostgresCampaigns,
+    PostgresBots,
+    PostgresSessions,
+    PostgresRetention,
+    PostgresAlerts,
+    PostgresWebhooks,
+    PostgresSettings,
+    Storage,
+):
     """Event log, catalog, campaigns and bots in one PostgreSQL database."""
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
@@ -57,6 +71,9 @@ class PostgresStorage(PostgresCatalog, PostgresCampaigns, PostgresBots, Postgres
 
     def observe_commits(self, hook: Callable[[int, float], None]) -> None:
         self._db.on_commit = hook
+
+    def observe_outbox(self, hook: Callable[[], None]) -> None:
+        self._db.on_outbox = hook
 
     # -- event log -----------------------------------------------------------
 

@@ -51,6 +51,7 @@ import asyncpg
 
 from scribeline.errors import StorageUnavailable
 from scribeline.events import NewEvent, StoredEvent
+from scribeline.storage import webhook_outbox
 from scribeline.storage.postgres_log import append_many
 from scribeline.storage.postgres_outcome import Transaction, committed, transaction_of
 
@@ -132,6 +133,8 @@ class PostgresDatabase:
         self._closed = False
         #: Called with each batch's writes and commit seconds (metrics).
         self.on_commit: Callable[[int, float], None] | None = None
+        #: Called after a batch that wrote webhook outbox rows.
+        self.on_outbox: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Open the pool (one connection now, more on demand) and start the writer."""
@@ -207,6 +210,7 @@ class PostgresDatabase:
     async def _write_loop(self) -> None:
         # Nothing here may end the task: a failed write fails its own callers.
         stopping = False
+        webhook_outbox.begin()
         while not stopping:
             first = await self._queue.get()
             if first is None:
@@ -229,6 +233,8 @@ class PostgresDatabase:
             _resolve(batch)
             if self.on_commit is not None:
                 self.on_commit(len(batch), time.perf_counter() - began)
+            if webhook_outbox.take() and self.on_outbox is not None:
+                self.on_outbox()
 
     async def _commit(self, batch: list[_Job]) -> None:
         """Commit ``batch``, leaving each write's result or error on it."""

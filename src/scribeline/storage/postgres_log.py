@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from scribeline.events import NewEvent, Position, StoredEvent
+from scribeline.events import NewEvent, Position, StoredEvent, now_ms
 from scribeline.recovery import SegmentHead
 from scribeline.storage.postgres_outcome import TRANSACTION_COLUMNS, Transaction, transaction_from
 from scribeline.storage.rules import StreamState, new_stream, project, stamp_each
+from scribeline.storage.webhook_outbox import note, outbox_rows
 
 if TYPE_CHECKING:
     from scribeline.storage.postgres_db import Conn as Connection
@@ -48,7 +49,8 @@ _CREATE = (
 # The events, the heads and the segments in one statement (one round trip),
 # which also reads the transaction's id for the lost-COMMIT check
 # (``postgres_outcome``). Its sub-statements run in no set order, which is
-# fine: they touch different tables and read none of them. The id is read
+# fine: they touch different tables and read none of them (``outbox_in``, the
+# webhook outbox, reads the stream's own row, updated before). The id is read
 # with ``pg_current_xact_id()``, which assigns it if the inserts have not yet.
 _WRITE = f"""
 WITH events_in AS (
@@ -64,8 +66,20 @@ WITH events_in AS (
   ON CONFLICT (stream, segment_id) DO UPDATE SET
   last_final = coalesce(excluded.last_final, g.last_final),
   last_partial = coalesce(excluded.last_partial, g.last_partial)
+), outbox_in AS (
+  INSERT INTO webhook_outbox (endpoint_id, stream, seq, event_type, state, attempts,
+    next_attempt_at, created_at)
+  SELECT e.id, u.stream, u.seq, u.type, 'pending', 0, $19, $19
+  FROM unnest($14::text[], $15::int8[], $16::text[], $17::text[], $18::int8[])
+    WITH ORDINALITY AS u(stream, seq, type, kind, key, n)
+  JOIN webhook_endpoints e ON e.enabled AND e.events::jsonb ? u.type AND e.org_id = CASE u.kind
+    WHEN 'call' THEN (SELECT org_id FROM calls WHERE id = u.key)
+    WHEN 'bot' THEN (SELECT org_id FROM bots WHERE id = u.key)
+    ELSE (SELECT org_id FROM campaigns WHERE id = u.key) END
+  ORDER BY u.n, e.id
+  RETURNING 1
 )
-SELECT pg_current_xact_id()::text, {TRANSACTION_COLUMNS}
+SELECT pg_current_xact_id()::text, {TRANSACTION_COLUMNS}, (SELECT count(*) FROM outbox_in)
 """
 
 
@@ -131,8 +145,14 @@ async def append_many(
                 segments, (stream, segment, last_final, last_partial), strict=True
             ):
                 column.append(value)
-    xact = transaction_from(await conn.fetchrow(_WRITE, *columns, *heads, *segments))
-    return outcomes, xact
+    outbox: list[list[object]] = [[], [], [], [], []]
+    for fanned in outbox_rows(written):
+        for column, value in zip(outbox, fanned, strict=True):
+            column.append(value)
+    written_row = await conn.fetchrow(_WRITE, *columns, *heads, *segments, *outbox, now_ms())
+    assert written_row is not None
+    note(written_row[-1])
+    return outcomes, transaction_from(written_row)
 
 
 async def append_one(

@@ -40,6 +40,7 @@ from scribeline.numbers import parse_int
 from scribeline.recovery import SegmentHead, segment_heads_of
 
 __all__ = [
+    "CALL_TABLES",
     "KEY_BATCH",
     "KEY_COLUMNS",
     "SESSION_RETENTION_MS",
@@ -189,6 +190,19 @@ def project(stream: str, events: Sequence[StoredEvent]) -> Projection:
                 }
         return Projection(RowUpdate("bots", int(key), changes) if changes else None)
     return Projection()
+
+
+# -- deletion ---------------------------------------------------------------
+
+#: Every table that keeps rows of one call, each keyed by a ``stream`` column
+#: (with an index that starts with it): deleting a call (``RetentionStore``)
+#: deletes its rows from each, in one transaction with the ``calls`` row (a
+#: retention sweep does the same for an expired bot's stream). The
+#: ``streams`` row is not here: it stays, closed, as the call's tombstone, so
+#: that an append through a node's stale copy of the call is refused as ended
+#: instead of starting a new stream. A feature that keeps per-call rows adds
+#: its table here.
+CALL_TABLES: tuple[str, ...] = ("events", "segments", "webhook_outbox", "alert_firings")
 
 
 # -- the catalog ------------------------------------------------------------

@@ -21,6 +21,7 @@ from scribeline.recovery import SegmentHead
 from scribeline.storage import migrate
 from scribeline.storage.base import Storage
 from scribeline.storage.rules import KEY_BATCH, KEY_COLUMNS, key_lookup, key_of, speech_columns
+from scribeline.storage.sqlite_alerts import SqliteAlerts
 from scribeline.storage.sqlite_bots import SqliteBots
 from scribeline.storage.sqlite_calls import SqliteCalls
 from scribeline.storage.sqlite_campaigns import SqliteCampaigns
@@ -31,7 +32,10 @@ from scribeline.storage.sqlite_log import (
     read_latest_of_type,
     read_segment_heads,
 )
+from scribeline.storage.sqlite_retention import SqliteRetention
 from scribeline.storage.sqlite_sessions import SqliteSessions, insert_key, keys_of_kind
+from scribeline.storage.sqlite_settings import SqliteSettings
+from scribeline.storage.sqlite_webhooks import SqliteWebhooks
 
 __all__ = ["SqliteStorage"]
 
@@ -52,7 +56,17 @@ def _speech(row: sqlite3.Row | tuple[Any, ...]) -> SpeechSettings:
     return SpeechSettings(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
 
 
-class SqliteStorage(SqliteCalls, SqliteCampaigns, SqliteBots, SqliteSessions, Storage):
+class SqliteStorage(
+    SqliteCalls,
+    SqliteCampaigns,
+    SqliteBots,
+    SqliteSessions,
+    SqliteRetention,
+    SqliteAlerts,
+    SqliteWebhooks,
+    SqliteSettings,
+    Storage,
+):
     """Event log, catalog, calls, campaigns, bots and sessions in one SQLite database file."""
 
     def __init__(self, path: Path) -> None:
@@ -69,6 +83,9 @@ class SqliteStorage(SqliteCalls, SqliteCampaigns, SqliteBots, SqliteSessions, St
 
     def observe_commits(self, hook: Callable[[int, float], None]) -> None:
         self._db.on_commit = hook
+
+    def observe_outbox(self, hook: Callable[[], None]) -> None:
+        self._db.on_outbox = hook
 
     # -- event log -----------------------------------------------------------
 

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 from scribeline.errors import StorageUnavailable
 from scribeline.events import NewEvent, StoredEvent
+from scribeline.storage import webhook_outbox
 from scribeline.storage.sqlite_log import append_events, append_many
 
 __all__ = ["MIN_SQLITE", "SqliteDatabase", "SqliteTooOld", "check_version", "connect"]
@@ -129,6 +130,8 @@ class SqliteDatabase:
         self.batches = 0
         #: Called on the event loop with each batch's writes and commit seconds (metrics).
         self.on_commit: Callable[[int, float], None] | None = None
+        #: Called on the event loop after a batch that wrote webhook outbox rows.
+        self.on_outbox: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Start the writer thread; call from the event loop that will await results."""
@@ -204,6 +207,7 @@ class SqliteDatabase:
         # callers, and a connection that breaks is replaced for the next batch.
         conn: sqlite3.Connection | None = None
         stopping = False
+        webhook_outbox.begin()
         while not stopping:
             first = self._queue.get()
             if first is None:
@@ -230,11 +234,14 @@ class SqliteDatabase:
                 _discard(conn)
                 conn = None
             assert self._loop is not None
+            outboxed = webhook_outbox.take()
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                self._loop.call_soon_threadsafe(self._resolve, batch, time.perf_counter() - began)
+                self._loop.call_soon_threadsafe(
+                    self._resolve, batch, time.perf_counter() - began, outboxed
+                )
         _discard(conn)
 
-    def _resolve(self, batch: list[_Job], seconds: float) -> None:
+    def _resolve(self, batch: list[_Job], seconds: float, outboxed: int = 0) -> None:
         """On the event loop's thread: the batch is done; wake its callers."""
         self._pending -= len(batch)
         self.writes += len(batch)
@@ -242,6 +249,8 @@ class SqliteDatabase:
         _resolve(batch)
         if self.on_commit is not None:
             self.on_commit(len(batch), seconds)
+        if outboxed and self.on_outbox is not None:
+            self.on_outbox()
 
 
 def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> None:

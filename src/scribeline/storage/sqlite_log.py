@@ -7,8 +7,9 @@ from collections.abc import Collection, Sequence
 
 import orjson
 
-from scribeline.events import NewEvent, StoredEvent
+from scribeline.events import NewEvent, StoredEvent, now_ms
 from scribeline.storage.rules import Projection, StreamState, new_stream, project, stamp_each
+from scribeline.storage.webhook_outbox import SQLITE_ENQUEUE, note, outbox_rows
 
 __all__ = [
     "MAX_BOUNDS",
@@ -81,6 +82,14 @@ def append_many(
         conn.executemany("UPDATE streams SET head = ?, closed = ? WHERE stream = ?", heads)
     for stream, kept in written.items():
         _apply(conn, stream, project(stream, [e for e, _ in kept]))
+    outbox = outbox_rows(written)
+    if outbox:  # the webhook outbox, in the events' transaction
+        now = now_ms()
+        enqueued = conn.executemany(
+            SQLITE_ENQUEUE,
+            [(s, seq, kind_of, now, kind, key) for s, seq, kind_of, kind, key in outbox],
+        )
+        note(enqueued.rowcount)
     return outcomes
 
 

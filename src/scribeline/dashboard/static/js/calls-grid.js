@@ -44,6 +44,9 @@ const remembered = { text: '', status: 'all' };
  * @property {HTMLElement} latest
  * @property {HTMLElement} speaker
  * @property {HTMLElement} text
+ * @property {HTMLElement} alerts
+ * @property {HTMLElement} alertCount
+ * @property {HTMLElement} alertRule
  * @property {boolean} shown
  * @property {number} removeTimer
  */
@@ -85,6 +88,7 @@ class CallsGrid {
     this.offs = [
       ctx.events.on('transcription', (m) => this.enqueue(m)),
       ctx.events.on('call_status', (m) => this.enqueue(m)),
+      ctx.events.on('alert', (m) => this.enqueue(m)),
       ctx.onResync(() => void this.snapshot.run()),
       onTick(() => this.tick()),
     ];
@@ -243,6 +247,12 @@ class CallsGrid {
       setData(row.speaker, 'speaker', line.speaker);
       setText(row.text, line.text);
     }
+    if (call.alerts > 0) {
+      setData(row.alerts, 'count', call.alerts);
+      setText(row.alertCount, call.alerts);
+      setText(row.alertRule, call.lastAlert);
+      row.alerts.title = `${call.alerts} alert${call.alerts === 1 ? '' : 's'}, the last: ${call.lastAlert}`;
+    }
     if (call.ended && !row.removeTimer) {
       row.tr.classList.add('ended');
       row.removeTimer = window.setTimeout(() => {
@@ -272,6 +282,9 @@ class CallsGrid {
       latest: q('.latest'),
       speaker: q('.latest .speaker'),
       text: q('.latest .text'),
+      alerts: q('.alerts'),
+      alertCount: q('.alerts .alert-count'),
+      alertRule: q('.alerts .alert-rule'),
       shown: true,
       removeTimer: 0,
     };
@@ -366,6 +379,6 @@ function rowTemplate() {
     cell('numbers', 'Caller', el('span', { class: 'customer' }), el('span', { class: 'via' })),
     cell('duration', 'Duration'),
     cell('latest', 'Latest', el('span', { class: 'speaker' }), el('span', { class: 'text' })),
-    cell('alerts', 'Alerts'),
+    cell('alerts', 'Alerts', el('span', { class: 'alert-count' }), el('span', { class: 'alert-rule' })),
   );
 }

@@ -26,6 +26,8 @@ const MAX_TOMBSTONES = 5000;
  * @property {number|null} startedAt epoch ms
  * @property {number} seq the highest seq applied
  * @property {Line|null} latest the newest transcript line, final or partial
+ * @property {number} alerts how many alerts the call has had
+ * @property {string} lastAlert the newest alert's rule name
  * @property {boolean} ended
  * @property {boolean} incomplete created from a transcript alone: metadata unknown
  * @property {number} touched the store's event counter when an event last changed it
@@ -43,7 +45,7 @@ export class CallsStore {
   }
 
   /**
-   * Apply one `transcript` or `call_status` event of the org stream.
+   * Apply one `transcript`, `call_status` or `alert` event of the org stream.
    * @param {any} event
    * @returns {CallState|null} the call if it changed, null for a duplicate
    */
@@ -71,6 +73,9 @@ export class CallsStore {
       fillMetadata(call, event.metadata ?? {});
       call.incomplete = false;
       if (isTerminal(call.status)) this.end(call);
+    } else if (event.type === 'alert') {
+      applyAlert(call, event.data ?? {});
+      if (!call.status) call.status = 'in-progress';
     }
     return call;
   }
@@ -108,6 +113,7 @@ export class CallsStore {
       if (lastSeq > call.seq || !call.status) {
         call.status = String(item.status);
         if (item.latest) call.latest = lineOf(item.latest, Number(item.latest.seq) || lastSeq);
+        if (item.alerts?.last) applyAlert(call, item.alerts.last);
         call.seq = Math.max(call.seq, lastSeq);
       }
       changed.push(call);
@@ -149,10 +155,25 @@ function blankCall(sid) {
     startedAt: null,
     seq: 0,
     latest: null,
+    alerts: 0,
+    lastAlert: '',
     ended: false,
     incomplete: true,
     touched: 0,
   };
+}
+
+/**
+ * An alert's data (an `alert` event's, or a snapshot's newest): its `number` is
+ * the call's count of alerts so far, so applying one twice changes nothing.
+ * @param {CallState} call
+ * @param {any} data
+ */
+function applyAlert(call, data) {
+  const number = typeof data.number === 'number' ? data.number : call.alerts + 1;
+  if (number < call.alerts) return;
+  call.alerts = number;
+  call.lastAlert = typeof data.rule?.name === 'string' ? data.rule.name : '';
 }
 
 /**

@@ -11,7 +11,7 @@
 import { Backoff } from './backoff.js';
 import { HeartbeatSocket, socketOrigin, tokenProtocol } from './ws.js';
 
-export const TOPICS = /** @type {const} */ (['transcription', 'call_status', 'campaign', 'meeting']);
+export const TOPICS = /** @type {const} */ (['transcription', 'call_status', 'alert', 'campaign', 'meeting']);
 
 /**
  * @typedef {'connecting'|'live'|'reconnecting'|'stale'|'signed-out'} ConnectionState
@@ -28,6 +28,7 @@ export function topicOf(message) {
   if (message.campaign_id !== undefined) return 'campaign';
   if (message.type === 'transcript') return 'transcription';
   if (message.type === 'call_status') return 'call_status';
+  if (message.type === 'alert') return 'alert';
   return null;
 }
 

@@ -1,0 +1,1 @@
+"""Server-side alerts: organizations' rules checked against final transcripts."""
