@@ -215,8 +215,9 @@ class Settings(BaseSettings):
     @classmethod
     def _lease_outlasts_attempt(cls, value: float, info: ValidationInfo) -> float:
         timeout = info.data.get("webhook_timeout")
-        if timeout is not None and value < timeout + 1:
-            raise ValueError("must be at least SCRIBELINE_WEBHOOK_TIMEOUT + 1 second")
+        # An attempt takes at most the timeout + 1 s; one more for the claim's commit.
+        if timeout is not None and value < timeout + 2:
+            raise ValueError("must be at least SCRIBELINE_WEBHOOK_TIMEOUT + 2 seconds")
         return value
 
     @field_validator("trusted_proxies", mode="before")

@@ -67,6 +67,13 @@ _MAX_ENTITY = 19
 #: How far back (characters) a context word counts.
 _CONTEXT = 40
 
+#: How many numbers of 7 or more digits one text has checked (Luhn, SSN shape,
+#: phone metadata: tens of µs each). Past it a number is redacted unchecked, as
+#: ``[NUMBER]``, whatever kinds are on: a 16 KiB text of digits then costs a few
+#: times what 16 KiB of prose does, and never leaks for being long.
+_CHECKS = 128
+_UNCHECKED = "unchecked"
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -109,8 +116,13 @@ def find(text: str, kinds: Collection[str]) -> list[Span]:
     spans = [s for s in emails if "email" in kinds]
     numeric = set(kinds) - {"email"}
     if numeric:
+        budget = _Budget()
         for run in _runs(text, emails):
-            spans += (s for s in _classify(text, run) if s.kind in numeric)
+            for s in _classify(text, run, budget):
+                if s.kind == _UNCHECKED:
+                    spans.append(Span("digits", s.start, s.end))
+                elif s.kind in numeric:
+                    spans.append(s)
     return sorted(spans, key=lambda s: s.start)
 
 
@@ -120,12 +132,19 @@ _TLD = (
     "com|org|net|edu|gov|mil|int|io|co|uk|us|ca|au|nz|ie|de|fr|es|it|nl|be|ch|at|se|no"
     "|dk|fi|pl|pt|br|mx|in|jp|cn|info|biz|me|fm|ai|app|dev|tv|ly"
 )
-_WRITTEN_EMAIL = re.compile(r"[\w.+'-]*\w@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
-_SEP = r"(?:\s+(?:dot|underscore|dash|hyphen)\s+|[._-])"
+# Every repetition is bounded and a written address starts only where a run of
+# address characters starts: each position of the text is then read a bounded
+# number of times (unbounded ones made 16 KiB of digits cost seconds).
+_WRITTEN_EMAIL = re.compile(
+    r"(?<![\w.+'-])[\w.+'-]{0,63}\w@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}\b"
+)
+_SEP = r"(?:\s{1,3}(?:dot|underscore|dash|hyphen)\s{1,3}|[._-])"
+_WORD = r"[a-z0-9][a-z0-9'+]{0,40}"
+_LABEL = r"[a-z0-9-]{1,63}"
 _SPOKEN_EMAIL = re.compile(
-    rf"\b(?P<local>[a-z0-9][a-z0-9'+]*(?:{_SEP}[a-z0-9][a-z0-9'+]*)*)"
-    rf"\s+at\s+[a-z0-9-]+(?:\s+[a-z0-9-]+)?(?:(?:\s+dot\s+|\.)[a-z0-9-]+)*"
-    rf"(?:\s+dot\s+|\.)(?:{_TLD})\b",
+    rf"\b(?P<local>{_WORD}(?:{_SEP}{_WORD}){{0,8}})"
+    rf"\s{{1,3}}at\s{{1,3}}{_LABEL}(?:\s{{1,3}}{_LABEL})?(?:(?:\s{{1,3}}dot\s{{1,3}}|\.){_LABEL}){{0,6}}"
+    rf"(?:\s{{1,3}}dot\s{{1,3}}|\.)(?:{_TLD})\b",
     re.IGNORECASE,
 )
 #: Words before "at" that are not an address's local part ("looked at acme.com").
@@ -170,6 +189,7 @@ _REPEAT = {"double": 2, "triple": 3}
 _FILLERS = frozenset(("uh", "um", "er", "ah", "dash", "hyphen"))
 _MARKS = frozenset(",-.()")
 _TOKEN = re.compile(r"\d+(?:[-.,/:]\d+)*|[A-Za-z]+(?:'[A-Za-z]+)?|\S")
+_GROUP_MARKS = re.compile(r"[-.,]")
 _AMOUNT = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+(?:\.\d+){3}")
 
 
@@ -180,6 +200,27 @@ class _Run:
     start: int
     intl: bool = False
     groups: list[tuple[str, int, int]] = field(default_factory=list)
+    #: The last group's digits while it grows, joined by ``close`` (adding to a
+    #: string digit by digit is quadratic in a long run), and where it lies.
+    tail: list[str] = field(default_factory=list)
+    tail_at: tuple[int, int] = (0, 0)
+
+    def has_digits(self) -> bool:
+        return bool(self.groups or self.tail)
+
+    def add(self, digits: str, start: int, end: int) -> None:
+        self.close()
+        self.tail, self.tail_at = [digits], (start, end)
+
+    def extend(self, digits: str, end: int) -> None:
+        self.tail.append(digits)
+        self.tail_at = (self.tail_at[0], end)
+
+    def close(self) -> _Run:
+        if self.tail:
+            self.groups.append(("".join(self.tail), *self.tail_at))
+            self.tail = []
+        return self
 
 
 def _written(text: str, start: int, end: int, token: str) -> list[str] | None:
@@ -190,7 +231,7 @@ def _written(text: str, start: int, end: int, token: str) -> list[str] | None:
         return None
     if start > 0 and text[start - 1] in "$£€":
         return None
-    return re.split(r"[-.,]", token)
+    return _GROUP_MARKS.split(token)
 
 
 def _runs(text: str, masked: list[Span]) -> Iterator[_Run]:
@@ -228,8 +269,8 @@ def _runs(text: str, masked: list[Span]) -> Iterator[_Run]:
             i += 1
             continue
         if pieces is None:
-            if run is not None and run.groups:
-                yield run
+            if run is not None and run.has_digits():
+                yield run.close()
             run = None
             i += 1
             continue
@@ -240,16 +281,15 @@ def _runs(text: str, masked: list[Span]) -> Iterator[_Run]:
         # spoken digits and single written ones group until a separator.
         multi = token[0].isdigit() and len(token) > 1
         for n, piece in enumerate(pieces):
-            if joined or multi or n > 0 or not run.groups:
-                run.groups.append((piece, start, end))
+            if joined or multi or n > 0 or not run.has_digits():
+                run.add(piece, start, end)
             else:
-                last = run.groups[-1]
-                run.groups[-1] = (last[0] + piece, last[1], end)
+                run.extend(piece, end)
             joined = False
         joined = multi
         i += step
-    if run is not None and run.groups:
-        yield run
+    if run is not None and run.has_digits():
+        yield run.close()
 
 
 def _is_digit_token(token: str) -> bool:
@@ -259,7 +299,7 @@ def _is_digit_token(token: str) -> bool:
 
 def _near_digit(tokens: list[tuple[int, int, str]], i: int, run: _Run | None) -> bool:
     """The words "oh" and "o" are zeros only beside other digits ("oh no" is not)."""
-    return (run is not None and bool(run.groups)) or _next_is_digit(tokens, i)
+    return (run is not None and run.has_digits()) or _next_is_digit(tokens, i)
 
 
 def _next_is_digit(tokens: list[tuple[int, int, str]], i: int) -> bool:
@@ -284,10 +324,17 @@ _NANP = re.compile(r"1?[2-9]\d\d[2-9]\d{6}")
 _NATIONAL_REGIONS = ("GB", "IE", "AU", "DE", "FR")
 
 
-def _classify(text: str, run: _Run) -> list[Span]:
+@dataclass(slots=True)
+class _Budget:
+    """The checks a text has left (``_CHECKS``)."""
+
+    checks: int = _CHECKS
+
+
+def _classify(text: str, run: _Run, budget: _Budget) -> list[Span]:
     """The entities in ``run``: one for the whole run if it is one, else those
     found in its groups, left to right, longest first."""
-    kind = _kind(text, run, 0, len(run.groups))
+    kind = _kind(text, run, 0, len(run.groups), budget)
     if kind not in (None, "digits") or len(run.groups) == 1:
         return [] if kind is None else [Span(kind, run.start, run.groups[-1][2])]
     spans: list[Span] = []
@@ -298,18 +345,29 @@ def _classify(text: str, run: _Run) -> list[Span]:
         while last < len(run.groups) and size + len(run.groups[last][0]) <= _MAX_ENTITY:
             size += len(run.groups[last][0])
             last += 1
+        found: tuple[str, int] | None = None
         for j in range(last, i, -1):
-            part = _kind(text, run, i, j)
-            if part not in (None, "digits"):
-                if rest is not None:
-                    spans += _leftover(text, run, rest, i)
-                start = run.start if i == 0 else run.groups[i][1]
-                spans.append(Span(part, start, run.groups[j - 1][2]))
-                i, rest = j, None
+            if size < 7:  # then nothing is an entity but ``digits`` (_leftover's)
                 break
-        else:
+            part = _kind(text, run, i, j, budget)
+            if part == _UNCHECKED:
+                first = i if rest is None else rest
+                start = run.start if first == 0 else run.groups[first][1]
+                return [*spans, Span(_UNCHECKED, start, run.groups[-1][2])]
+            if part not in (None, "digits"):
+                found = (part, j)
+                break
+            size -= len(run.groups[j - 1][0])
+        if found is None:
             rest = i if rest is None else rest
             i += 1
+            continue
+        part, j = found
+        if rest is not None:
+            spans += _leftover(text, run, rest, i)
+        start = run.start if i == 0 else run.groups[i][1]
+        spans.append(Span(part, start, run.groups[j - 1][2]))
+        i, rest = j, None
     if rest is not None:
         spans += _leftover(text, run, rest, len(run.groups))
     return spans
@@ -323,14 +381,20 @@ def _leftover(text: str, run: _Run, i: int, j: int) -> list[Span]:
     return [Span("digits", start, run.groups[j - 1][2])]
 
 
-def _kind(text: str, run: _Run, i: int, j: int) -> str | None:
-    """The kind of groups ``i:j`` of ``run`` as one number (None: too short)."""
+def _kind(text: str, run: _Run, i: int, j: int, budget: _Budget) -> str | None:
+    """The kind of groups ``i:j`` of ``run`` as one number (None: too short;
+    ``_UNCHECKED`` once ``budget`` is spent)."""
     groups = run.groups[i:j]
     digits = "".join(g for g, _, _ in groups)
+    n = len(digits)
+    if n < 7:
+        return "digits" if n >= MIN_DIGITS else None
+    if budget.checks <= 0:
+        return _UNCHECKED
+    budget.checks -= 1
     start = run.start if i == 0 else groups[0][1]
     intl = run.intl and i == 0
     before = text[max(0, start - _CONTEXT) : start]
-    n = len(digits)
     if not intl and 13 <= n <= 19 and digits[0] != "0" and luhn.is_valid(digits):
         return "card"
     if not intl and n == 9 and _ssn(digits, [len(g) for g, _, _ in groups], before):

@@ -243,6 +243,7 @@ async def _close_services(services: Services) -> None:
     # then the engines and their decode workers go.
     if services.retention is not None:
         await services.retention.close()
+    await services.deliverer.stop()  # no new deliveries; those in flight go on
     await services.media.close(services.settings.media_finish_timeout)
     await services.campaigns.close()
     await services.bots.close()

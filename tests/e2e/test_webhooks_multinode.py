@@ -18,7 +18,7 @@ from tests.integration.helpers import Api, ServerProcess, new_sid, transcript
 from tests.integration.webhook_receiver import Received, Receiver
 from tests.services import Postgres, running_redis
 
-LEASE = 3.0
+LEASE = 4.0
 ENV = {
     "SCRIBELINE_WEBHOOK_ALLOW_PRIVATE": "true",
     "SCRIBELINE_WEBHOOK_LEASE": str(LEASE),

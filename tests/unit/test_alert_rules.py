@@ -4,7 +4,9 @@ sentiment rule fires (on the crossing, not on every later final)."""
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -14,6 +16,7 @@ from scribeline.alerts.rules import (
     AlertRule,
     CompiledRule,
     Final,
+    check_cost,
     compile_rule,
     config_of,
     final_of,
@@ -183,3 +186,77 @@ def test_drafts_fire_once_per_rule_and_segment_and_are_numbered() -> None:
     events = numbered([*fresh, drafts[2]], before=4)
     assert [e.data["number"] for e in events] == [5, 6]
     assert {e.type for e in events} == {"alert"}
+
+
+def _cpu(call: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(3):
+        began = time.process_time()
+        call()
+        best = min(best, time.process_time() - began)
+    return best
+
+
+def test_keyword_rules_cost_linear_time_whatever_the_phrases() -> None:
+    """Fifty phrases of fifty words against 16 KiB of their common prefix: Python's
+    ``re`` tried every phrase at every word (0.4 s of the event loop); RE2's DFA
+    reads the text once, a small multiple of one short keyword's cost."""
+    ends = list("bcdefghijklmnopqrstuvwxyz0123456789éèêëîïôöûüçñßøå")[:50]
+    worst = _rule("keyword", keywords=[("a " * 49) + c for c in ends])
+    plain = _rule("keyword", keywords=["refund", "chargeback"])
+    text = "a " * 8192
+    assert _matched(worst, text) is None
+    reference = max(_cpu(lambda: _matched(plain, text)), 1e-4)
+    assert _cpu(lambda: _matched(worst, text)) <= 100 * reference
+
+
+def test_keywords_keep_unicode_word_edges() -> None:
+    rule = _rule("keyword", keywords=["café", "c++"])
+    assert _matched(rule, "deux cafés") is None
+    assert _matched(rule, "un CAFÉ, merci") == "CAFÉ"
+    assert _matched(rule, "I write C++.") == "C++"
+
+
+def test_sentiment_scores_a_long_final_in_bounded_time() -> None:
+    """VADER's cost grows faster than its text (16 KiB took half a second): a
+    final is scored on its last ``SCORED_CHARS`` characters."""
+    words = [
+        "this",
+        "is",
+        "terrible",
+        "awful",
+        "bad",
+        "service",
+        "not",
+        "good",
+        "but",
+        "I",
+        "love",
+        "it",
+        "never",
+        "again",
+    ]
+    rnd = random.Random(7)
+    long = " ".join(rnd.choice(words) for _ in range(4000))[:16_384]
+    short = " ".join(rnd.choice(words) for _ in range(400))[: sentiment.SCORED_CHARS]
+    sentiment.analyzer()
+    slow = _cpu(lambda: sentiment.compound(long + str(rnd.random())))  # new to the cache
+    assert slow <= 4 * _cpu(lambda: sentiment._compound.__wrapped__(short))
+    tail = long[-sentiment.SCORED_CHARS :]
+    assert sentiment.compound(long) == sentiment.compound(tail[tail.index(" ") + 1 :])
+
+
+@pytest.mark.parametrize("pattern", [r"(.{0,50}a){5}x", r"(a|b|c|d).{0,300}x"])
+def test_a_pattern_too_slow_for_every_final_is_refused_when_made(pattern: str) -> None:
+    # RE2 stays linear, but these outgrow its fast automaton: ~170 ms per 16 KiB.
+    rule = _rule("regex", pattern=pattern)
+    with pytest.raises(InvalidRequest, match="too slow"):
+        check_cost(rule)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?i)\b(speak|talk) to (a |the )?(manager|supervisor)\b", r"\pL+(\s+\pL+){0,5}x", r"\d{16}"],
+)
+def test_ordinary_patterns_pass_the_cost_check(pattern: str) -> None:
+    check_cost(_rule("regex", pattern=pattern))

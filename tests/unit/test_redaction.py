@@ -4,6 +4,8 @@ measured precision and recall on the labelled corpus (tests/data)."""
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -11,7 +13,7 @@ from typing import get_args
 import pytest
 
 from scribeline.ingest.models import UpdateOrganization
-from scribeline.redaction import KINDS, PLACEHOLDERS, find, redact
+from scribeline.redaction import _CHECKS, KINDS, PLACEHOLDERS, find, redact
 
 DATA = Path(__file__).parent.parent / "data"
 ALL = frozenset(KINDS)
@@ -164,3 +166,78 @@ def test_held_out_lines_written_after_the_rules() -> None:
     report("held-out lines, every kind (tp/fp/fn)", scores)
     total = overall(scores)
     assert total.precision >= 0.8 and total.recall >= 0.9
+
+
+# -- the cost of the worst text ----------------------------------------------------
+
+MAX_TEXT = 16_384  # a transcript's longest content (ingest/models.py)
+
+
+def _fill(piece: str, sep: str = " ") -> str:
+    return sep.join([piece] * (MAX_TEXT // (len(piece) + len(sep)) + 1))[:MAX_TEXT]
+
+
+def _groups(size: int, sep: str) -> str:
+    """Random groups of ``size`` digits: numbers the phone metadata's cache has not seen."""
+    rnd = random.Random(size)
+    count = MAX_TEXT // (size + len(sep)) + 1
+    return sep.join(f"{rnd.randrange(10**size):0{size}}" for _ in range(count))[:MAX_TEXT]
+
+
+def _cpu(text: str, at_most: float = float("inf")) -> float:
+    """The least process CPU of up to three redactions of ``text`` (stops early
+    once under ``at_most``: a slow machine gets more tries, not more slack)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        redact(text, ALL)
+        best = min(best, time.process_time() - start)
+        if best <= at_most:
+            break
+    return best
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4" * MAX_TEXT,  # one written number
+        "a" * MAX_TEXT,
+        _fill("7", "."),  # 7.7.7.7...: address characters, written
+        _fill("a", "."),
+        _fill("a", "'"),
+        _fill("one", " dot "),  # a spoken address that never ends
+        _fill("x at y", " dot "),
+        _fill("7"),  # single digits: one growing group
+        _groups(2, " "),
+        _groups(3, "-"),
+        _groups(4, ", "),
+        _groups(5, " "),
+        _fill("+4158"),
+        _fill("four one five"),
+        _fill("oh"),
+    ],
+    ids=lambda t: repr(t[:12]),
+)
+def test_the_worst_text_costs_a_few_times_prose(text: str) -> None:
+    """Redaction runs on the event loop: 16 KiB of digits or address characters
+    must cost a small multiple of 16 KiB of transcript prose, not seconds (the
+    email patterns once backtracked quadratically, and every digit group of a
+    long run was checked against Luhn and phone metadata)."""
+    lines = (DATA / "redaction_corpus.jsonl").read_text().splitlines()
+    prose = " ".join(
+        t for t in (json.loads(line)["text"] for line in lines) if not any(c.isdigit() for c in t)
+    )
+    prose = (prose + " ") * (MAX_TEXT // len(prose) + 1)
+    reference = _cpu(prose[:MAX_TEXT])
+    assert _cpu(text, 8 * reference) <= 8 * reference
+
+
+def test_a_text_of_many_numbers_is_checked_up_to_a_bound_then_redacted_unchecked() -> None:
+    """Past ``_CHECKS`` numbers a text's numbers are ``[NUMBER]`` even when
+    ``digits`` is off: long texts cost bounded work and still leak nothing."""
+    phones = [f"call 415 867 {5300 + i:04}" for i in range(_CHECKS + 20)]
+    done = redact(", ".join(phones), DEFAULT)
+    assert done.counts == {"phone": _CHECKS, "digits": 20}
+    assert not any(c.isdigit() for c in done.text)
+    cards = redact("4111 1111 1111 1111 " * 3, {"card"})
+    assert cards.counts == {"card": 3}  # a usual text is far from the bound

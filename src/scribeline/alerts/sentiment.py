@@ -23,7 +23,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from scribeline.alerts.rules import MATCHED_CHARS, CompiledRule, Final, Match, segment_key
 
-__all__ = ["LOOKBACK", "analyzer", "compound", "crossings"]
+__all__ = ["LOOKBACK", "SCORED_CHARS", "analyzer", "compound", "crossings"]
 
 #: Events read back before a batch's first final to fill the windows: a speaker
 #: whose previous finals are further back starts a shorter window.
@@ -36,9 +36,23 @@ def analyzer() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()
 
 
-@functools.lru_cache(maxsize=4096)
+#: Characters of a final that are scored: its last ones, from a word's start.
+#: VADER's cost grows faster than its text (16 KiB took half a second of the
+#: event loop, 1,000 characters a few ms), and the cache then holds short keys.
+SCORED_CHARS = 1000
+
+
 def compound(text: str) -> float:
-    """VADER's compound score of ``text``, from -1 (negative) to 1 (positive)."""
+    """VADER's compound score of ``text`` (its last ``SCORED_CHARS``), from -1
+    (negative) to 1 (positive)."""
+    if len(text) > SCORED_CHARS:
+        space = text.find(" ", len(text) - SCORED_CHARS - 1)
+        text = text[space + 1 :] if space >= 0 else text[-SCORED_CHARS:]
+    return _compound(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compound(text: str) -> float:
     return float(analyzer().polarity_scores(text)["compound"])
 
 

@@ -30,6 +30,7 @@ from scribeline.alerts.rules import (
     CompiledRule,
     Final,
     RuleKind,
+    check_cost,
     compile_rule,
     config_of,
     final_of,
@@ -118,7 +119,7 @@ class AlertService:
         rule = AlertRule(
             0, org_id, name, kind, config_of(kind, settings), speaker, enabled, now, now
         )
-        compile_rule(rule)  # refused here (422), never when a final is checked
+        check_cost(compile_rule(rule))  # refused here (422), never when a final is checked
         created = await self._storage.create_alert_rule(rule, self._max_rules)
         await self._changed(org_id)
         return created
@@ -143,7 +144,7 @@ class AlertService:
         if any(v is not None for v in settings.values()):
             config = config_of(rule.kind, {**rule.config, **_given(settings)})
         changed = replace(rule, config=config, updated_at=now_ms(), **changes)
-        compile_rule(changed)
+        check_cost(compile_rule(changed))
         if not await self._storage.update_alert_rule(changed):
             raise NotFound(f"Alert rule {rule_id} not found")
         await self._changed(org_id)

@@ -185,4 +185,5 @@ class WebhookStore(ABC):
 
     @abstractmethod
     async def purge_deliveries(self, before: int) -> int:
-        """Delete delivered and dead rows (and their log) created before ``before``."""
+        """Delete delivered and dead rows (and their log) created before ``before``,
+        at most ``webhook_sql.PURGE_BATCH`` of them; how many."""

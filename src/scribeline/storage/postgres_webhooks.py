@@ -28,7 +28,9 @@ from scribeline.storage.base_webhooks import (
 from scribeline.storage.postgres_db import PostgresDatabase
 from scribeline.storage.webhook_sql import (
     ENDPOINT_COLUMNS,
+    HEADS,
     OPEN,
+    PURGE_BATCH,
     ROW_COLUMNS,
     claim_filter,
     delivery_of,
@@ -43,7 +45,7 @@ __all__ = ["PostgresWebhooks"]
 
 _KEY = "split_part(o.stream, ':', 2)::int8"
 _CLAIM = f"""
-WITH due AS (
+{HEADS}, due AS (
   SELECT o.id, o.endpoint_id, o.stream, o.seq FROM webhook_outbox o
   WHERE {claim_filter("$3")}
   ORDER BY o.next_attempt_at, o.id LIMIT $4
@@ -293,9 +295,10 @@ class PostgresWebhooks:
         async def run(conn: Conn) -> int:
             rows = await conn.fetch(
                 "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox"
-                " WHERE state IN ('delivered', 'dead') AND created_at < $1 LIMIT 10000)"
+                " WHERE state IN ('delivered', 'dead') AND created_at < $1 LIMIT $2)"
                 " RETURNING id",
                 before,
+                PURGE_BATCH,
             )
             return len(rows)
 

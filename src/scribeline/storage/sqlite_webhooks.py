@@ -26,7 +26,9 @@ from scribeline.storage.base_webhooks import (
 from scribeline.storage.sqlite_db import SqliteDatabase
 from scribeline.storage.webhook_sql import (
     ENDPOINT_COLUMNS,
+    HEADS,
     OPEN,
+    PURGE_BATCH,
     ROW_COLUMNS,
     claim_filter,
     delivery_of,
@@ -42,7 +44,7 @@ def _claim(
     conn: sqlite3.Connection, now: int, lease_ms: int, token: str, limit: int
 ) -> list[Claim]:
     rows = conn.execute(
-        "UPDATE webhook_outbox SET state = 'sending', lease_until = ?1, lease_token = ?2,"
+        f"{HEADS} UPDATE webhook_outbox SET state = 'sending', lease_until = ?1, lease_token = ?2,"
         " attempts = attempts + 1"
         f" WHERE id IN (SELECT o.id FROM webhook_outbox o WHERE {claim_filter('?3')}"
         "   ORDER BY o.next_attempt_at, o.id LIMIT ?4)"
@@ -278,8 +280,8 @@ class SqliteWebhooks:
         def run(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox"
-                " WHERE state IN ('delivered', 'dead') AND created_at < ? LIMIT 10000)",
-                (before,),
+                " WHERE state IN ('delivered', 'dead') AND created_at < ? LIMIT ?)",
+                (before, PURGE_BATCH),
             )
             return cur.rowcount
 

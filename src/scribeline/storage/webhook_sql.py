@@ -11,7 +11,9 @@ from scribeline.storage.base_webhooks import Attempt, Delivery, Endpoint, Finish
 
 __all__ = [
     "ENDPOINT_COLUMNS",
+    "HEADS",
     "OPEN",
+    "PURGE_BATCH",
     "ROW_COLUMNS",
     "claim_filter",
     "delivery_of",
@@ -27,21 +29,44 @@ ENDPOINT_COLUMNS = (
 ROW_COLUMNS = (
     "id, stream, seq, event_type, state, attempts, next_attempt_at, created_at, delivered_at"
 )
+#: Finished rows one ``purge_deliveries`` deletes at most (a caller with more to
+#: purge calls it again).
+PURGE_BATCH = 10_000
 #: An outbox row a deliverer may hold or take (the partial indexes' condition).
 OPEN = "state IN ('pending', 'sending')"
 
 
+#: ``heads(id)``: the oldest open row of each endpoint and stream, found by a
+#: skip scan of ``ix_webhook_outbox_order`` (one index seek per endpoint and
+#: stream with open rows), so that a claim never reads the rows queued behind
+#: them: a call whose first open row waits for its retry may have thousands
+#: queued after it (an endpoint down for hours), all due and none claimable, and
+#: a claim runs about once a second on every node, on the writer.
+HEADS = (
+    "WITH RECURSIVE heads(id, endpoint_id, stream) AS ("
+    f"  SELECT * FROM (SELECT id, endpoint_id, stream FROM webhook_outbox WHERE {OPEN}"
+    "    ORDER BY endpoint_id, stream, seq, id LIMIT 1) AS first"
+    "  UNION ALL"
+    "  SELECT n.id, n.endpoint_id, n.stream FROM heads h JOIN webhook_outbox n ON n.id ="
+    # The next stream of the endpoint, else the first of the next endpoint (two
+    # seeks: a row value comparison would seek on endpoint_id alone).
+    "   coalesce((SELECT q.id FROM webhook_outbox q WHERE q.endpoint_id = h.endpoint_id"
+    f"    AND q.stream > h.stream AND q.{OPEN} ORDER BY q.stream, q.seq, q.id LIMIT 1),"
+    f"   (SELECT q.id FROM webhook_outbox q WHERE q.endpoint_id > h.endpoint_id AND q.{OPEN}"
+    "    ORDER BY q.endpoint_id, q.stream, q.seq, q.id LIMIT 1))"
+    ")"
+)
+
+
 def claim_filter(now: str) -> str:
-    """Which rows ``o`` are claimable at ``now`` (a placeholder): due, not held by
-    a live lease, of an enabled endpoint, and the oldest open row of their
-    endpoint and stream (the order per call)."""
+    """Which rows ``o`` are claimable at ``now`` (a placeholder), with ``HEADS``
+    before the statement: due, not held by a live lease, of an enabled endpoint,
+    and the oldest open row of their endpoint and stream (the order per call:
+    ``heads``, read in the statement's snapshot)."""
     return (
-        f"o.{OPEN} AND o.next_attempt_at <= {now}"
+        f"o.id IN (SELECT id FROM heads) AND o.{OPEN} AND o.next_attempt_at <= {now}"
         f" AND (o.state = 'pending' OR o.lease_until < {now})"
         " AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = o.endpoint_id AND e.enabled)"
-        " AND NOT EXISTS (SELECT 1 FROM webhook_outbox p"
-        f"   WHERE p.endpoint_id = o.endpoint_id AND p.stream = o.stream AND p.{OPEN}"
-        "   AND (p.seq < o.seq OR (p.seq = o.seq AND p.id < o.id)))"
     )
 
 

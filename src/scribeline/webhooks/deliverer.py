@@ -28,6 +28,7 @@ from scribeline.log_context import detached
 from scribeline.sealed import SecretBox, SecretUnreadable
 from scribeline.storage import Storage
 from scribeline.storage.base_webhooks import Claim, Finish
+from scribeline.storage.webhook_sql import PURGE_BATCH
 from scribeline.webhooks import signing
 from scribeline.webhooks.policy import Policy
 from scribeline.webhooks.sender import Result, Sender
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two purges of old deliveries.
 PURGE_EVERY = 600.0
+#: Batches (``PURGE_BATCH`` rows each) one purge deletes at most.
+MAX_PURGE_BATCHES = 100
 #: Seconds ``close`` lets attempts in flight finish.
 CLOSE_GRACE = 2.0
 
@@ -89,14 +92,20 @@ class Deliverer:
         """Look at the outbox now (rows were written, or a replay queued)."""
         self._wake.set()
 
-    async def close(self) -> None:
-        """Stop claiming; let attempts in flight finish briefly, then cancel them
-        (their rows are sent again after their lease)."""
+    async def stop(self) -> None:
+        """Stop claiming (the node is stopping); attempts in flight go on until
+        :meth:`close`. Called first, so that a node shutting down takes no new
+        deliveries only to cancel them and hold their calls for a lease."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def close(self) -> None:
+        """Stop claiming; let attempts in flight finish briefly, then cancel them
+        (their rows are sent again after their lease)."""
+        await self.stop()
         if self._inflight:
             _, pending = await asyncio.wait(self._inflight, timeout=CLOSE_GRACE)
             for left in pending:
@@ -109,9 +118,10 @@ class Deliverer:
             self._wake.clear()
             free = self._concurrency - len(self._inflight)
             if free > 0:
-                claims = await self._claim(free)
+                claimed_at = now_ms()
+                claims = await self._claim(claimed_at, free)
                 for claim in claims:
-                    task = asyncio.get_running_loop().create_task(self._deliver(claim))
+                    task = asyncio.get_running_loop().create_task(self._deliver(claim, claimed_at))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
                 if len(claims) == free:
@@ -121,17 +131,24 @@ class Deliverer:
                 async with asyncio.timeout(self._poll):
                     await self._wake.wait()
 
-    async def _claim(self, free: int) -> list[Claim]:
+    async def _claim(self, now: int, free: int) -> list[Claim]:
         try:
             return await self._storage.claim_deliveries(
-                now_ms(), self._lease_ms, secrets.token_hex(8), free
+                now, self._lease_ms, secrets.token_hex(8), free
             )
         except Exception as exc:  # storage down: the next look tries again
             log.warning("webhooks: claiming deliveries failed: %s", type(exc).__name__)
             return []
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: Claim, claimed_at: int) -> None:
         at = now_ms()
+        if at + self._sender.longest * 1000 > claimed_at + self._lease_ms:
+            # The claim took so long to commit that the attempt could outlast its
+            # lease, and another node could send the event at the same time: leave
+            # it to whichever node claims it once the lease has run out.
+            log.warning("webhooks: a claim came too late to attempt within its lease")
+            self.wake()
+            return
         try:
             result = await self._attempt(claim)
             done = at + result.duration_ms
@@ -178,6 +195,10 @@ class Deliverer:
             return
         self._purged_at = now
         try:
-            await self._storage.purge_deliveries(now_ms() - self._keep_ms)
+            # Batch after batch (each a short write): a node that finishes more
+            # than a batch of deliveries between two purges must not fall behind.
+            for _ in range(MAX_PURGE_BATCHES):
+                if await self._storage.purge_deliveries(now_ms() - self._keep_ms) < PURGE_BATCH:
+                    break
         except Exception as exc:
             log.warning("webhooks: purging old deliveries failed: %s", type(exc).__name__)

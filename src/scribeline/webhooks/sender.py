@@ -45,6 +45,11 @@ class Sender:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def longest(self) -> float:
+        """Seconds one :meth:`post` may take at most."""
+        return self._timeout + 1
+
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(
@@ -68,7 +73,7 @@ class Sender:
         error: str | None = None
         try:
             check_url(url, self._allow)  # literal addresses: aiohttp does not resolve them
-            async with asyncio.timeout(self._timeout + 1):
+            async with asyncio.timeout(self.longest):
                 async with self._open().post(
                     url, data=body, headers=headers, allow_redirects=False
                 ) as response:
