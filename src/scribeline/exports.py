@@ -148,7 +148,8 @@ class Exporter:
             return (b"," if self._count > 1 else b"") + orjson.dumps(body)
         if self._format == "txt":
             text = " ".join(_lines(cue.text))
-            return f"[{timestamp(cue.start)[:8]}] {cue.speaker}: {text}\n".encode()
+            clock = timestamp(cue.start).rsplit(".", 1)[0]  # HH:MM:SS, hours past 99 whole
+            return f"[{clock}] {cue.speaker}: {text}\n".encode()
         lines = _lines(cue.text)
         if not lines:
             return b""
@@ -156,7 +157,8 @@ class Exporter:
         if self._format == "vtt":
             times = f"{timestamp(cue.start)} --> {timestamp(cue.end)}"
             text = _vtt_escape("\n".join(lines))
-            return f"{self._count}\n{times}\n<v {cue.speaker}>{text}\n\n".encode()
+            voice = _vtt_escape(" ".join(cue.speaker.split()))  # one line, no markup
+            return f"{self._count}\n{times}\n<v {voice}>{text}\n\n".encode()
         times = f"{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}"
         text = "\n".join(lines).replace("-->", "->")
         return f"{self._count}\n{times}\n{cue.speaker}: {text}\n\n".encode()

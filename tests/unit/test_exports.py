@@ -129,3 +129,18 @@ def test_an_empty_call_exports_empty_documents() -> None:
     assert list(srt.parse(_export("srt"))) == []
     assert orjson.loads(_export("json")) == {"call_sid": "CA1", "segments": []}
     assert _export("txt") == ""
+
+
+def test_text_clock_keeps_hours_past_99_whole() -> None:
+    """``[HHH:MM:SS]`` past 99 hours, not a clock cut to eight characters."""
+    line = _export("txt", [_final(1, "late", segment_start=3600 * 100 + 61.5)])
+    assert line == "[100:01:01] user: late\n"
+
+
+def test_a_voice_cannot_carry_markup_or_a_line_break() -> None:
+    """A speaker name is escaped and kept on one line, so a ``>`` or a blank line
+    in it can neither close the voice span early nor end the cue."""
+    vtt = _export("vtt", [_final(1, "hi", "a>b &\n\nc", segment_start=1.0, segment_end=2.0)])
+    assert "<v a&gt;b &amp; c>hi" in vtt
+    cues = list(webvtt.from_buffer(io.StringIO(vtt)))
+    assert [html.unescape(c.text) for c in cues] == ["hi"]

@@ -53,6 +53,8 @@ async def update_assistant(request: web.Request) -> web.Response:
     services, principal = await authorize_org(request, "write")
     assistant_id = path_id(request, "assistant_id", "Assistant")
     body = UpdateAssistant.model_validate(await read_json(request))
+    if "redaction" in body.model_fields_set:  # a privacy setting: checked before any change
+        principal.require("admin")
     assistant = await services.assistants.update(
         principal.org_id, assistant_id, body.transcription_enabled, body.speech_engine
     )

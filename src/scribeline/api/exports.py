@@ -54,12 +54,19 @@ async def export_transcript(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    await response.write(exporter.head())
-    while True:
-        await response.write(exporter.feed(page.events))
-        if page.next_after is None:
-            break
-        page = await services.calls.transcript(call, page.next_after, PAGE, PAGE_BYTES)
-    await response.write(exporter.finish())
+    try:
+        await response.write(exporter.head())
+        while True:
+            await response.write(exporter.feed(page.events))
+            if page.next_after is None:
+                break
+            page = await services.calls.transcript(call, page.next_after, PAGE, PAGE_BYTES)
+        await response.write(exporter.finish())
+    except Exception:
+        # The status line is sent: close the connection so the client sees a body cut
+        # short, never a complete-looking file or an error response inside the body.
+        if request.transport is not None:
+            request.transport.close()
+        raise
     await response.write_eof()
     return response

@@ -231,6 +231,7 @@ _ASSISTANTS = (
         "Switch transcription, choose the speech engine, override redaction", "assistants",
         {200: _json("The assistant", out.AssistantBody)}, (404,),
         (_id("assistant_id", "assistant"),), UpdateAssistant,
+        "Write scope; changing `redaction` needs admin (403 otherwise, nothing changed).",
     ),
 )  # fmt: skip
 
