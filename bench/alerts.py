@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.common import Result, base_parser, emit, print_params
+from bench.metrics import percentile
 from scribeline.alerts import sentiment
 from scribeline.alerts.rules import AlertRule, CompiledRule, Final, compile_rule, config_of, matches
 
@@ -84,8 +85,8 @@ def _measure(
     walls.sort()
     return {
         "cpu_us_per_final": round(cpu / len(finals) * 1e6, 1),
-        "p50_us": round(walls[len(walls) // 2] * 1e6, 1),
-        "p99_us": round(walls[int(len(walls) * 0.99)] * 1e6, 1),
+        "p50_us": round(percentile(walls, 50) * 1e6, 1),
+        "p99_us": round(percentile(walls, 99) * 1e6, 1),
     }
 
 

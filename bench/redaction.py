@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import Result, base_parser, emit, print_params
+from bench.metrics import percentile
 from scribeline.redaction import KINDS, redact
 
 __all__ = ["main", "run"]
@@ -45,8 +46,8 @@ def _measure(lines: list[str], kinds: frozenset[str], rounds: int) -> dict[str, 
     walls.sort()
     return {
         "cpu_us_per_segment": round(cpu / len(walls) * 1e6, 1),
-        "p50_us": round(walls[len(walls) // 2] * 1e6, 1),
-        "p99_us": round(walls[int(len(walls) * 0.99)] * 1e6, 1),
+        "p50_us": round(percentile(walls, 50) * 1e6, 1),
+        "p99_us": round(percentile(walls, 99) * 1e6, 1),
     }
 
 

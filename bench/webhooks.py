@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from bench.common import Api, Result, base_parser, emit, exit_status, print_params
+from bench.metrics import percentile
 from bench.server import Server, scribeline_bin
 
 __all__ = ["main", "run"]
@@ -37,13 +38,12 @@ def _admin_key(server: Server) -> str:
     return out.strip().splitlines()[-1].strip()
 
 
+_QUANTILES = (("p50_ms", 50.0), ("p99_ms", 99.0), ("max_ms", 100.0))
+
+
 def _quantiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return {
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
+    return {name: round(percentile(ordered, q) * 1000, 2) for name, q in _QUANTILES}
 
 
 async def _measure(server: Server, events: int, calls: int, interval: float) -> Result:

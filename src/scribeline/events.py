@@ -22,6 +22,7 @@ __all__ = [
     "NewEvent",
     "Position",
     "StoredEvent",
+    "bot_stream",
     "call_stream",
     "format_ms",
     "now_ms",
@@ -84,6 +85,11 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
 def call_stream(call_id: int) -> str:
     """The stream key of a call (internal id, never the client-chosen SID)."""
     return f"call:{call_id}"
+
+
+def bot_stream(bot_id: int) -> str:
+    """The stream key of a meeting bot (internal id, never its public id)."""
+    return f"bot:{bot_id}"
 
 
 def now_ms() -> int:

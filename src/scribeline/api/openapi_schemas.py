@@ -246,8 +246,8 @@ class ContactPage(_Exact):
     next_cursor: str | None
 
 
-class BotBody(_Exact):
-    """A bot; the URLs are those the caller may see (null otherwise, and once it ended)."""
+class BotListItem(_Exact):
+    """A bot as lists show it: without its URLs."""
 
     id: str
     status: BotStatus
@@ -259,22 +259,14 @@ class BotBody(_Exact):
     ended_at: Timestamp | None
     stop_reason: str | None
     error: str | None
+
+
+class BotBody(BotListItem):
+    """A bot; the URLs are those the caller may see (null otherwise, and once it ended)."""
+
     websocket_url: str | None
     websocket_read_only_url: str | None
     producer_url: str | None
-
-
-class BotListItem(_Exact):
-    id: str
-    status: BotStatus
-    meeting_url: str
-    bot_name: str
-    transcription_model: str
-    created_at: Timestamp
-    started_at: Timestamp | None
-    ended_at: Timestamp | None
-    stop_reason: str | None
-    error: str | None
 
 
 class BotList(_Exact):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scribeline.events import call_stream
+from scribeline.events import bot_stream, call_stream
 from scribeline.storage.base_retention import SWEEP_LOCK, Budget, Deleted, Sweep, cutoff
 from scribeline.storage.postgres_db import PostgresDatabase
 from scribeline.storage.rules import CALL_TABLES
@@ -74,7 +74,7 @@ async def _sweep(conn: Conn, now: int, budget: Budget) -> Sweep:
         if not budget.exhausted:
             sql = _EXPIRED.format(table="bots", kind="bot")
             bots = budget.take(_pairs(await conn.fetch(sql, org_id, before, budget.calls + 1)))
-            events += await _delete_streams(conn, CALL_TABLES, [f"bot:{b}" for b in bots])
+            events += await _delete_streams(conn, CALL_TABLES, [bot_stream(b) for b in bots])
             await conn.execute("DELETE FROM bots WHERE id = ANY($1::int8[])", bots)
         if calls or bots:
             deleted.append(Deleted(org_id, len(calls), events, len(bots)))

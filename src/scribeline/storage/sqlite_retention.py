@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from scribeline.events import call_stream
+from scribeline.events import bot_stream, call_stream
 from scribeline.storage.base_retention import Budget, Deleted, Sweep, cutoff
 from scribeline.storage.rules import CALL_TABLES
 from scribeline.storage.sqlite_db import SqliteDatabase
@@ -50,7 +50,7 @@ def _sweep(conn: sqlite3.Connection, now: int, budget: Budget) -> Sweep:
         if not budget.exhausted:
             sql = _EXPIRED.format(table="bots", kind="bot")
             bots = budget.take(conn.execute(sql, (org_id, before, budget.calls + 1)))
-            events += _delete_streams(conn, CALL_TABLES, [f"bot:{b}" for b in bots])
+            events += _delete_streams(conn, CALL_TABLES, [bot_stream(b) for b in bots])
             conn.executemany("DELETE FROM bots WHERE id = ?", [(b,) for b in bots])
         if calls or bots:
             deleted.append(Deleted(org_id, len(calls), events, len(bots)))
