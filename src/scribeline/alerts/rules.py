@@ -17,6 +17,7 @@ Each rule may be limited to one speaker. Only final transcripts are checked.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import time
@@ -67,8 +68,8 @@ DEFAULT_THRESHOLD = -0.5
 MATCHED_CHARS = 200
 #: Memory RE2 may use for one compiled pattern (a larger program is refused).
 RE2_MAX_MEM = 4 << 20
-#: A regular expression is tried on :data:`_PROBES` (16 KiB in all, the largest
-#: final) when its rule is made: one that takes longer than this (CPU seconds)
+#: A regular expression is tried on :func:`_probe_texts` (16 KiB in all, the
+#: largest final) when its rule is made: one that takes longer than this (CPU seconds)
 #: over them is refused. RE2 is linear in the text, but a pattern whose automaton
 #: outgrows ``RE2_MAX_MEM`` falls back to a slower engine: ``(.{0,50}a){5}x``
 #: took 113 ms on the probes and ``.{0,1000}x`` 273 ms, where ordinary patterns
@@ -240,15 +241,13 @@ def _re2(pattern: str, case_sensitive: bool, never_capture: bool = False) -> Any
         ) from None
 
 
+@functools.cache
 def _probe_texts() -> tuple[str, ...]:
     """4 KiB texts of a few small alphabets (fixed seed): the inputs on which a
     slow pattern shows itself (letters, digits, spaces; few distinct ones)."""
     rng = random.Random(15)
     alphabets = ("ab y", "abcdefghij ", "a1 b2", "the quick brown fox 0123456789")
     return tuple("".join(rng.choice(a) for _ in range(4096)) for a in alphabets)
-
-
-_PROBES = _probe_texts()
 
 
 def check_cost(compiled: CompiledRule) -> None:
@@ -258,7 +257,7 @@ def check_cost(compiled: CompiledRule) -> None:
     if search is None or compiled.kind != RuleKind.REGEX:
         return
     start = time.thread_time()
-    for text in _PROBES:
+    for text in _probe_texts():
         search(text)
         if time.thread_time() - start > PROBE_BUDGET:
             raise InvalidRequest(
